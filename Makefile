@@ -1,0 +1,117 @@
+# relayshim - build, install, test.
+#
+#   make                   build sendmail/sendmail and shim/librelayshim.so
+#   make install PREFIX=/usr DESTDIR=/tmp/root
+#   make check [SAN=1]     unit tests (Check) + integration tests (pytest)
+#   make demo              local Postfix relay, one message via sendmail and via the shim
+#   make bench             relayshim against its peers (see bench/README.md)
+#   make fuzz              libFuzzer targets (clang)
+
+PREFIX   ?= /usr
+DESTDIR  ?=
+SYSCONFDIR ?= /etc
+CC       ?= cc
+PKG_CONFIG ?= pkg-config
+
+CSTD     = -std=c11 -D_GNU_SOURCE
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+HARDEN   = -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+OPT      ?= -O2 -g
+LDHARDEN = -pie -Wl,-z,relro -Wl,-z,now
+
+ifeq ($(SAN),1)
+OPT      = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+HARDEN   = -fPIE
+LDHARDEN = -pie -fsanitize=address,undefined
+BUILD    = build-san
+else
+BUILD    = build
+endif
+
+DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags openssl libsasl2 2>/dev/null) -I/usr/include/iniparser
+DEP_LIBS   := $(shell $(PKG_CONFIG) --libs openssl libsasl2 2>/dev/null) -liniparser
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+CFLAGS_ALL = $(CSTD) $(WARN) $(HARDEN) $(OPT) $(DEP_CFLAGS) $(CFLAGS)
+
+LIB_SRC  = $(filter-out sendmail/main.c,$(wildcard sendmail/*.c))
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ = $(BUILD)/sendmail/main.o
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(UNIT_SRC:%.c=$(BUILD)/%)
+TOOL_SRC = $(wildcard tests/tools/*.c)
+TOOL_BIN = $(TOOL_SRC:%.c=$(BUILD)/%)
+
+SENDMAIL = $(BUILD)/sendmail/sendmail
+SHIM     = $(BUILD)/shim/librelayshim.so
+
+.PHONY: all install check unit integration demo bench fuzz clean deps format
+all: $(SENDMAIL) $(SHIM)
+
+$(BUILD)/%.o: %.c $(wildcard sendmail/*.h) $(wildcard shim/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isendmail -c -o $@ $<
+
+$(BUILD)/libsendmail.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SENDMAIL): $(MAIN_OBJ) $(BUILD)/libsendmail.a
+	$(CC) $(LDHARDEN) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+# The shim links libc only: no OpenSSL, no SASL, nothing that could clash
+# with what the application itself loads.
+SHIM_CFLAGS = $(CSTD) $(WARN) $(OPT) -fPIC -fvisibility=hidden $(CFLAGS)
+ifeq ($(SAN),1)
+SHIM_CFLAGS += -fsanitize=address,undefined
+endif
+$(SHIM): $(wildcard shim/*.c) $(wildcard shim/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(SHIM_CFLAGS) -shared -Wl,-z,relro -Wl,-z,now -Wl,-soname,librelayshim.so \
+		-o $@ $(filter %.c,$^) -ldl
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libsendmail.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -Isendmail -o $@ $< $(BUILD)/libsendmail.a $(DEP_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/tests/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT) $(CFLAGS) -o $@ $< -lpthread
+
+deps:
+	@sh tools/install-deps.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(PREFIX)/lib/relayshim $(DESTDIR)$(SYSCONFDIR) \
+		$(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(SENDMAIL) $(DESTDIR)$(PREFIX)/sbin/sendmail
+	ln -sf ../sbin/sendmail $(DESTDIR)$(PREFIX)/lib/sendmail
+	ln -sf ../sbin/sendmail $(DESTDIR)$(PREFIX)/bin/mailq
+	install -m 644 $(SHIM) $(DESTDIR)$(PREFIX)/lib/relayshim/librelayshim.so
+	install -m 600 conf/relayshim.conf $(DESTDIR)$(SYSCONFDIR)/relayshim.conf
+	install -m 644 man/relayshim.8 $(DESTDIR)$(PREFIX)/share/man/man8/relayshim.8
+	install -m 644 man/relayshim.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/relayshim.conf.5
+
+unit: $(UNIT_BIN)
+	@sh tests/run-unit.sh $(UNIT_BIN)
+
+integration: all $(TOOL_BIN)
+	@BUILD=$(BUILD) sh tests/run-integration.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(TOOL_BIN)
+	@BUILD=$(BUILD) sh tests/run-all.sh $(UNIT_BIN)
+
+demo: deps all
+	@BUILD=$(BUILD) sh tools/demo.sh
+
+bench: deps all
+	@BUILD=$(BUILD) sh bench/run.sh
+
+format:
+	clang-format -i sendmail/*.[ch] shim/*.[ch] tests/unit/*.c tests/tools/*.c
+
+clean:
+	rm -rf build build-san build-fuzz

@@ -1,0 +1,173 @@
+/*++
+ * NAME
+ *	util 3
+ * SUMMARY
+ *	allocation, panics, string lists, and the error record
+ * DESCRIPTION
+ *	See util.h.
+ *--*/
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "util.h"
+
+/* util_oom - out of memory: one line, exit 71 */
+
+void util_oom(void)
+{
+	static const char msg[] = "sendmail: out of memory\n";
+
+	(void)!write(2, msg, sizeof(msg) - 1);
+	_exit(EX_OSERR);
+}
+
+/* util_panic - programmer error: report and abort */
+
+void util_panic(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sendmail: panic: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+/* util_malloc - malloc that never fails */
+
+void *util_malloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == 0)
+		util_oom();
+	return p;
+}
+
+/* util_calloc - calloc that never fails */
+
+void *util_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (p == 0)
+		util_oom();
+	return p;
+}
+
+/* util_realloc - realloc that never fails */
+
+void *util_realloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (p == 0)
+		util_oom();
+	return p;
+}
+
+/* util_strdup - strdup that never fails */
+
+char *util_strdup(const char *s)
+{
+	return util_strndup(s, strlen(s));
+}
+
+/* util_strndup - copy at most n bytes, NUL-terminated */
+
+char *util_strndup(const char *s, size_t n)
+{
+	char *p;
+
+	n = strnlen(s, n);
+	p = util_malloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = 0;
+	return p;
+}
+
+/* strlist_add_nodup - append s, taking ownership */
+
+void strlist_add_nodup(struct strlist *l, char *s)
+{
+	if (l->n + 1 >= l->cap) {
+		if (l->cap > ((size_t)-1) / 2 / sizeof(char *))
+			util_oom();
+		l->cap = l->cap ? l->cap * 2 : 8;
+		l->v = util_realloc(l->v, l->cap * sizeof(char *));
+	}
+	l->v[l->n++] = s;
+	l->v[l->n] = 0;
+}
+
+/* strlist_add - append a copy of s */
+
+void strlist_add(struct strlist *l, const char *s)
+{
+	strlist_add_nodup(l, util_strdup(s));
+}
+
+/* strlist_contains_ci - case-insensitive membership */
+
+int strlist_contains_ci(const struct strlist *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcasecmp(l->v[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+/* strlist_free - release all strings and the vector */
+
+void strlist_free(struct strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = 0;
+	l->n = l->cap = 0;
+}
+
+/* error_set - record a failure; returns status */
+
+int error_set(struct error *err, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->status = status;
+	va_start(ap, fmt);
+	vsnprintf(err->text, sizeof(err->text), fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+/* error_clear - no error */
+
+void error_clear(struct error *err)
+{
+	err->status = 0;
+	err->temporary = 0;
+	err->text[0] = 0;
+}
+
+/* util_sanitize - append untrusted text with control bytes escaped */
+
+void util_sanitize(struct buf *out, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c == 0x7f)
+			buf_printf(out, "\\x%02x", c);
+		else
+			buf_putc(out, c);
+	}
+}

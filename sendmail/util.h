@@ -1,0 +1,89 @@
+#ifndef RELAYSHIM_UTIL_H
+#define RELAYSHIM_UTIL_H
+
+/*++
+ * NAME
+ *	util 3h
+ * SUMMARY
+ *	allocation, panics, string lists, and the error record
+ * SYNOPSIS
+ *	#include "util.h"
+ *
+ *	void	*util_malloc(size_t n);
+ *	void	*util_calloc(size_t n, size_t size);
+ *	void	*util_realloc(void *p, size_t n);
+ *	char	*util_strdup(const char *s);
+ *	char	*util_strndup(const char *s, size_t n);
+ *	void	util_oom(void);
+ *	void	util_panic(const char *fmt, ...);
+ *
+ *	struct strlist { char **v; size_t n; size_t cap; };
+ *	void	strlist_add(struct strlist *l, const char *s);
+ *	void	strlist_add_nodup(struct strlist *l, char *s);
+ *	int	strlist_contains_ci(const struct strlist *l, const char *s);
+ *	void	strlist_free(struct strlist *l);
+ *
+ *	struct error { int status; int temporary; char text[1024]; };
+ *	int	error_set(struct error *err, int status, const char *fmt, ...);
+ *	void	error_clear(struct error *err);
+ *	void	util_sanitize(struct buf *out, const char *s, size_t n);
+ * DESCRIPTION
+ *	util_malloc() and friends never return NULL: out of memory calls
+ *	util_oom(), which prints one line and exits 71 (EX_OSERR).
+ *	util_panic() is for programmer errors (impossible states): it prints
+ *	"relayshim: panic: ..." and aborts.
+ *
+ *	A struct strlist is a growable array of owned C strings; v[n] is
+ *	always NULL so v can be passed where a NULL-terminated vector is
+ *	expected. strlist_add() copies s; strlist_add_nodup() takes ownership.
+ *
+ *	struct error carries a failure from deep inside a module up to main()
+ *	or the -bs loop, which alone decide what to print and which exit
+ *	status follows. status is a sysexits.h code (0 = no error);
+ *	temporary is non-zero when a later retry may succeed (the queue uses
+ *	it). text is one line, without a trailing newline, that says what
+ *	happened and what to do. error_set() returns status, so a function
+ *	can `return error_set(err, EX_USAGE, "...")`.
+ *
+ *	util_sanitize() appends n bytes of untrusted text (a server reply,
+ *	a user argument) to out with every control byte shown as \xNN, so it
+ *	can never break a log line or smuggle a terminal escape.
+ *--*/
+
+#include <stddef.h>
+
+struct buf;
+
+void *util_malloc(size_t n);
+void *util_calloc(size_t n, size_t size);
+void *util_realloc(void *p, size_t n);
+char *util_strdup(const char *s);
+char *util_strndup(const char *s, size_t n);
+void util_oom(void) __attribute__((noreturn));
+void util_panic(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
+struct strlist {
+	char **v;
+	size_t n;
+	size_t cap;
+};
+
+#define STRLIST_INIT {0}
+
+void strlist_add(struct strlist *l, const char *s);
+void strlist_add_nodup(struct strlist *l, char *s);
+int strlist_contains_ci(const struct strlist *l, const char *s);
+void strlist_free(struct strlist *l);
+
+struct error {
+	int status;
+	int temporary;
+	char text[1024];
+};
+
+int error_set(struct error *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void error_clear(struct error *err);
+void util_sanitize(struct buf *out, const char *s, size_t n);
+
+#endif
