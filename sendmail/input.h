@@ -1,0 +1,72 @@
+#ifndef RELAYSHIM_INPUT_H
+#define RELAYSHIM_INPUT_H
+
+/*++
+ * NAME
+ *	input 3h
+ * SUMMARY
+ *	read a message from a caller, the way every real caller gives it
+ * SYNOPSIS
+ *	#include "input.h"
+ *
+ *	int	input_read(int fd, int ignore_dots, struct message *msg, struct error *err);
+ *
+ *	void	msgbuild_init(struct msgbuild *mb, struct message *msg);
+ *	int	msgbuild_line(struct msgbuild *mb, const char *line, size_t len,
+ *			struct error *err);
+ *	int	msgbuild_finish(struct msgbuild *mb, struct error *err);
+ *	void	msgbuild_abort(struct msgbuild *mb);
+ * DESCRIPTION
+ *	input_read() reads fd with read(2) to end of file (a pipe, a regular
+ *	file or a socket: never lseek) and fills msg (message.h). Line
+ *	endings may be LF, CRLF or mixed; each line loses one LF and one CR
+ *	just before it, lone CRs inside a line stay. A last line without a
+ *	newline is kept. Without ignore_dots (-i/-oi) a line that is exactly
+ *	"." ends the input and a line starting ".." loses one dot (sendmail 8
+ *	semantics, which Symfony relies on). A leading mbox "From " line is
+ *	dropped.
+ *
+ *	The message builder is the line-oriented core shared with the -bs
+ *	server's DATA reader: feed it lines without their line ending (dots
+ *	already unstuffed), then msgbuild_finish(). It splits the header
+ *	section from the body: header fields and their continuation lines
+ *	form the header; the first empty line is the separator (consumed);
+ *	a first line that is neither a field nor a continuation starts the
+ *	body (a message without headers, as curl sends). Bodies beyond
+ *	INPUT_SPILL_BYTES are moved to an unlinked temporary file in $TMPDIR
+ *	(or /tmp), so memory stays bounded whatever the message size.
+ *	msgbuild_abort() releases a half-built message (the caller's msg is
+ *	then reset).
+ *
+ *	The header section is bounded by INPUT_MAX_HEADER_BYTES: past it, the
+ *	remaining lines go to the body, as Postfix does past
+ *	header_size_limit.
+ * DIAGNOSTICS
+ *	EX_IOERR when reading fd or writing the spill file fails
+ *	("cannot read the message: ...", "cannot write temporary file ...").
+ *--*/
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "message.h"
+#include "util.h"
+
+#define INPUT_SPILL_BYTES (256 * 1024)
+#define INPUT_MAX_HEADER_BYTES (1024 * 1024)
+
+struct msgbuild {
+	struct message *msg;
+	struct buf wbuf;	/* pending body bytes once spilled */
+	int state;		/* 0 first line, 1 header, 2 body */
+	int spilled;
+};
+
+int input_read(int fd, int ignore_dots, struct message *msg, struct error *err);
+void msgbuild_init(struct msgbuild *mb, struct message *msg);
+int msgbuild_line(struct msgbuild *mb, const char *line, size_t len, struct error *err);
+int msgbuild_finish(struct msgbuild *mb, struct error *err);
+void msgbuild_abort(struct msgbuild *mb);
+int input_is_header_field(const char *line, size_t len);
+
+#endif
