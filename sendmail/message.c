@@ -53,7 +53,7 @@ ssize_t body_read(const struct body *body, unsigned long long off, char *dst, si
 		return (ssize_t)n;
 	}
 	for (;;) {
-		ssize_t r = pread(body->fd, dst, n, (off_t)off);
+		ssize_t r = pread(body->fd, dst, n, (off_t)(body->fd_offset + off));
 
 		if (r < 0 && errno == EINTR)
 			continue;

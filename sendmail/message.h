@@ -34,8 +34,9 @@
  *	body: everything after the separator. Small bodies live in body.mem;
  *	a large one is spilled to an unlinked temporary file body.fd
  *	(body.mem then empty), so a 25 MB message never sits in memory.
- *	body_read() reads n bytes at offset off from either (pread on the fd,
- *	so several readers may share it); returns bytes read, 0 at the end,
+ *	The queue hands a spool file over as body.fd with fd_offset past its
+ *	header section. body_read() reads n bytes at offset off from either
+ *	(pread on the fd, so several readers may share it); returns bytes read, 0 at the end,
  *	-1 with errno on error.
  *
  *	message_size() is the size on the wire without dot-stuffing:
@@ -56,7 +57,8 @@
 
 struct body {
 	struct buf mem;
-	int fd;				/* -1, or unlinked temp file with all body bytes */
+	int fd;				/* -1, or a file holding the body bytes ... */
+	unsigned long long fd_offset;	/* ... starting at this offset (spool files) */
 	unsigned long long len;		/* total body bytes */
 };
 
