@@ -183,7 +183,7 @@ START_TEST(eight_bit_and_nul_are_noted)
 	ck_assert_int_eq(feed(m, sizeof(m) - 1, 1), 0);
 	ck_assert(msg.has_8bit);
 	ck_assert(msg.has_nul);
-	ck_assert_uint_eq(msg.body.len, 12);
+	ck_assert_uint_eq(msg.body.len, 11);
 }
 END_TEST
 
