@@ -1,0 +1,407 @@
+/*++
+ * NAME
+ *	tls 3
+ * SUMMARY
+ *	OpenSSL client side: handshake, verification, I/O with deadlines
+ * DESCRIPTION
+ *	See tls.h. The socket stays non-blocking; every SSL call that wants
+ *	to read or write is retried after poll() until the deadline.
+ *--*/
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "net.h"
+#include "tls.h"
+
+struct tls_conn {
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int fd;
+	int verified;
+	int fingerprint_checked;
+};
+
+/* tls_verify_wanted - does the configuration ask for certificate verification */
+
+int tls_verify_wanted(const struct config *cfg)
+{
+	if (cfg->tls_verify >= 0)
+		return cfg->tls_verify;
+	return cfg->tls == TLS_STARTTLS || cfg->tls == TLS_IMPLICIT;
+}
+
+/* openssl_reason - the most useful text of OpenSSL's error queue */
+
+static const char *openssl_reason(unsigned long e)
+{
+	const char *r = e ? ERR_reason_error_string(e) : 0;
+
+	return r ? r : "unknown error";
+}
+
+/* is_ip_literal - host is an IPv4 or IPv6 address */
+
+static int is_ip_literal(const char *host)
+{
+	unsigned char a[16];
+
+	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* accept_any - verify callback for the fingerprint pin: the pin decides */
+
+static int accept_any(int ok, X509_STORE_CTX *x)
+{
+	(void)ok;
+	(void)x;
+	return 1;
+}
+
+/* setup_ctx - the SSL_CTX for one connection */
+
+static int setup_ctx(struct tls_conn *t, const struct config *cfg, int verify, struct error *err)
+{
+	t->ctx = SSL_CTX_new(TLS_client_method());
+	if (t->ctx == 0) {
+		err->temporary = 1;
+		return error_set(err, EX_TEMPFAIL, "cannot initialise TLS: %s",
+				 openssl_reason(ERR_get_error()));
+	}
+	SSL_CTX_set_min_proto_version(t->ctx, cfg->tls_min_version == 13 ? TLS1_3_VERSION
+									 : TLS1_2_VERSION);
+	/* Our writes go through a retry loop with the same buffer. */
+	SSL_CTX_set_mode(t->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (cfg->tls_cert_file || cfg->tls_key_file) {
+		const char *cert = cfg->tls_cert_file ? cfg->tls_cert_file : cfg->tls_key_file;
+		const char *key = cfg->tls_key_file ? cfg->tls_key_file : cfg->tls_cert_file;
+
+		if (SSL_CTX_use_certificate_chain_file(t->ctx, cert) != 1)
+			return error_set(err, EX_CONFIG, "cannot load tls_cert_file %s: %s", cert,
+					 openssl_reason(ERR_get_error()));
+		if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1)
+			return error_set(err, EX_CONFIG, "cannot load tls_key_file %s: %s", key,
+					 openssl_reason(ERR_get_error()));
+		if (SSL_CTX_check_private_key(t->ctx) != 1)
+			return error_set(err, EX_CONFIG,
+					 "tls_key_file %s does not match tls_cert_file %s", key,
+					 cert);
+	}
+	if (cfg->has_tls_fingerprint) {
+		/* The pin replaces chain verification; checked after the handshake. */
+		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, accept_any);
+		return 0;
+	}
+	if (!verify) {
+		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_NONE, 0);
+		return 0;
+	}
+	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, 0);
+	if (cfg->tls_ca_file) {
+		if (SSL_CTX_load_verify_locations(t->ctx, cfg->tls_ca_file, 0) != 1)
+			return error_set(err, EX_CONFIG, "cannot load tls_ca_file %s: %s",
+					 cfg->tls_ca_file, openssl_reason(ERR_get_error()));
+	} else if (SSL_CTX_set_default_verify_dir(t->ctx) != 1) {
+		/*
+		 * The hashed directory (/etc/ssl/certs, or SSL_CERT_DIR): OpenSSL
+		 * looks up the one issuer it needs by subject hash, instead of
+		 * parsing the whole bundle up front as set_default_verify_paths()
+		 * would (~50 ms per process).
+		 */
+		return error_set(err, EX_CONFIG, "cannot use the system CA directory: %s",
+				 openssl_reason(ERR_get_error()));
+	}
+	return 0;
+}
+
+/* verify_text - why the certificate was not accepted, in words */
+
+static void verify_text(struct buf *out, long v, const char *host)
+{
+	switch (v) {
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		buf_puts(out, "certificate has expired");
+		break;
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		buf_puts(out, "certificate is not yet valid");
+		break;
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		buf_printf(out, "host name mismatch: certificate is not valid for %s", host);
+		break;
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+		buf_puts(out, "self-signed certificate (not in tls_ca_file or the system store)");
+		break;
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+		buf_puts(out, "unknown CA (the issuer is not in tls_ca_file or the system store)");
+		break;
+	default:
+		buf_puts(out, X509_verify_cert_error_string(v));
+		break;
+	}
+}
+
+/* hex_fingerprint - "AB:CD:..." */
+
+static void hex_fingerprint(struct buf *out, const unsigned char *md, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		buf_printf(out, "%s%02X", i ? ":" : "", md[i]);
+}
+
+/* check_fingerprint - compare the server certificate with the pin */
+
+static int check_fingerprint(struct tls_conn *t, const struct config *cfg, struct error *err)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned n = 0;
+	X509 *cert = SSL_get1_peer_certificate(t->ssl);
+	struct buf b = BUF_INIT;
+
+	err->temporary = 1;
+	if (cert == 0)
+		return error_set(err, EX_TEMPFAIL,
+				 "TLS certificate of the relay not accepted: no certificate presented");
+	if (X509_digest(cert, EVP_sha256(), md, &n) != 1 || n != 32) {
+		X509_free(cert);
+		return error_set(err, EX_TEMPFAIL, "TLS: cannot compute the certificate fingerprint");
+	}
+	X509_free(cert);
+	if (memcmp(md, cfg->tls_fingerprint, 32) == 0) {
+		err->temporary = 0;
+		t->verified = 1;
+		t->fingerprint_checked = 1;
+		return 0;
+	}
+	hex_fingerprint(&b, md, n);
+	error_set(err, EX_TEMPFAIL,
+		  "TLS certificate of the relay not accepted: fingerprint mismatch "
+		  "(relay presented SHA-256 %s, tls_fingerprint differs)",
+		  buf_cstr(&b));
+	buf_free(&b);
+	return EX_TEMPFAIL;
+}
+
+/* ssl_wait - poll for what SSL wants; 0 ok, else err filled */
+
+static int ssl_wait(struct tls_conn *t, int sslerr, long long deadline, struct error *err)
+{
+	int r = net_wait(t->fd, sslerr == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
+
+	err->temporary = 1;
+	if (r == 0)
+		return error_set(err, EX_TEMPFAIL, "timed out");
+	if (r < 0)
+		return error_set(err, EX_TEMPFAIL, "poll: %s", strerror(errno));
+	err->temporary = 0;
+	return 0;
+}
+
+/* handshake_failed - the error text for a failed SSL_connect */
+
+static int handshake_failed(struct tls_conn *t, int sslerr, const char *host, struct error *err)
+{
+	long v = SSL_get_verify_result(t->ssl);
+	unsigned long e = ERR_peek_last_error();
+	struct buf b = BUF_INIT;
+
+	err->temporary = 1;
+	if (v != X509_V_OK && !t->fingerprint_checked
+	    && ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+		verify_text(&b, v, host);
+		error_set(err, EX_TEMPFAIL, "TLS certificate of the relay not accepted: %s",
+			  buf_cstr(&b));
+		buf_free(&b);
+	} else if (sslerr == SSL_ERROR_SYSCALL && e == 0) {
+		error_set(err, EX_TEMPFAIL, "TLS handshake with the relay failed: %s",
+			  errno ? strerror(errno) : "connection closed by the relay");
+	} else {
+		error_set(err, EX_TEMPFAIL, "TLS handshake with the relay failed: %s",
+			  openssl_reason(e));
+	}
+	ERR_clear_error();
+	return EX_TEMPFAIL;
+}
+
+/* tls_start - client handshake on a connected socket */
+
+int tls_start(struct tls_conn **out, int fd, const struct config *cfg, const char *host,
+	      long long deadline, struct error *err)
+{
+	struct tls_conn *t = util_calloc(1, sizeof(*t));
+	int verify = tls_verify_wanted(cfg);
+	int status;
+
+	*out = 0;
+	t->fd = fd;
+	ERR_clear_error();
+	if ((status = setup_ctx(t, cfg, verify, err)) != 0)
+		goto fail;
+	t->ssl = SSL_new(t->ctx);
+	if (t->ssl == 0 || SSL_set_fd(t->ssl, fd) != 1) {
+		err->temporary = 1;
+		status = error_set(err, EX_TEMPFAIL, "cannot initialise TLS: %s",
+				   openssl_reason(ERR_get_error()));
+		goto fail;
+	}
+	if (is_ip_literal(host)) {
+		if (verify && !cfg->has_tls_fingerprint)
+			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host);
+	} else {
+		SSL_set_tlsext_host_name(t->ssl, host);
+		if (verify && !cfg->has_tls_fingerprint)
+			SSL_set1_host(t->ssl, host);
+	}
+	for (;;) {
+		int r = SSL_connect(t->ssl);
+		int e;
+
+		if (r == 1)
+			break;
+		e = SSL_get_error(t->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			if ((status = ssl_wait(t, e, deadline, err)) != 0) {
+				error_set(err, EX_TEMPFAIL,
+					  "TLS handshake with the relay failed: timed out");
+				goto fail;
+			}
+			continue;
+		}
+		status = handshake_failed(t, e, host, err);
+		goto fail;
+	}
+	if (cfg->has_tls_fingerprint) {
+		if ((status = check_fingerprint(t, cfg, err)) != 0)
+			goto fail;
+	} else if (verify) {
+		/* SSL_VERIFY_PEER already failed the handshake otherwise. */
+		t->verified = SSL_get_verify_result(t->ssl) == X509_V_OK;
+	}
+	*out = t;
+	return 0;
+
+fail:
+	tls_close(t);
+	return status;
+}
+
+/* tls_read - read up to n bytes; 0 = closed by the peer */
+
+ssize_t tls_read(struct tls_conn *t, void *p, size_t n, long long deadline, struct error *err)
+{
+	for (;;) {
+		int r = SSL_read(t->ssl, p, n > 0x40000000 ? 0x40000000 : (int)n);
+		int e;
+
+		if (r > 0)
+			return r;
+		e = SSL_get_error(t->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			if (ssl_wait(t, e, deadline, err) != 0)
+				return -1;
+			continue;
+		}
+		if (e == SSL_ERROR_ZERO_RETURN)
+			return 0;
+		if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)
+			return 0;
+		if (e == SSL_ERROR_SSL
+		    && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			ERR_clear_error();
+			return 0;
+		}
+		err->temporary = 1;
+		error_set(err, EX_TEMPFAIL, "TLS read error: %s",
+			  e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0
+			      ? strerror(errno)
+			      : openssl_reason(ERR_peek_error()));
+		ERR_clear_error();
+		return -1;
+	}
+}
+
+/* tls_write - write all n bytes */
+
+int tls_write(struct tls_conn *t, const void *p, size_t n, long long deadline, struct error *err)
+{
+	const char *cp = p;
+
+	while (n > 0) {
+		int chunk = n > 0x40000000 ? 0x40000000 : (int)n;
+		int r = SSL_write(t->ssl, cp, chunk);
+		int e;
+
+		if (r > 0) {
+			cp += r;
+			n -= (size_t)r;
+			continue;
+		}
+		e = SSL_get_error(t->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			if (ssl_wait(t, e, deadline, err) != 0)
+				return err->status;
+			continue;
+		}
+		err->temporary = 1;
+		error_set(err, EX_TEMPFAIL, "TLS write error: %s",
+			  e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0
+			      ? (errno == EPIPE || errno == 0 ? "connection closed by the relay"
+							      : strerror(errno))
+			      : openssl_reason(ERR_peek_error()));
+		ERR_clear_error();
+		return EX_TEMPFAIL;
+	}
+	return 0;
+}
+
+/* tls_verified - was the relay's identity verified */
+
+int tls_verified(const struct tls_conn *t)
+{
+	return t && t->verified;
+}
+
+/* tls_describe - protocol, cipher and verification state, for -v and --relay-check */
+
+void tls_describe(const struct tls_conn *t, struct buf *out)
+{
+	buf_printf(out, "%s %s, ", SSL_get_version(t->ssl),
+		   SSL_CIPHER_get_name(SSL_get_current_cipher(t->ssl)));
+	if (t->fingerprint_checked)
+		buf_puts(out, "certificate matches tls_fingerprint");
+	else if (t->verified)
+		buf_puts(out, "certificate verified");
+	else
+		buf_puts(out, "certificate not verified");
+}
+
+/* tls_close - send close_notify (no wait) and free */
+
+void tls_close(struct tls_conn *t)
+{
+	if (t == 0)
+		return;
+	if (t->ssl) {
+		/* One non-blocking attempt; the relay's answer is not worth a wait. */
+		if (SSL_is_init_finished(t->ssl))
+			(void)SSL_shutdown(t->ssl);
+		SSL_free(t->ssl);
+	}
+	if (t->ctx)
+		SSL_CTX_free(t->ctx);
+	ERR_clear_error();
+	free(t);
+}
