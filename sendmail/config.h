@@ -16,6 +16,15 @@
  *	void	config_write(const struct config *cfg, struct buf *out, int redact,
  *			int with_sources);
  *	void	config_free(struct config *cfg);
+ *
+ *	int	config_set(struct config *cfg, const char *section, const char *key,
+ *			const char *value, struct error *err);
+ *	void	config_mark_cmdline(struct config *cfg, const char *section,
+ *			const char *key);
+ *	const char *config_path(const struct config *cfg);
+ *	size_t	config_key_count(void);
+ *	void	config_key_info(size_t i, const char **section, const char **key,
+ *			const char *const **env);
  * DESCRIPTION
  *	config_init() fills in the built-in defaults. config_load() reads
  *	the INI file at path (iniparser) and then overlays the environment
@@ -26,12 +35,32 @@
  *	by main() directly into the struct after config_load().
  *	config_finish() validates cross-key rules (relay set, value and
  *	*_file both set, ...) and derives defaults that depend on other keys
- *	(port 465 with tls = tls, tls_verify per level, domain).
+ *	(port 465 with tls = tls, tls_verify per level, domain). It derives
+ *	first and checks "no relay configured" last, so --config-check can
+ *	call it, print the listing with derived values, then report its error.
+ *	config_load() with path NULL uses RELAYSHIM_CONFIG from envp (then
+ *	explicit) or CONFIG_DEFAULT_PATH.
  *
  *	config_write() prints the configuration as a complete INI file
  *	(--write-config), or with redact and with_sources set, the
  *	--config-check listing (secrets shown as "(set)", every key with the
  *	source it came from: default, file, environment, command line).
+ *	--write-config writes password_file rather than the secret when the
+ *	password came from a file, and leaves derived values (domain,
+ *	tls_verify) empty so that the snapshot derives them again.
+ *
+ *	config_set() parses value for [section] key as the file would and
+ *	records the source "command line"; config_mark_cmdline() only
+ *	records the source, for a field main() stored itself. config_path()
+ *	is the file that was read (NULL if none). config_key_count() and
+ *	config_key_info() expose the key table (section, key, up to three
+ *	environment names, NULL-terminated; key is NULL for the free-form
+ *	[aliases] and [senders] sections) to tests and --help.
+ *
+ *	Semantics in one place (see config.c and relayshim.conf(5)): an
+ *	empty value is the same as an unset key; the first environment name
+ *	of a key that is set wins; RELAYHOST, SMTP_SERVER, SMTP_PORT,
+ *	RELAYHOST_* and SMTP_USERNAME/SMTP_PASSWORD are never read.
  * DIAGNOSTICS
  *	config_load() and config_finish() return 0 or EX_CONFIG (78) with one
  *	line in err naming the key and the source, e.g.
@@ -41,6 +70,8 @@
 #include "util.h"
 
 struct buf;
+
+#define CONFIG_DEFAULT_PATH "/etc/relayshim.conf"
 
 enum tls_level { TLS_NONE, TLS_MAY, TLS_STARTTLS, TLS_IMPLICIT };
 enum queue_mode { QUEUE_NEVER, QUEUE_FALLBACK, QUEUE_ALWAYS };
@@ -131,5 +162,11 @@ int config_load(struct config *cfg, const char *path, int path_explicit, char **
 int config_finish(struct config *cfg, struct error *err);
 void config_write(const struct config *cfg, struct buf *out, int redact, int with_sources);
 void config_free(struct config *cfg);
+int config_set(struct config *cfg, const char *section, const char *key, const char *value,
+	       struct error *err);
+void config_mark_cmdline(struct config *cfg, const char *section, const char *key);
+const char *config_path(const struct config *cfg);
+size_t config_key_count(void);
+void config_key_info(size_t i, const char **section, const char **key, const char *const **env);
 
 #endif

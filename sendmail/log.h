@@ -10,19 +10,76 @@
  *	#include "log.h"
  *
  *	void	log_setup(const struct config *cfg);
+ *	void	log_close(void);
  *	void	log_msg(enum log_level level, const char *fmt, ...);
  *	void	log_delivery(const struct log_record *rec);
+ *	void	log_set_clock(void (*now)(struct timespec *ts));
+ *
+ *	struct anonymizer;
+ *	int	anonymizer_parse(const char *spec, struct anonymizer **out,
+ *			struct buf *why);
+ *	void	anonymizer_free(struct anonymizer *an);
+ *	void	anonymize_address(const struct anonymizer *an, struct buf *out,
+ *			const char *addr, size_t len);
+ *	void	anonymize_text(const struct anonymizer *an, struct buf *out,
+ *			const char *text, size_t len);
+ *	void	log_json_string(struct buf *out, const char *s, size_t len);
  * DESCRIPTION
- *	log_setup() opens the targets of [log] target (stderr, stdout,
- *	syslog, a file path such as /proc/1/fd/1, none). Before it is
- *	called, messages go to stderr.
+ *	log_setup() opens the targets of [log] target: "stderr", "stdout",
+ *	"syslog" (ident "relayshim", facility LOG_MAIL), an absolute file
+ *	path opened O_WRONLY|O_APPEND (/proc/1/fd/1 reaches docker logs),
+ *	or "none". A path that cannot be opened falls back to stderr with
+ *	one warning. It also sets the level, the format (plain or json) and
+ *	the anonymizer. Calling it again replaces the previous setup.
+ *	Before it is called, and after log_close(), lines go to stderr in
+ *	plain format at level info.
  *
  *	log_msg() writes one line at level (suppressed below [log] level).
- *	log_delivery() writes the one line per delivered, queued or failed
- *	message; addresses pass through [log] anonymize. Never a secret.
+ *	Control bytes are shown as \xNN so that no caller can split a line;
+ *	anything that looks like an e-mail address passes through the
+ *	anonymizer. log_delivery() writes the one line per delivered,
+ *	queued or failed message: from, every recipient, relay, status,
+ *	DSN code, delay, size and the relay's reply; addresses pass through
+ *	[log] anonymize. Nothing here ever sees a secret.
+ *
+ *	Plain lines look like Postfix's:
+ *	"relayshim[PID]: QUEUEID: from=<a@b>, to=<c@d>,<e@f>, relay=h:25,
+ *	delay=0.12, size=123, dsn=2.0.0, status=sent (250 2.0.0 Ok)";
+ *	lines written to a file target start with an RFC 3339 UTC time.
+ *	JSON lines are one object per line with the keys time (RFC 3339
+ *	UTC, milliseconds), level, message and, for deliveries, queue_id,
+ *	from, to (array), relay, status, dsn, delay, size (null when
+ *	unknown).
+ *
+ *	log_set_clock() replaces the clock used for time stamps (tests);
+ *	NULL restores clock_gettime(CLOCK_REALTIME).
+ *
+ *	anonymizer_parse() parses an [log] anonymize value with the
+ *	semantics of boky/postfix's ANONYMIZE_EMAILS: "smart" (also
+ *	"default", "true", "yes", "y", "1", "on"), "paranoid", "noop",
+ *	"hash" with URL-encoded options after "?" (salt required; prefix,
+ *	suffix, case_sensitive, short_sha, split), smart/paranoid with the
+ *	option mask_symbol. "", "0", "no", "false", "off" mean off: *out is
+ *	then NULL. Returns 0, or -1 with the reason (and the accepted
+ *	values) in why. config.c uses it to validate the key.
+ *
+ *	anonymize_address() appends one address (no angle brackets) to out,
+ *	masked; a value without "@" is appended unchanged, as are all
+ *	values when an is NULL. anonymize_text() appends text with every
+ *	address-like token masked (boky's matcher, message-id=<...> left
+ *	alone).
+ *
+ *	log_json_string() appends s as a JSON string literal: quotes,
+ *	backslash and control characters escaped, invalid UTF-8 bytes
+ *	replaced by \ufffd.
  *--*/
 
+#include <time.h>
+
 #include "config.h"
+
+struct buf;
+struct anonymizer;
 
 struct log_record {
 	enum log_level level;
@@ -38,7 +95,15 @@ struct log_record {
 };
 
 void log_setup(const struct config *cfg);
+void log_close(void);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_delivery(const struct log_record *rec);
+void log_set_clock(void (*now)(struct timespec *ts));
+
+int anonymizer_parse(const char *spec, struct anonymizer **out, struct buf *why);
+void anonymizer_free(struct anonymizer *an);
+void anonymize_address(const struct anonymizer *an, struct buf *out, const char *addr, size_t len);
+void anonymize_text(const struct anonymizer *an, struct buf *out, const char *text, size_t len);
+void log_json_string(struct buf *out, const char *s, size_t len);
 
 #endif
