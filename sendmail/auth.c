@@ -240,6 +240,19 @@ static const char *sasl_text(sasl_conn_t *conn, int r)
 	return d && *d ? d : sasl_errstring(r, 0, 0);
 }
 
+/*
+ * Callbacks listed without a procedure tell Cyrus SASL that we answer
+ * those prompts through SASL_INTERACT; without the list it finds "no
+ * worthy mechs" at all.
+ */
+static sasl_callback_t prompt_callbacks[] = {
+	{SASL_CB_USER, 0, 0},
+	{SASL_CB_AUTHNAME, 0, 0},
+	{SASL_CB_PASS, 0, 0},
+	{SASL_CB_GETREALM, 0, 0},
+	{SASL_CB_LIST_END, 0, 0},
+};
+
 /* start_sasl - Cyrus SASL client start over mechs */
 
 static int start_sasl(struct auth_session *a, const char *mechs, const char *host,
@@ -260,7 +273,7 @@ static int start_sasl(struct auth_session *a, const char *mechs, const char *hos
 					 sasl_errstring(r, 0, 0));
 		sasl_ready = 1;
 	}
-	r = sasl_client_new("smtp", host, 0, 0, 0, 0, &a->conn);
+	r = sasl_client_new("smtp", host, 0, 0, prompt_callbacks, 0, &a->conn);
 	if (r != SASL_OK)
 		return error_set(err, EX_UNAVAILABLE, "cannot start SASL: %s",
 				 sasl_errstring(r, 0, 0));

@@ -401,6 +401,17 @@ static int fail_net(struct smtp_session *s, struct error *err, const char *stage
 		    s->relay, text, stage);
 }
 
+/* fail_tls - a tls_start() failure: its text already names the TLS stage */
+
+static int fail_tls(struct smtp_session *s, struct error *err)
+{
+	char text[sizeof(err->text)];
+
+	snprintf(text, sizeof(text), "%s", err->text);
+	s->in_sync = 0;
+	return fail(err, err->status, err->temporary, "relay %s: %s", s->relay, text);
+}
+
 /* ---------------------------------------------------------------- */
 /* Dialogue                                                          */
 /* ---------------------------------------------------------------- */
@@ -622,8 +633,7 @@ static int starttls(struct smtp_session *s, struct error *err)
 	}
 	if ((status = tls_start(&s->conn.tls, s->conn.fd, cfg, s->host,
 				net_deadline(cfg->timeout_ms), err)) != 0) {
-		s->in_sync = 0;
-		status = fail_net(s, err, "after STARTTLS");
+		status = fail_tls(s, err);
 		goto done;
 	}
 	tls_describe(s->conn.tls, &b);
@@ -755,7 +765,7 @@ static int open_address(struct smtp_session *s, const struct addrinfo *ai, struc
 
 		if ((status = tls_start(&s->conn.tls, s->conn.fd, cfg, s->host,
 					net_deadline(cfg->timeout_ms), err)) != 0)
-			return fail_net(s, err, "(implicit TLS)");
+			return fail_tls(s, err);
 		tls_describe(s->conn.tls, &b);
 		report(s, "TLS: %s", b.data);
 		verbose_line(s, "-- TLS: ", b.data, b.len);

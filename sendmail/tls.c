@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -86,6 +87,12 @@ static int setup_ctx(struct tls_conn *t, const struct config *cfg, int verify, s
 		const char *cert = cfg->tls_cert_file ? cfg->tls_cert_file : cfg->tls_key_file;
 		const char *key = cfg->tls_key_file ? cfg->tls_key_file : cfg->tls_cert_file;
 
+		if (access(cert, R_OK) != 0)
+			return error_set(err, EX_CONFIG, "cannot read tls_cert_file %s: %s", cert,
+					 strerror(errno));
+		if (access(key, R_OK) != 0)
+			return error_set(err, EX_CONFIG, "cannot read tls_key_file %s: %s", key,
+					 strerror(errno));
 		if (SSL_CTX_use_certificate_chain_file(t->ctx, cert) != 1)
 			return error_set(err, EX_CONFIG, "cannot load tls_cert_file %s: %s", cert,
 					 openssl_reason(ERR_get_error()));
@@ -108,6 +115,9 @@ static int setup_ctx(struct tls_conn *t, const struct config *cfg, int verify, s
 	}
 	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, 0);
 	if (cfg->tls_ca_file) {
+		if (access(cfg->tls_ca_file, R_OK) != 0)
+			return error_set(err, EX_CONFIG, "cannot read tls_ca_file %s: %s",
+					 cfg->tls_ca_file, strerror(errno));
 		if (SSL_CTX_load_verify_locations(t->ctx, cfg->tls_ca_file, 0) != 1)
 			return error_set(err, EX_CONFIG, "cannot load tls_ca_file %s: %s",
 					 cfg->tls_ca_file, openssl_reason(ERR_get_error()));
