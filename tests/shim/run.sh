@@ -1,0 +1,102 @@
+#!/bin/sh
+# run.sh - the shim's C conformance cases, one process per case, under LD_PRELOAD.
+#
+#   sh tests/shim/run.sh [--no-shim] [--helgrind] [--tsan] [CASE...]
+#
+# Builds build/shim/librelayshim.so and build/tests/tools/fake_bs with make,
+# compiles tests/shim/conformance.c, and runs each case in a fresh process
+# with a fresh record directory for the fake helper. Prints one line per case
+# and "shim conformance: N passed, M failed"; exits non-zero if any failed.
+#
+#   --no-shim   run without LD_PRELOAD: the intercepting cases must then fail
+#               (shows that every case can fail); the exit status is inverted
+#               for them, and the summary counts cases that behaved as expected.
+#   --helgrind  run the threads case (8 x 10 sessions) under valgrind helgrind.
+#   --tsan      build the shim and the cases with ThreadSanitizer and run the
+#               threads case with them.
+#   SHIM_HELPER=path  use another helper instead of fake_bs (e.g. the real
+#               build/sendmail/sendmail); cases that read helper records are
+#               then skipped.
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-build}
+cd "$top"
+mode=normal
+case "${1:-}" in
+--no-shim) mode=noshim; shift ;;
+--helgrind) mode=helgrind; shift ;;
+--tsan) mode=tsan; shift ;;
+esac
+
+make --no-print-directory -s "$BUILD/shim/librelayshim.so" "$BUILD/tests/tools/fake_bs" >/dev/null || exit 1
+mkdir -p "$BUILD/tests/shim"
+CC=${CC:-cc}
+shim="$top/$BUILD/shim/librelayshim.so"
+bin="$top/$BUILD/tests/shim/conformance"
+$CC -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -O1 -g -o "$bin" tests/shim/conformance.c -lpthread || exit 1
+if [ "$mode" = tsan ]; then
+	shim="$top/$BUILD/tests/shim/librelayshim-tsan.so"
+	bin="$top/$BUILD/tests/shim/conformance-tsan"
+	$CC -std=c11 -D_GNU_SOURCE -O1 -g -fPIC -fvisibility=hidden -fsanitize=thread -shared \
+		-o "$shim" shim/relayshim.c -ldl || exit 1
+	$CC -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=thread -o "$bin" tests/shim/conformance.c -lpthread || exit 1
+fi
+helper=${SHIM_HELPER:-$top/$BUILD/tests/tools/fake_bs}
+
+if [ $# -gt 0 ]; then
+	cases="$*"
+elif [ "$mode" = helgrind ] || [ "$mode" = tsan ]; then
+	cases="threads"
+else
+	cases=$("$bin" list)
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+for c in $cases; do
+	d="$tmp/$c"
+	mkdir -p "$d"
+	sendmail=$helper
+	[ "$c" = helper_missing ] && sendmail=/nonexistent/sendmail
+	if [ -n "${SHIM_HELPER:-}" ]; then
+		case "$c" in
+		helper_inherits_nothing | helper_environment | helper_missing) echo "skip $c (needs fake_bs records)"; continue ;;
+		esac
+	fi
+	set -- env RELAYSHIM_SENDMAIL="$sendmail" RELAYSHIM_FAKE_BS_DIR="$d" \
+		MASQUERADED_DOMAINS=example.com CONFORMANCE_SECRET=leak
+	case "$mode" in
+	noshim) ;;
+	helgrind) set -- "$@" CONFORMANCE_SESSIONS=10 LD_PRELOAD="$shim" \
+		valgrind -q --tool=helgrind --error-exitcode=99 ;;
+	tsan) set -- "$@" CONFORMANCE_SESSIONS=20 TSAN_OPTIONS=halt_on_error=1:exitcode=99 \
+		LD_PRELOAD="$shim" ;;
+	*) set -- "$@" LD_PRELOAD="$shim" ;;
+	esac
+	[ "$c" = pid1 ] && set -- unshare --pid --fork --mount-proc "$@"
+	out=$(timeout 120 "$@" "$bin" "$c" 2>&1)
+	rc=$?
+	# With fake_bs the records tell whether any helper ran at all.
+	helpers=$(ls "$d" | grep -c '^start\.' || true)
+	if [ "$mode" = noshim ]; then
+		if [ $rc -ne 0 ]; then
+			echo "ok   $c (fails without the shim)"
+		else
+			echo "--   $c (passes without the shim: it checks that the shim changes nothing)"
+		fi
+		passed=$((passed + 1))
+		continue
+	fi
+	if [ $rc -eq 0 ]; then
+		echo "ok   $c"
+		passed=$((passed + 1))
+	else
+		echo "FAIL $c (exit $rc, $helpers helpers started)"
+		failed=$((failed + 1))
+	fi
+	[ -n "$out" ] && echo "$out" | sed 's/^/     /'
+done
+echo "shim conformance: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
