@@ -636,6 +636,10 @@ static int check_injection(const struct config *cfg, const struct submit *sub,
 	if (has_line_break(sub->fullname))
 		return error_set(err, EX_DATAERR,
 				 "the -F full name contains a line break; refusing it (header injection)");
+	for (size_t i = 0; i < sub->rcpts.n; i++)
+		if (has_line_break(sub->rcpts.v[i]))
+			return error_set(err, EX_DATAERR,
+					 "a recipient argument contains a line break; refusing it");
 	if (has_line_break(cfg->from))
 		return error_set(err, EX_CONFIG,
 				 "[rewrite] from contains a line break; fix the configuration");
