@@ -1,0 +1,172 @@
+#ifndef RELAYSHIM_SPOOL_H
+#define RELAYSHIM_SPOOL_H
+
+/*++
+ * NAME
+ *	spool 3h
+ * SUMMARY
+ *	the durable fallback queue and its detached retry worker
+ * SYNOPSIS
+ *	#include "spool.h"
+ *
+ *	int	spool_usable(const struct config *cfg, struct error *err);
+ *	void	spool_make_id(char *id, size_t size);
+ *	int	spool_store(const struct config *cfg, const struct envelope *env,
+ *			const struct message *msg, const char *queue_id,
+ *			const char *reason, struct error *err);
+ *	int	spool_deliver(const struct config *cfg, const char *queue_id,
+ *			struct error *err);
+ *	void	spool_kick(const struct config *cfg);
+ *	int	spool_run(const struct config *cfg, struct error *err);
+ *	int	spool_list(const struct config *cfg, struct buf *out, struct error *err);
+ *
+ *	int	spool_load(const struct config *cfg, const char *queue_id,
+ *			struct envelope *env, struct message *msg, struct error *err);
+ *	void	spool_set_transport(spool_transport_fn fn);
+ * DESCRIPTION
+ *	A message is acknowledged (exit 0, or 250 in -bs) only after
+ *	spool_store() returned 0: by then its data and envelope are written,
+ *	fsync'ed, renamed into place and the directory fsync'ed.
+ *
+ *	spool_usable() checks that the spool exists or can be created and is
+ *	writable, and creates the caller's area (below). main() asks it
+ *	before relying on the queue; when it fails, delivery is synchronous.
+ *
+ *	spool_make_id() writes a new queue id (at most SPOOL_ID_MAX bytes
+ *	with the NUL) into id: hex time in seconds and microseconds, pid
+ *	and 16 random bits. Ids sort by submission time and are unique
+ *	across concurrent processes; the commit refuses to replace an
+ *	existing entry anyway (renameat2 RENAME_NOREPLACE).
+ *
+ *	spool_store() stores the fully rewritten message (exactly what would
+ *	go to the relay) with its envelope under queue_id (the id already
+ *	used in the Received header and the log; an id with characters
+ *	other than [A-Za-z0-9._-] is replaced by a fresh one, with a
+ *	warning). reason is the last delivery error (NULL when none); -bp
+ *	shows it. The entry is due for delivery at once.
+ *
+ *	spool_deliver() delivers one committed entry of the caller's area
+ *	now, in the foreground (mode "always": store, then deliver): 0 when
+ *	the relay accepted it (entry removed), EX_TEMPFAIL when it stays
+ *	queued (err says why; kick the worker then), another code when it
+ *	failed permanently (moved to failed/, notice sent per bounce_to).
+ *
+ *	spool_kick() makes sure a retry worker runs: when the caller's area
+ *	holds messages and no worker holds the area's lock, it starts one
+ *	(double fork, setsid, stdio on /dev/null, every other descriptor
+ *	closed) and returns at once; when a worker runs, it asks that
+ *	worker to retry everything now. Call it after spool_store() and
+ *	after every successful synchronous delivery. It never blocks and
+ *	never fails visibly.
+ *
+ *	The worker delivers the due messages it can read, sleeps until the
+ *	next one is due (exponential backoff with jitter: base 30 s, doubled
+ *	per attempt up to 120 x base = 1 h, each delay scaled by a random
+ *	factor in [0.75, 1.25)), and exits when no message is left. After
+ *	three consecutive temporary failures in one pass it stops the pass
+ *	(the relay is down: no need to time out 200 times) and sleeps with
+ *	its own backoff. A kick while it sleeps makes it retry within a
+ *	second.
+ *
+ *	spool_run() is sendmail -q: deliver everything the caller may read,
+ *	due or not, in the foreground, then run the notices this produced.
+ *	Returns 0 when nothing is left, EX_TEMPFAIL when messages remain
+ *	(err says how many and the last error).
+ *
+ *	spool_list() appends the -bp/mailq listing to out: for each message
+ *	id, size, age, sender, attempts, owner (when root lists), the last
+ *	error and the recipients; then a summary line.
+ *
+ *	spool_load() reads one committed entry of the caller's area into env
+ *	and msg (msg->header in memory, msg->body.fd on the spool file, with
+ *	fd_offset past the header section). For tests and tools.
+ * LAYOUT AND PERMISSIONS
+ *	Several users share one spool without setuid or setgid programs,
+ *	the way /tmp is shared:
+ *
+ *	dir/		mode 1733 (sticky; anyone may create, nobody may list
+ *			or remove what is not theirs), made by whoever comes
+ *			first, root normally. An existing dir is used as it
+ *			is: an administrator may pre-create it 0700 for one
+ *			user, or 1733 (root) on a volume for several.
+ *	dir/UID/	the area of user UID: mode 0700, owned by UID, made by
+ *			that user at its first submission. Another owner or
+ *			group/other bits make the area unusable (exit 73 /
+ *			synchronous delivery): nobody can plant an area for
+ *			someone else and read what lands in it.
+ *	dir/UID/tmp/	entries being written (invisible to every reader).
+ *	dir/UID/q/	committed entries: ID (envelope + message, 0600) and
+ *			ID.st (delivery state: attempts, next retry, last
+ *			error, recipients done; absent before the first try).
+ *	dir/UID/failed/	ID and ID.reason for messages given up on.
+ *	dir/UID/lock	flock()ed by the area's worker (holds its pid).
+ *	dir/UID/kick	a kick appends one byte; the worker watches its size.
+ *
+ *	A user's worker and -q handle that user's area only. Root's worker
+ *	and root's -q handle every area (dir/N owned by uid N); files root
+ *	writes there are chown'ed to N so that N's own worker can go on.
+ *	Each delivery holds flock() on the entry, so two workers, or a
+ *	worker and -q, never send one message twice.
+ * CRASH CONSISTENCY
+ *	spool_store(): write tmp/ID, fsync it, renameat2(RENAME_NOREPLACE)
+ *	to q/ID, fsync q/. A crash before the rename leaves only tmp/ID
+ *	(never read; removed when older than an hour); after the rename the
+ *	entry is complete. The caller acknowledges only after the return,
+ *	so no acknowledged message is lost.
+ *	Delivery: lock q/ID, send, unlink q/ID and q/ID.st, fsync q/.
+ *	One window cannot be closed: when the relay has accepted the data
+ *	(its 250 sent or about to be) and we die before the unlink is on
+ *	disk, the next attempt sends the message again. That is the only
+ *	way to get a duplicate; a message is never lost and a half message
+ *	is never sent (the relay discards data without the final dot).
+ * TEST AND TUNING KNOBS (environment, not configuration keys)
+ *	RELAYSHIM_RETRY_BASE=SECONDS	the backoff base (default 30, a
+ *			fraction allowed); the cap is 120 times it. The tests
+ *			use 0.2 to run an outage drill in seconds.
+ *	RELAYSHIM_TEST_CRASH_AT=STEP	test-only: the process SIGKILLs
+ *			itself at STEP: store-written (tmp file written),
+ *			store-fsynced, store-renamed, store-dirsynced,
+ *			deliver-before (entry locked, before the SMTP
+ *			transaction), deliver-after (the relay accepted,
+ *			before removal), deliver-removed (unlinked, before
+ *			the directory fsync). Inert when unset.
+ *
+ *	spool_set_transport() replaces smtp_deliver() (unit tests only;
+ *	NULL restores it).
+ * DIAGNOSTICS
+ *	EX_CANTCREAT (73) when the spool cannot be created or written
+ *	(missing parent, read-only, full, file size limit, area owned by
+ *	someone else): err names the path and the system error and says
+ *	what to do. EX_NOINPUT when spool_load()/spool_deliver() do not find
+ *	the entry. Delivery results are logged with log_delivery(); a
+ *	message given up on is logged at error level with the reason.
+ *--*/
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "config.h"
+#include "message.h"
+#include "smtp.h"
+#include "util.h"
+
+#define SPOOL_ID_MAX 65
+
+typedef int (*spool_transport_fn)(const struct config *cfg, const struct envelope *env,
+				  const struct message *msg, struct smtp_result *res,
+				  struct error *err);
+
+int spool_usable(const struct config *cfg, struct error *err);
+void spool_make_id(char *id, size_t size);
+int spool_store(const struct config *cfg, const struct envelope *env, const struct message *msg,
+		const char *queue_id, const char *reason, struct error *err);
+int spool_deliver(const struct config *cfg, const char *queue_id, struct error *err);
+void spool_kick(const struct config *cfg);
+int spool_run(const struct config *cfg, struct error *err);
+int spool_list(const struct config *cfg, struct buf *out, struct error *err);
+
+int spool_load(const struct config *cfg, const char *queue_id, struct envelope *env,
+	       struct message *msg, struct error *err);
+void spool_set_transport(spool_transport_fn fn);
+
+#endif
