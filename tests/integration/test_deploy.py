@@ -1,0 +1,113 @@
+"""test_deploy - Dockerfile.example, the compose example and the entrypoint, proven
+without a Docker engine: the paths the Dockerfile copies exist after `make install`,
+the entrypoint turns an environment into a file that cron's empty environment accepts,
+and the compose file is the YAML we say it is."""
+
+import os
+import re
+import stat
+import subprocess
+
+import yaml
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def staging(tmp_path):
+    root = tmp_path / "root"
+    subprocess.run(["make", "-s", "install", "DESTDIR=%s" % root, "PREFIX=/usr"], cwd=TOP,
+                   check=True, capture_output=True, timeout=300)
+    return root
+
+
+def test_make_install_creates_the_spec_layout(tmp_path):
+    root = staging(tmp_path)
+    sbin = root / "usr/sbin/sendmail"
+    assert sbin.is_file() and os.access(sbin, os.X_OK)
+    assert os.readlink(root / "usr/lib/sendmail") == "../sbin/sendmail"
+    assert os.readlink(root / "usr/bin/mailq") == "../sbin/sendmail"
+    assert (root / "usr/lib/sendmail").resolve() == sbin.resolve()
+    assert (root / "usr/lib/relayshim/librelayshim.so").is_file()
+    conf = root / "etc/relayshim.conf"
+    assert conf.is_file()
+    assert stat.S_IMODE(conf.stat().st_mode) & 0o004 == 0  # may hold a password
+    assert (root / "usr/share/man/man8/relayshim.8").is_file()
+    assert (root / "usr/share/man/man5/relayshim.conf.5").is_file()
+    found = sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+    assert found == sorted([
+        "etc/relayshim.conf", "usr/bin/mailq", "usr/lib/relayshim/librelayshim.so",
+        "usr/lib/sendmail", "usr/sbin/sendmail", "usr/share/man/man5/relayshim.conf.5",
+        "usr/share/man/man8/relayshim.8"])
+
+
+def test_installed_mailq_symlink_lists_the_queue(tmp_path):
+    root = staging(tmp_path)
+    spool = tmp_path / "spool"
+    (tmp_path / "mailq.conf").write_text("[relay]\nhost = 127.0.0.1:1\n")
+    r = subprocess.run([str(root / "usr/bin/mailq")], capture_output=True, timeout=30,
+                       env={"PATH": "/usr/bin:/bin", "RELAYSHIM_QUEUE_DIR": str(spool),
+                            "RELAYSHIM_CONFIG": str(tmp_path / "mailq.conf")})
+    assert r.returncode == 0, r.stderr
+    assert b"empty" in r.stdout.lower()
+
+
+def test_every_path_the_dockerfile_copies_exists(tmp_path):
+    root = staging(tmp_path)
+    text = open(os.path.join(TOP, "Dockerfile.example")).read()
+    staged = re.findall(r"^COPY --from=\S+ /staging(/\S+) ", text, re.M)
+    assert len(staged) >= 8
+    for path in staged:
+        assert os.path.lexists(str(root) + path), path
+    local = re.findall(r"^COPY (?!--from)(\S+) \S+$", text, re.M)
+    for path in local:
+        if path != ".":
+            assert os.path.exists(os.path.join(TOP, path)), path
+    assert "app-debian" in text and "app-alpine" in text
+    assert "LD_PRELOAD=/usr/lib/relayshim/librelayshim.so" in text
+    assert "sendmail_path" in text
+    assert "/proc/1/fd/1" in text
+
+
+def test_entrypoint_snapshots_environment_for_cron(tmp_path, sendmail_bin):
+    out = tmp_path / "run" / "relayshim.conf"
+    env = {"PATH": "/usr/bin:/bin", "RELAYSHIM_SENDMAIL_BIN": sendmail_bin,
+           "RELAYSHIM_CONFIG_OUT": str(out), "RELAYSHIM_RELAY": "postfix:587",
+           "ALLOWED_SENDER_DOMAINS": "example.com", "RELAYSHIM_PASSWORD": "s3cret",
+           "RELAYSHIM_USERNAME": "app", "RELAYSHIM_CONFIG": "/nonexistent-is-not-read"}
+    # The entrypoint must not depend on a config file existing yet.
+    env.pop("RELAYSHIM_CONFIG")
+    r = subprocess.run(["sh", os.path.join(TOP, "contrib/docker-entrypoint.sh"), "true"],
+                       env=env, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(out.stat().st_mode) & 0o007 == 0
+    # cron's view: an empty environment and only the file.
+    r = subprocess.run([sendmail_bin, "--config-check"], capture_output=True, timeout=30,
+                       env={"PATH": "/usr/bin:/bin", "RELAYSHIM_CONFIG": str(out)})
+    assert r.returncode == 0, r.stderr
+    assert b"postfix:587" in r.stdout
+    assert b"example.com" in r.stdout
+    assert b"s3cret" not in r.stdout
+
+
+def test_entrypoint_refuses_a_bad_environment(tmp_path, sendmail_bin):
+    out = tmp_path / "relayshim.conf"
+    env = {"PATH": "/usr/bin:/bin", "RELAYSHIM_SENDMAIL_BIN": sendmail_bin,
+           "RELAYSHIM_CONFIG_OUT": str(out), "RELAYSHIM_RELAY": "postfix:587",
+           "RELAYSHIM_TLS": "sometimes"}
+    r = subprocess.run(["sh", os.path.join(TOP, "contrib/docker-entrypoint.sh"), "true"],
+                       env=env, capture_output=True, timeout=30)
+    assert r.returncode != 0
+    assert b"RELAYSHIM_TLS" in r.stderr or b"tls" in r.stderr
+
+
+def test_compose_example_is_valid_yaml_with_app_and_relay():
+    with open(os.path.join(TOP, "docker-compose.example.yml")) as f:
+        doc = yaml.safe_load(f)
+    services = doc["services"]
+    assert set(services) == {"app", "postfix"}
+    assert services["postfix"]["image"] == "boky/postfix"
+    assert services["app"]["env_file"] == services["postfix"]["env_file"]
+    assert services["app"]["environment"]["RELAYSHIM_RELAY"] == "postfix:587"
+    assert services["app"]["build"]["dockerfile"] == "Dockerfile.example"
+    assert "relayshim-spool:/var/spool/relayshim" in services["app"]["volumes"]
+    assert services["app"]["read_only"] is True
