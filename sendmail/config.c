@@ -1747,7 +1747,7 @@ static void write_line(struct buf *out, const struct config *cfg, int i, const c
 {
 	size_t start = out->len;
 
-	buf_printf(out, "%s = ", key);
+	buf_printf(out, *value ? "%s = " : "%s =", key);
 	if (put_value(out, value) != 0) {
 		buf_truncate(out, start);
 		buf_printf(out, "# %s: cannot be written in INI syntax (line break, both quote kinds or too long)", key);
@@ -1757,11 +1757,34 @@ static void write_line(struct buf *out, const struct config *cfg, int i, const c
 
 		do
 			buf_putc(out, ' ');
-		while (++col < 40);
+		while (++col < 40 || out->data[out->len - 2] != ' ');
 		buf_puts(out, "# ");
 		source_text(out, cfg, i);
 	}
 	buf_putc(out, '\n');
+}
+
+/* redact_salt - "hash?salt=SECRET&split=1" as "hash?salt=(set)&split=1": the salt is an HMAC key */
+
+static void redact_salt(struct buf *out, const char *v)
+{
+	const char *q = strchr(v, '?');
+
+	if (q == 0) {
+		buf_puts(out, v);
+		return;
+	}
+	buf_append(out, v, (size_t)(q - v));
+	for (const char *p = q; *p;) {
+		size_t n = strcspn(p + 1, "&");
+
+		buf_putc(out, *p);
+		if (strncmp(p + 1, "salt=", 5) == 0)
+			buf_puts(out, "salt=(set)");
+		else
+			buf_append(out, p + 1, n);
+		p += 1 + n;
+	}
 }
 
 /* config_write - --write-config (complete INI) or --config-check (redacted, with sources) */
@@ -1806,6 +1829,8 @@ void config_write(const struct config *cfg, struct buf *out, int redact, int wit
 				buf_puts(&v, *(char *const *)field(cfg, k->offset) ? "(set)" : "(unset)");
 			else if (!cfg->password_file)
 				format_value(&v, cfg, k, 0);
+		} else if (redact && k->offset == offsetof(struct config, log_anonymize) && cfg->log_anonymize) {
+			redact_salt(&v, cfg->log_anonymize);
 		} else {
 			format_value(&v, cfg, k, derived_empty);
 		}
