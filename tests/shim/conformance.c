@@ -925,9 +925,28 @@ static int t_helper_missing(void)
 
 /* threads: N sessions per thread while noise threads do unrelated connects */
 
-static volatile int stop_noise;
+/* A mutex, not atomics, so that helgrind understands the test itself. */
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static int stop_noise;
 static int noise_port;
 static int thread_failures;
+
+static void count_failure(void)
+{
+	pthread_mutex_lock(&shared_lock);
+	thread_failures++;
+	pthread_mutex_unlock(&shared_lock);
+}
+
+static int noise_stopped(void)
+{
+	int v;
+
+	pthread_mutex_lock(&shared_lock);
+	v = stop_noise;
+	pthread_mutex_unlock(&shared_lock);
+	return v;
+}
 
 static void *session_thread(void *arg)
 {
@@ -937,7 +956,7 @@ static void *session_thread(void *arg)
 		const char *host = i % 3 == 0 ? "127.0.0.1" : i % 3 == 1 ? "::1" : "::ffff:127.0.0.1";
 
 		if (one_session(host) != 0)
-			__atomic_add_fetch(&thread_failures, 1, __ATOMIC_RELAXED);
+			count_failure();
 	}
 	return NULL;
 }
@@ -945,19 +964,19 @@ static void *session_thread(void *arg)
 static void *noise_thread(void *arg)
 {
 	(void)arg;
-	while (!__atomic_load_n(&stop_noise, __ATOMIC_RELAXED)) {
+	while (!noise_stopped()) {
 		int t = socket(AF_INET, SOCK_STREAM, 0);
 		int u = socket(AF_INET, SOCK_DGRAM, 0);
 		int saved;
 
 		errno = 77;
 		if (do_connect(-1, "127.0.0.1", noise_port) != -1 || errno != EBADF)
-			__atomic_add_fetch(&thread_failures, 1, __ATOMIC_RELAXED);
+			count_failure();
 		if (do_connect(t, "127.0.0.1", noise_port) != 0)
-			__atomic_add_fetch(&thread_failures, 1, __ATOMIC_RELAXED);
+			count_failure();
 		saved = errno = 78;
 		if (do_connect(u, "127.0.0.1", 25) != 0 || errno != saved)
-			__atomic_add_fetch(&thread_failures, 1, __ATOMIC_RELAXED);
+			count_failure();
 		close(t);
 		close(u);
 	}
@@ -993,12 +1012,14 @@ static int t_threads(void)
 		pthread_create(&th[i], NULL, session_thread, (void *)per);
 	for (int i = 0; i < 8; i++)
 		pthread_join(th[i], NULL);
-	__atomic_store_n(&stop_noise, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&shared_lock);
+	stop_noise = 1;
+	pthread_mutex_unlock(&shared_lock);
 	for (int i = 0; i < 2; i++)
 		pthread_join(noise[i], NULL);
 	shutdown(l, SHUT_RDWR);
 	pthread_join(acc, NULL);
-	CHECK(thread_failures == 0, "%d failures", thread_failures);
+	CHECK(thread_failures == 0, "%d failures", thread_failures); /* threads joined */
 	CHECK(wait_records((int)(8 * per)) == (int)(8 * per), "only %d of %ld helper records",
 	      count_files("", ".rec"), 8 * per);
 	return 0;

@@ -11,7 +11,7 @@
 #   --no-shim   run without LD_PRELOAD: the intercepting cases must then fail
 #               (shows that every case can fail); the exit status is inverted
 #               for them, and the summary counts cases that behaved as expected.
-#   --helgrind  run the threads case (8 x 10 sessions) under valgrind helgrind.
+#   --helgrind  run the threads case (8 x 50 sessions) under valgrind helgrind.
 #   --tsan      build the shim and the cases with ThreadSanitizer and run the
 #               threads case with them.
 #   SHIM_HELPER=path  use another helper instead of fake_bs (e.g. the real
@@ -69,9 +69,9 @@ for c in $cases; do
 		MASQUERADED_DOMAINS=example.com CONFORMANCE_SECRET=leak
 	case "$mode" in
 	noshim) ;;
-	helgrind) set -- "$@" CONFORMANCE_SESSIONS=10 LD_PRELOAD="$shim" \
+	helgrind) set -- "$@" CONFORMANCE_SESSIONS=50 LD_PRELOAD="$shim" \
 		valgrind -q --tool=helgrind --error-exitcode=99 ;;
-	tsan) set -- "$@" CONFORMANCE_SESSIONS=20 TSAN_OPTIONS=halt_on_error=1:exitcode=99 \
+	tsan) set -- "$@" CONFORMANCE_SESSIONS=50 TSAN_OPTIONS=halt_on_error=1:exitcode=99 \
 		LD_PRELOAD="$shim" ;;
 	*) set -- "$@" LD_PRELOAD="$shim" ;;
 	esac
