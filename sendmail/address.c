@@ -410,6 +410,54 @@ void address_format_phrase(struct buf *out, const char *phrase)
 	buf_putc(out, '"');
 }
 
+/* address_encode_phrase - RFC 2047 encoded words for a non-ASCII display name */
+
+void address_encode_phrase(struct buf *out, const char *phrase)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t n = strlen(phrase);
+	size_t i = 0;
+	int ascii = 1;
+
+	for (size_t j = 0; j < n; j++)
+		if ((unsigned char)phrase[j] >= 0x80)
+			ascii = 0;
+	if (ascii) {
+		address_format_phrase(out, phrase);
+		return;
+	}
+
+	/*
+	 * RFC 2047 section 2: an encoded word is at most 75 bytes, so at most
+	 * 45 input bytes (60 base64 characters) each; chunks end on UTF-8
+	 * character boundaries (section 5: no character split across words).
+	 */
+	while (i < n) {
+		size_t end = i + 45 < n ? i + 45 : n;
+
+		while (end < n && end > i + 1 && ((unsigned char)phrase[end] & 0xc0) == 0x80)
+			end--;
+		if (i)
+			buf_puts(out, " ");
+		buf_puts(out, "=?UTF-8?B?");
+		for (size_t j = i; j < end; j += 3) {
+			unsigned v = (unsigned char)phrase[j] << 16;
+			size_t left = end - j;
+
+			if (left > 1)
+				v |= (unsigned char)phrase[j + 1] << 8;
+			if (left > 2)
+				v |= (unsigned char)phrase[j + 2];
+			buf_putc(out, b64[(v >> 18) & 63]);
+			buf_putc(out, b64[(v >> 12) & 63]);
+			buf_putc(out, left > 1 ? b64[(v >> 6) & 63] : '=');
+			buf_putc(out, left > 2 ? b64[v & 63] : '=');
+		}
+		buf_puts(out, "?=");
+		i = end;
+	}
+}
+
 /* address_format_mailbox - "Name <spec>" or "spec" */
 
 void address_format_mailbox(struct buf *out, const char *display_name, const char *addr_spec)

@@ -22,6 +22,7 @@
  *	void	address_format_mailbox(struct buf *out, const char *display_name,
  *			const char *addr_spec);
  *	void	address_format_phrase(struct buf *out, const char *phrase);
+ *	void	address_encode_phrase(struct buf *out, const char *phrase);
  *
  *	int	address_is_bare(const char *spec);
  *	const char *address_domain(const char *spec);
@@ -60,6 +61,10 @@
  *	address_format_list() appends a list as a header value ("a@b,
  *	Name <c@d>, team: e@f;"); address_format_mailbox() one mailbox;
  *	address_format_phrase() a display name, quoted when needed.
+ *	address_encode_phrase() is address_format_phrase() for a name that
+ *	we put into a header ourselves (-F): a name with non-ASCII bytes
+ *	becomes RFC 2047 "=?UTF-8?B?...?=" words, so the header stays 7-bit
+ *	for relays without SMTPUTF8.
  *
  *	address_is_bare() is non-zero when spec has no "@" outside quoted
  *	strings. address_domain() returns the part after the last such "@"
@@ -111,6 +116,7 @@ char *address_first_spec(const char *text);
 void address_format_list(struct buf *out, const struct address_list *list);
 void address_format_mailbox(struct buf *out, const char *display_name, const char *addr_spec);
 void address_format_phrase(struct buf *out, const char *phrase);
+void address_encode_phrase(struct buf *out, const char *phrase);
 
 int address_is_bare(const char *spec);
 const char *address_domain(const char *spec);

@@ -514,7 +514,12 @@ static void add_missing(const struct context *ctx, const struct submit *sub, str
 		else
 			spec = address_qualify("MAILER-DAEMON", ctx->domain);
 		buf_reset(&value);
-		address_format_mailbox(&value, display, spec);
+		if (display && *display) {
+			address_encode_phrase(&value, display);
+			buf_printf(&value, " <%s>", spec);
+		} else {
+			address_format_mailbox(&value, 0, spec);
+		}
 		header_insert(h, h->n, "From", buf_cstr(&value));
 		free(spec);
 		free(forced_display);

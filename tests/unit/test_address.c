@@ -326,6 +326,45 @@ START_TEST(first_spec_takes_the_first_mailbox_of_any_form)
 }
 END_TEST
 
+START_TEST(encoded_phrase_is_ascii_as_is_and_rfc2047_otherwise)
+{
+	struct buf out = BUF_INIT;
+
+	address_encode_phrase(&out, "Cron Daemon");
+	ck_assert_str_eq(buf_cstr(&out), "Cron Daemon");
+	buf_reset(&out);
+	address_encode_phrase(&out, "J\xc3\xb6hn");
+	ck_assert_str_eq(buf_cstr(&out), "=?UTF-8?B?SsO2aG4=?=");
+	buf_free(&out);
+}
+END_TEST
+
+START_TEST(long_encoded_phrase_is_split_into_short_words_on_character_boundaries)
+{
+	struct buf name = BUF_INIT;
+	struct buf out = BUF_INIT;
+	char *copy;
+	char *save = 0;
+	int words = 0;
+
+	for (int i = 0; i < 100; i++)
+		buf_puts(&name, "\xc3\xa9");	/* e-acute, 2 bytes */
+	address_encode_phrase(&out, buf_cstr(&name));
+	copy = strdup(buf_cstr(&out));
+	for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(0, " ", &save)) {
+		ck_assert_uint_le(strlen(w), 75);
+		ck_assert_int_eq(strncmp(w, "=?UTF-8?B?", 10), 0);
+		/* 44 bytes = 22 whole characters per word: never a split character. */
+		ck_assert_uint_eq((strlen(w) - 12) % 4, 0);
+		words++;
+	}
+	ck_assert_int_eq(words, 5);
+	free(copy);
+	buf_free(&name);
+	buf_free(&out);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("address");
@@ -350,6 +389,8 @@ int main(void)
 	tcase_add_loop_test(tc, masquerade_follows_postfix_semantics, 0,
 			    sizeof(masq_table) / sizeof(masq_table[0]));
 	tcase_add_test(tc, first_spec_takes_the_first_mailbox_of_any_form);
+	tcase_add_test(tc, encoded_phrase_is_ascii_as_is_and_rfc2047_otherwise);
+	tcase_add_test(tc, long_encoded_phrase_is_split_into_short_words_on_character_boundaries);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

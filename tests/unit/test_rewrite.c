@@ -585,6 +585,44 @@ START_TEST(full_name_with_specials_is_quoted)
 }
 END_TEST
 
+START_TEST(non_ascii_full_name_is_rfc2047_encoded)
+{
+	cfg.add_missing_headers = 1;
+	sub.sender = "root";
+	sub.fullname = "J\xc3\xb6hn D\xc5\x93";
+	ck_assert_int_eq(run("Date: x\r\nMessage-ID: <y@z>\r\n", "a@example.org"), 0);
+	ck_assert_ptr_nonnull(strstr(HEADER(), "From: =?UTF-8?B?SsO2aG4gRMWT?= <root@example.com>\r\n"));
+}
+END_TEST
+
+START_TEST(hostile_headers_never_crash_the_pipeline)
+{
+	static const char alphabet[] = "<>@,;:.()\"[]\\ \r\n\tabTocBF-\x80\xff";
+	unsigned seed = 4242;
+	struct buf h = BUF_INIT;
+
+	cfg.add_missing_headers = 1;
+	cfg.received = 1;
+	cfg.header_tag = "t";
+	strlist_add(&cfg.masquerade_domains, "b");
+	ALIAS("a", "b,c@d");
+	sub.extract_recipients = 1;
+	for (int round = 0; round < 3000; round++) {
+		size_t n = (size_t)(rand_r(&seed) % 300);
+
+		buf_reset(&h);
+		buf_puts(&h, round % 2 ? "To: " : "Cc:");
+		for (size_t i = 0; i < n; i++)
+			buf_putc(&h, alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)]);
+		buf_puts(&h, "\r\n");
+		envelope_free(&env);
+		strlist_free(&sub.rcpts);
+		(void)run(buf_cstr(&h), "x@y");
+	}
+	buf_free(&h);
+}
+END_TEST
+
 START_TEST(nothing_is_added_when_add_missing_headers_is_off)
 {
 	ck_assert_int_eq(run("Subject: s\r\n", "a@example.org"), 0);
@@ -837,6 +875,8 @@ int main(void)
 	tcase_add_test(tc, missing_from_without_full_name_is_the_bare_sender);
 	tcase_add_test(tc, missing_from_with_null_sender_is_mailer_daemon);
 	tcase_add_test(tc, full_name_with_specials_is_quoted);
+	tcase_add_test(tc, non_ascii_full_name_is_rfc2047_encoded);
+	tcase_add_test(tc, hostile_headers_never_crash_the_pipeline);
 	tcase_add_test(tc, nothing_is_added_when_add_missing_headers_is_off);
 	tcase_add_test(tc, message_without_any_header_gets_the_missing_ones);
 	tcase_add_test(tc, received_is_prepended);
