@@ -1795,6 +1795,10 @@ void config_write(const struct config *cfg, struct buf *out, int redact, int wit
 
 	if (!with_sources)
 		buf_puts(out, "# relayshim configuration (sendmail --write-config); see relayshim.conf(5)\n");
+	else if (priv(cfg)->path)
+		buf_printf(out, "# configuration file: %s\n", priv(cfg)->path);
+	else
+		buf_puts(out, "# configuration file: none read (" CONFIG_DEFAULT_PATH " is absent)\n");
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
 		struct buf v = BUF_INIT;
