@@ -34,9 +34,9 @@ enum token_type { TOK_END, TOK_ATOM, TOK_QSTRING, TOK_DLITERAL, TOK_SPECIAL };
 
 struct token {
 	enum token_type type;
-	size_t off;			/* first byte of the token */
+	size_t off; /* first byte of the token */
 	size_t len;
-	int space_before;		/* white space or a comment precedes it */
+	int space_before; /* white space or a comment precedes it */
 };
 
 struct tokens {
@@ -78,7 +78,7 @@ static size_t skip_delimited(const char *s, size_t len, size_t i, char close)
 		if (s[i] == close)
 			return i + 1;
 	}
-	return len;			/* unterminated: runs to the end */
+	return len; /* unterminated: runs to the end */
 }
 
 /* skip_comment - skip a (possibly nested) comment starting at s[i] */
@@ -204,7 +204,7 @@ static char *decode_phrase(const char *s, const struct token *v, size_t from, si
 				if (s[j] == '\\' && j + 1 < end)
 					j++;
 				if (s[j] == '\r' || s[j] == '\n')
-					continue;	/* unfold */
+					continue; /* unfold */
 				buf_putc(&out, s[j]);
 			}
 		} else {
@@ -294,9 +294,9 @@ void address_parse_list(struct address_list *list, const char *value, size_t len
 	struct token tok;
 	size_t pos = 0;
 	int in_group = 0;
-	int in_angle = 0;		/* after "<", before ">" */
-	int route_possible = 0;		/* the token right after "<" */
-	int in_route = 0;		/* "<@a,@b:" obsolete route: commas do not split */
+	int in_angle = 0;	/* after "<", before ">" */
+	int route_possible = 0; /* the token right after "<" */
+	int in_route = 0;	/* "<@a,@b:" obsolete route: commas do not split */
 
 	for (;;) {
 		next_token(value, len, &pos, &tok);
@@ -414,7 +414,8 @@ void address_format_phrase(struct buf *out, const char *phrase)
 
 void address_encode_phrase(struct buf *out, const char *phrase)
 {
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t n = strlen(phrase);
 	size_t i = 0;
 	int ascii = 1;
@@ -578,7 +579,8 @@ int address_domain_matches(const char *domain, const char *parent)
 	if (dlen == plen)
 		return strcasecmp(domain, parent) == 0;
 	if (dlen > plen)
-		return domain[dlen - plen - 1] == '.' && strcasecmp(domain + dlen - plen, parent) == 0;
+		return domain[dlen - plen - 1] == '.' &&
+		       strcasecmp(domain + dlen - plen, parent) == 0;
 	return 0;
 }
 

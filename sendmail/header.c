@@ -55,7 +55,7 @@ static void field_classify(struct header_field *f, size_t first_line_len)
 	while (i < first_line_len && (p[i] == ' ' || p[i] == '\t'))
 		i++;
 	if (name_end == 0 || i >= first_line_len || p[i] != ':')
-		return;				/* not a field: name_len stays 0 */
+		return; /* not a field: name_len stays 0 */
 	f->name_len = name_end;
 	f->value_off = i + 1;
 }

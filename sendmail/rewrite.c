@@ -49,17 +49,32 @@
  * bare names in them are qualified and their domains masqueraded.
  */
 static const char *const address_headers[] = {
-	"From", "Sender", "Reply-To", "Resent-From", "Resent-Sender", "Resent-Reply-To",
-	"Return-Path", "Errors-To", "Return-Receipt-To", "Disposition-Notification-To",
-	"Mail-Followup-To", "Mail-Reply-To",
-	"To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc", "Apparently-To",
-	0,
+    "From",
+    "Sender",
+    "Reply-To",
+    "Resent-From",
+    "Resent-Sender",
+    "Resent-Reply-To",
+    "Return-Path",
+    "Errors-To",
+    "Return-Receipt-To",
+    "Disposition-Notification-To",
+    "Mail-Followup-To",
+    "Mail-Reply-To",
+    "To",
+    "Cc",
+    "Bcc",
+    "Resent-To",
+    "Resent-Cc",
+    "Resent-Bcc",
+    "Apparently-To",
+    0,
 };
 
 struct context {
 	const struct config *cfg;
-	const char *domain;		/* qualifies bare names */
-	const char *hostname;		/* a local domain, or NULL */
+	const char *domain;   /* qualifies bare names */
+	const char *hostname; /* a local domain, or NULL */
 };
 
 /* has_line_break - CR or LF inside a value we will put into a header */
@@ -93,9 +108,9 @@ static int has_8bit(const char *s)
 
 static int is_local_domain(const struct context *ctx, const char *domain)
 {
-	return strcasecmp(domain, "localhost") == 0
-	    || strcasecmp(domain, "localhost.localdomain") == 0
-	    || (ctx->hostname && *ctx->hostname && strcasecmp(domain, ctx->hostname) == 0);
+	return strcasecmp(domain, "localhost") == 0 ||
+	       strcasecmp(domain, "localhost.localdomain") == 0 ||
+	       (ctx->hostname && *ctx->hostname && strcasecmp(domain, ctx->hostname) == 0);
 }
 
 /* local_name - the local part when spec is bare or at a local domain, else NULL */
@@ -228,7 +243,7 @@ static char *envelope_sender(const struct context *ctx, const struct submit *sub
 	if (spec == 0)
 		spec = util_strdup(sub->user && *sub->user ? sub->user : "nobody");
 	if (*spec == 0)
-		return spec;			/* the null sender stays null */
+		return spec; /* the null sender stays null */
 	out = masquerade(ctx, sender_from_local(ctx, spec));
 	free(spec);
 	return out;
@@ -241,7 +256,7 @@ static char *envelope_sender(const struct context *ctx, const struct submit *sub
  */
 struct rcpt_set {
 	char **keys;
-	size_t cap;			/* power of two */
+	size_t cap; /* power of two */
 	size_t n;
 };
 
@@ -354,7 +369,8 @@ static void expand_recipient(const struct context *ctx, const char *spec, struct
 			address_parse_list(&list, e->values.v[i], strlen(e->values.v[i]));
 			for (size_t j = 0; j < list.n; j++)
 				if (list.v[j].kind == ADDRESS_MAILBOX)
-					rcpt_add(out, seen, qualify_local(ctx, list.v[j].addr_spec));
+					rcpt_add(out, seen,
+						 qualify_local(ctx, list.v[j].addr_spec));
 			address_list_free(&list);
 		}
 	}
@@ -487,8 +503,7 @@ static void put_token(struct buf *out, const char *s)
 /* add_missing - step 3: Date, From, Message-ID when absent */
 
 static void add_missing(const struct context *ctx, const struct submit *sub, struct header *h,
-			const char *sender, time_t now, const unsigned char *random,
-			size_t nrandom)
+			const char *sender, time_t now, const unsigned char *random, size_t nrandom)
 {
 	struct buf value = BUF_INIT;
 
@@ -505,7 +520,8 @@ static void add_missing(const struct context *ctx, const struct submit *sub, str
 			struct address_list forced = ADDRESS_LIST_INIT;
 
 			address_parse_list(&forced, ctx->cfg->from, strlen(ctx->cfg->from));
-			if (forced.n && forced.v[0].kind == ADDRESS_MAILBOX && forced.v[0].display_name)
+			if (forced.n && forced.v[0].kind == ADDRESS_MAILBOX &&
+			    forced.v[0].display_name)
 				display = forced_display = util_strdup(forced.v[0].display_name);
 			address_list_free(&forced);
 		}
@@ -585,7 +601,8 @@ static int sender_allowed(const struct config *cfg, const char *sender)
 		char *save = 0;
 		int ok = 0;
 
-		for (char *d = strtok_r(copy, ", \t", &save); d && !ok; d = strtok_r(0, ", \t", &save))
+		for (char *d = strtok_r(copy, ", \t", &save); d && !ok;
+		     d = strtok_r(0, ", \t", &save))
 			ok = address_domain_matches(domain, d);
 		free(copy);
 		if (ok)
@@ -605,19 +622,21 @@ static int check_policy(const struct config *cfg, const struct envelope *env,
 
 		if (*env->sender == 0 && !cfg->allow_empty_sender) {
 			join_domains(&text, &cfg->allowed_sender_domains);
-			status = error_set(err, EX_NOPERM,
-					   "the null sender <> is not allowed with allowed_sender_domains"
-					   " (%s); set allow_empty_sender = yes or give -f",
-					   buf_cstr(&text));
+			status = error_set(
+			    err, EX_NOPERM,
+			    "the null sender <> is not allowed with allowed_sender_domains"
+			    " (%s); set allow_empty_sender = yes or give -f",
+			    buf_cstr(&text));
 		} else if (*env->sender && !sender_allowed(cfg, env->sender)) {
 			struct buf who = BUF_INIT;
 
 			util_sanitize(&who, env->sender, strlen(env->sender));
 			join_domains(&text, &cfg->allowed_sender_domains);
-			status = error_set(err, EX_NOPERM,
-					   "sender <%s> is not in allowed_sender_domains (%s); use -f,"
-					   " [senders] or [rewrite] from to send as an allowed address",
-					   buf_cstr(&who), buf_cstr(&text));
+			status =
+			    error_set(err, EX_NOPERM,
+				      "sender <%s> is not in allowed_sender_domains (%s); use -f,"
+				      " [senders] or [rewrite] from to send as an allowed address",
+				      buf_cstr(&who), buf_cstr(&text));
 			buf_free(&who);
 		}
 		buf_free(&text);
@@ -632,15 +651,16 @@ static int check_policy(const struct config *cfg, const struct envelope *env,
 
 /* check_injection - line breaks in values that end up in headers */
 
-static int check_injection(const struct config *cfg, const struct submit *sub,
-			   struct error *err)
+static int check_injection(const struct config *cfg, const struct submit *sub, struct error *err)
 {
 	if (has_line_break(sub->sender))
-		return error_set(err, EX_DATAERR,
-				 "the -f sender contains a line break; refusing it (header injection)");
+		return error_set(
+		    err, EX_DATAERR,
+		    "the -f sender contains a line break; refusing it (header injection)");
 	if (has_line_break(sub->fullname))
-		return error_set(err, EX_DATAERR,
-				 "the -F full name contains a line break; refusing it (header injection)");
+		return error_set(
+		    err, EX_DATAERR,
+		    "the -F full name contains a line break; refusing it (header injection)");
 	for (size_t i = 0; i < sub->rcpts.n; i++)
 		if (has_line_break(sub->rcpts.v[i]))
 			return error_set(err, EX_DATAERR,
@@ -649,8 +669,9 @@ static int check_injection(const struct config *cfg, const struct submit *sub,
 		return error_set(err, EX_CONFIG,
 				 "[rewrite] from contains a line break; fix the configuration");
 	if (has_line_break(cfg->header_tag))
-		return error_set(err, EX_CONFIG,
-				 "[rewrite] header_tag contains a line break; fix the configuration");
+		return error_set(
+		    err, EX_CONFIG,
+		    "[rewrite] header_tag contains a line break; fix the configuration");
 	if (has_line_break(cfg->domain))
 		return error_set(err, EX_CONFIG,
 				 "[rewrite] domain contains a line break; fix the configuration");
@@ -666,8 +687,9 @@ static int check_envelope(const struct envelope *env, struct error *err)
 
 	if (has_control(env->sender)) {
 		util_sanitize(&who, env->sender, strlen(env->sender));
-		status = error_set(err, EX_DATAERR, "sender address <%s> contains a control character",
-				   buf_cstr(&who));
+		status =
+		    error_set(err, EX_DATAERR, "sender address <%s> contains a control character",
+			      buf_cstr(&who));
 	}
 	for (size_t i = 0; status == 0 && i < env->rcpts.n; i++) {
 		if (has_control(env->rcpts.v[i])) {
@@ -766,7 +788,8 @@ int rewrite_message(const struct config *cfg, const struct submit *sub, struct m
 	env->rcpts = rcpts;
 	if (env->rcpts.n == 0) {
 		header_free(&h);
-		return error_set(err, EX_USAGE, "no recipients: give addresses as arguments or use -t"
+		return error_set(err, EX_USAGE,
+				 "no recipients: give addresses as arguments or use -t"
 				 " with To:, Cc: or Bcc: headers");
 	}
 	if ((status = check_envelope(env, err)) != 0) {

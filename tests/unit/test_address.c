@@ -47,33 +47,33 @@ static char *specs(void)
 static const struct {
 	const char *value;
 	const char *specs;
-	const char *display;	/* of the first element, NULL = none */
+	const char *display; /* of the first element, NULL = none */
 } parse_table[] = {
-	{"a@example.com", "a@example.com", 0},
-	{" root", "root", 0},
-	{"root (Cron Daemon)", "root", 0},
-	{"Full Name <u@example.com>", "u@example.com", "Full Name"},
-	{"\"Doe, John\" <john@example.com>, jane@example.com", "john@example.com|jane@example.com",
-	 "Doe, John"},
-	{"\"quoted \\\"inner\\\" name\" <q@example.com>", "q@example.com", "quoted \"inner\" name"},
-	{" a@x.example,\r\n\tb@y.example ,\r\n c@z.example", "a@x.example|b@y.example|c@z.example", 0},
-	{"undisclosed-recipients:;", "[undisclosed-recipients:|]", "undisclosed-recipients"},
-	{"Team (the (nested) team): a@x.example (Alice), \"B\" <b@y.example>;, c@z.example",
-	 "[Team:|a@x.example|b@y.example|]|c@z.example", "Team"},
-	{"<@relay1.example,@relay2.example:user@c.example>", "user@c.example", 0},
-	{"<>", "", 0},
-	{"\"j\\\"d\"@example.com", "\"j\\\"d\"@example.com", 0},
-	{"john . doe @ example . com", "john.doe@example.com", 0},
-	{"Jöhn Dœ <jöhn@exämple.com>", "jöhn@exämple.com", "Jöhn Dœ"},
-	{"=?UTF-8?B?SsO2aG4=?= <j@example.com>", "j@example.com", "=?UTF-8?B?SsO2aG4=?="},
-	{"user@[192.0.2.1]", "user@[192.0.2.1]", 0},
-	{",,a@example.com,,", "a@example.com", 0},
-	{"\"unterminated <a@example.com>", "\"unterminated <a@example.com>", 0},
-	{"<a@example.com, b@example.com", "a@example.com|b@example.com", 0},
-	{"team: a@example.com", "[team:|a@example.com|]", "team"},
-	{"\"fold\r\n ed\"@example.com", "\"fold ed\"@example.com", 0},
-	{"", "", 0},
-	{"(just a comment)", "", 0},
+    {"a@example.com", "a@example.com", 0},
+    {" root", "root", 0},
+    {"root (Cron Daemon)", "root", 0},
+    {"Full Name <u@example.com>", "u@example.com", "Full Name"},
+    {"\"Doe, John\" <john@example.com>, jane@example.com", "john@example.com|jane@example.com",
+     "Doe, John"},
+    {"\"quoted \\\"inner\\\" name\" <q@example.com>", "q@example.com", "quoted \"inner\" name"},
+    {" a@x.example,\r\n\tb@y.example ,\r\n c@z.example", "a@x.example|b@y.example|c@z.example", 0},
+    {"undisclosed-recipients:;", "[undisclosed-recipients:|]", "undisclosed-recipients"},
+    {"Team (the (nested) team): a@x.example (Alice), \"B\" <b@y.example>;, c@z.example",
+     "[Team:|a@x.example|b@y.example|]|c@z.example", "Team"},
+    {"<@relay1.example,@relay2.example:user@c.example>", "user@c.example", 0},
+    {"<>", "", 0},
+    {"\"j\\\"d\"@example.com", "\"j\\\"d\"@example.com", 0},
+    {"john . doe @ example . com", "john.doe@example.com", 0},
+    {"Jöhn Dœ <jöhn@exämple.com>", "jöhn@exämple.com", "Jöhn Dœ"},
+    {"=?UTF-8?B?SsO2aG4=?= <j@example.com>", "j@example.com", "=?UTF-8?B?SsO2aG4=?="},
+    {"user@[192.0.2.1]", "user@[192.0.2.1]", 0},
+    {",,a@example.com,,", "a@example.com", 0},
+    {"\"unterminated <a@example.com>", "\"unterminated <a@example.com>", 0},
+    {"<a@example.com, b@example.com", "a@example.com|b@example.com", 0},
+    {"team: a@example.com", "[team:|a@example.com|]", "team"},
+    {"\"fold\r\n ed\"@example.com", "\"fold ed\"@example.com", 0},
+    {"", "", 0},
+    {"(just a comment)", "", 0},
 };
 
 START_TEST(parse_list_gives_mailboxes_groups_and_display_names)
@@ -178,14 +178,15 @@ static const struct {
 	const char *value;
 	const char *formatted;
 } format_table[] = {
-	{"a@example.com", "a@example.com"},
-	{"John Doe <j@example.com>", "John Doe <j@example.com>"},
-	{"\"Doe, John\" <j@example.com>", "\"Doe, John\" <j@example.com>"},
-	{"\"Dr. Who\" <who@example.com>", "\"Dr. Who\" <who@example.com>"},
-	{"undisclosed-recipients:;", "undisclosed-recipients:;"},
-	{"team: a@x.example, b@y.example;, c@z.example", "team: a@x.example, b@y.example;, c@z.example"},
-	{"<>", "<>"},
-	{"\"a \\\"b\\\"\" <ab@example.com>", "\"a \\\"b\\\"\" <ab@example.com>"},
+    {"a@example.com", "a@example.com"},
+    {"John Doe <j@example.com>", "John Doe <j@example.com>"},
+    {"\"Doe, John\" <j@example.com>", "\"Doe, John\" <j@example.com>"},
+    {"\"Dr. Who\" <who@example.com>", "\"Dr. Who\" <who@example.com>"},
+    {"undisclosed-recipients:;", "undisclosed-recipients:;"},
+    {"team: a@x.example, b@y.example;, c@z.example",
+     "team: a@x.example, b@y.example;, c@z.example"},
+    {"<>", "<>"},
+    {"\"a \\\"b\\\"\" <ab@example.com>", "\"a \\\"b\\\"\" <ab@example.com>"},
 };
 
 START_TEST(format_list_quotes_only_what_needs_quoting)
@@ -232,15 +233,15 @@ static const struct {
 	const char *domain, *parent;
 	int match;
 } domain_table[] = {
-	{"example.com", "example.com", 1},
-	{"EXAMPLE.com", "example.COM", 1},
-	{"host.example.com", "example.com", 1},
-	{"a.b.example.com", "example.com", 1},
-	{"notexample.com", "example.com", 0},
-	{"example.com", "host.example.com", 0},
-	{"example.com.evil", "example.com", 0},
-	{"host.example.com", ".example.com", 1},
-	{"example.com", "", 0},
+    {"example.com", "example.com", 1},
+    {"EXAMPLE.com", "example.COM", 1},
+    {"host.example.com", "example.com", 1},
+    {"a.b.example.com", "example.com", 1},
+    {"notexample.com", "example.com", 0},
+    {"example.com", "host.example.com", 0},
+    {"example.com.evil", "example.com", 0},
+    {"host.example.com", ".example.com", 1},
+    {"example.com", "", 0},
 };
 
 START_TEST(domain_matches_itself_and_subdomains_ignoring_case)
@@ -265,29 +266,29 @@ END_TEST
  * and boky/postfix's README (MASQUERADED_DOMAINS=example.com).
  */
 static const struct {
-	const char *domains;	/* space separated */
+	const char *domains; /* space separated */
 	const char *in;
-	const char *out;	/* NULL = unchanged */
+	const char *out; /* NULL = unchanged */
 } masq_table[] = {
-	{"example.com", "user@host.example.com", "user@example.com"},
-	{"example.com", "user@any.thing.example.com", "user@example.com"},
-	{"example.com", "user@example.com", 0},
-	{"example.com", "user@notexample.com", 0},
-	{"example.com", "user@example.org", 0},
-	{"example.com", "root", 0},
-	{"foo.example.com example.com", "user@any.thing.foo.example.com", "user@foo.example.com"},
-	{"foo.example.com example.com", "user@any.thing.else.example.com", "user@example.com"},
-	{"foo.example.com example.com", "user@foo.example.com", 0},
-	{"example.com foo.example.com", "user@any.thing.foo.example.com", "user@example.com"},
-	{"!sub.example.com example.com", "user@sub.example.com", 0},
-	{"!sub.example.com example.com", "user@host.sub.example.com", 0},
-	{"!sub.example.com example.com", "user@host.example.com", "user@example.com"},
-	{"!!example.com", "user@host.example.com", "user@example.com"},
-	{"example.com", "User@Mail.EXAMPLE.COM", "User@example.com"},
-	{"EXAMPLE.COM", "user@mail.example.com", "user@example.com"},
-	{"example.com", "\"a@b\"@host.example.com", "\"a@b\"@example.com"},
-	{"exämple.com", "jöhn@mail.exämple.com", "jöhn@exämple.com"},
-	{"", "user@host.example.com", 0},
+    {"example.com", "user@host.example.com", "user@example.com"},
+    {"example.com", "user@any.thing.example.com", "user@example.com"},
+    {"example.com", "user@example.com", 0},
+    {"example.com", "user@notexample.com", 0},
+    {"example.com", "user@example.org", 0},
+    {"example.com", "root", 0},
+    {"foo.example.com example.com", "user@any.thing.foo.example.com", "user@foo.example.com"},
+    {"foo.example.com example.com", "user@any.thing.else.example.com", "user@example.com"},
+    {"foo.example.com example.com", "user@foo.example.com", 0},
+    {"example.com foo.example.com", "user@any.thing.foo.example.com", "user@example.com"},
+    {"!sub.example.com example.com", "user@sub.example.com", 0},
+    {"!sub.example.com example.com", "user@host.sub.example.com", 0},
+    {"!sub.example.com example.com", "user@host.example.com", "user@example.com"},
+    {"!!example.com", "user@host.example.com", "user@example.com"},
+    {"example.com", "User@Mail.EXAMPLE.COM", "User@example.com"},
+    {"EXAMPLE.COM", "user@mail.example.com", "user@example.com"},
+    {"example.com", "\"a@b\"@host.example.com", "\"a@b\"@example.com"},
+    {"exämple.com", "jöhn@mail.exämple.com", "jöhn@exämple.com"},
+    {"", "user@host.example.com", 0},
 };
 
 START_TEST(masquerade_follows_postfix_semantics)
@@ -348,7 +349,7 @@ START_TEST(long_encoded_phrase_is_split_into_short_words_on_character_boundaries
 	int words = 0;
 
 	for (int i = 0; i < 100; i++)
-		buf_puts(&name, "\xc3\xa9");	/* e-acute, 2 bytes */
+		buf_puts(&name, "\xc3\xa9"); /* e-acute, 2 bytes */
 	address_encode_phrase(&out, buf_cstr(&name));
 	copy = strdup(buf_cstr(&out));
 	for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(0, " ", &save)) {

@@ -32,17 +32,16 @@ static const char *dump(void)
 	return buf_cstr(&out);
 }
 
-static const char sample[] =
-    "Received: from a by b;\r\n"
-    "\tWed, 1 Jan 2025 00:00:00 +0000\r\n"
-    "From: \"Sender, The\" <s@example.com>\r\n"
-    "To: a@example.com,\r\n"
-    "  b@example.com\r\n"
-    "X-Unknown-Header:    odd   spacing   \r\n"
-    "Subject : obsolete space before colon\r\n"
-    "bcc: hidden@example.com\r\n"
-    "DKIM-Signature: v=1; a=rsa-sha256;\r\n"
-    "\tb=abc\r\n";
+static const char sample[] = "Received: from a by b;\r\n"
+			     "\tWed, 1 Jan 2025 00:00:00 +0000\r\n"
+			     "From: \"Sender, The\" <s@example.com>\r\n"
+			     "To: a@example.com,\r\n"
+			     "  b@example.com\r\n"
+			     "X-Unknown-Header:    odd   spacing   \r\n"
+			     "Subject : obsolete space before colon\r\n"
+			     "bcc: hidden@example.com\r\n"
+			     "DKIM-Signature: v=1; a=rsa-sha256;\r\n"
+			     "\tb=abc\r\n";
 
 START_TEST(untouched_header_serialises_byte_exact)
 {
@@ -81,16 +80,15 @@ START_TEST(removing_a_field_leaves_the_others_in_order)
 {
 	load(sample);
 	ck_assert_uint_eq(header_remove_all(&h, "Bcc"), 1);
-	ck_assert_str_eq(dump(),
-			 "Received: from a by b;\r\n"
-			 "\tWed, 1 Jan 2025 00:00:00 +0000\r\n"
-			 "From: \"Sender, The\" <s@example.com>\r\n"
-			 "To: a@example.com,\r\n"
-			 "  b@example.com\r\n"
-			 "X-Unknown-Header:    odd   spacing   \r\n"
-			 "Subject : obsolete space before colon\r\n"
-			 "DKIM-Signature: v=1; a=rsa-sha256;\r\n"
-			 "\tb=abc\r\n");
+	ck_assert_str_eq(dump(), "Received: from a by b;\r\n"
+				 "\tWed, 1 Jan 2025 00:00:00 +0000\r\n"
+				 "From: \"Sender, The\" <s@example.com>\r\n"
+				 "To: a@example.com,\r\n"
+				 "  b@example.com\r\n"
+				 "X-Unknown-Header:    odd   spacing   \r\n"
+				 "Subject : obsolete space before colon\r\n"
+				 "DKIM-Signature: v=1; a=rsa-sha256;\r\n"
+				 "\tb=abc\r\n");
 }
 END_TEST
 
@@ -107,7 +105,8 @@ START_TEST(insert_at_top_and_bottom)
 	load("Subject: s\r\n");
 	header_insert(&h, 0, "RelayTag", "tag");
 	header_insert(&h, h.n, "Date", "Wed, 1 Jan 2025 00:00:00 +0000");
-	ck_assert_str_eq(dump(), "RelayTag: tag\r\nSubject: s\r\nDate: Wed, 1 Jan 2025 00:00:00 +0000\r\n");
+	ck_assert_str_eq(dump(),
+			 "RelayTag: tag\r\nSubject: s\r\nDate: Wed, 1 Jan 2025 00:00:00 +0000\r\n");
 	ck_assert_int_eq(header_find(&h, "relaytag", 0), 0);
 }
 END_TEST
@@ -122,7 +121,8 @@ END_TEST
 
 START_TEST(lines_that_are_not_fields_are_kept_as_they_are)
 {
-	static const char text[] = "  leading continuation\r\nno colon here\r\nX: 1\r\n: empty name\r\n";
+	static const char text[] =
+	    "  leading continuation\r\nno colon here\r\nX: 1\r\n: empty name\r\n";
 
 	load(text);
 	ck_assert_uint_eq(h.n, 4);

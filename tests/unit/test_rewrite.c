@@ -8,7 +8,7 @@
 
 #include "rewrite.h"
 
-#define NOW ((time_t)1700000000)	/* Tue, 14 Nov 2023 22:13:20 +0000 */
+#define NOW ((time_t)1700000000) /* Tue, 14 Nov 2023 22:13:20 +0000 */
 
 static const unsigned char rnd[16] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
 				      0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
@@ -122,16 +122,16 @@ static const struct {
 	const char *f;
 	const char *sender;
 } f_table[] = {
-	{"root", "root@example.com"},
-	{"app@example.org", "app@example.org"},
-	{"<app@example.org>", "app@example.org"},
-	{"App <app@example.org>", "app@example.org"},
-	{"", ""},
-	{"<>", ""},
-	{"www-data@3f2a1b9c0d1e", "www-data@example.com"},
-	{"webmaster@localhost", "webmaster@example.com"},
-	{"Root@LOCALHOST", "Root@example.com"},
-	{"app@Mail.Example.ORG", "app@Mail.Example.ORG"},
+    {"root", "root@example.com"},
+    {"app@example.org", "app@example.org"},
+    {"<app@example.org>", "app@example.org"},
+    {"App <app@example.org>", "app@example.org"},
+    {"", ""},
+    {"<>", ""},
+    {"www-data@3f2a1b9c0d1e", "www-data@example.com"},
+    {"webmaster@localhost", "webmaster@example.com"},
+    {"Root@LOCALHOST", "Root@example.com"},
+    {"app@Mail.Example.ORG", "app@Mail.Example.ORG"},
 };
 
 START_TEST(f_option_gives_the_envelope_sender_qualified)
@@ -153,7 +153,7 @@ END_TEST
 START_TEST(senders_entry_also_maps_a_local_f_address)
 {
 	SENDER("www-data", "noreply@example.com");
-	sub.sender = "www-data@3f2a1b9c0d1e";	/* GNU mail always passes -f user@host */
+	sub.sender = "www-data@3f2a1b9c0d1e"; /* GNU mail always passes -f user@host */
 	ck_assert_int_eq(run("", "a@example.org"), 0);
 	ck_assert_str_eq(env.sender, "noreply@example.com");
 }
@@ -480,9 +480,8 @@ START_TEST(masquerade_exclusion_keeps_the_domain)
 {
 	strlist_add(&cfg.masquerade_domains, "!sub.example.com");
 	strlist_add(&cfg.masquerade_domains, "example.com");
-	ck_assert_int_eq(run("From: a@host.sub.example.com\r\nTo: b@host.example.com\r\n",
-			     "a@example.org"),
-			 0);
+	ck_assert_int_eq(
+	    run("From: a@host.sub.example.com\r\nTo: b@host.example.com\r\n", "a@example.org"), 0);
 	ck_assert_str_eq(env.sender, "a@host.sub.example.com");
 	ck_assert_str_eq(HEADER(), "From: a@host.sub.example.com\r\nTo: b@example.com\r\n");
 }
@@ -491,11 +490,13 @@ END_TEST
 START_TEST(group_with_comments_is_rewritten_in_place)
 {
 	strlist_add(&cfg.masquerade_domains, "example.com");
-	ck_assert_int_eq(run("To: Team (the team): a@host.example.com (Alice), root;, x@example.org\r\n",
-			     "a@example.org"),
-			 0);
-	ck_assert_str_eq(HEADER(),
-			 "To: Team (the team): a@example.com (Alice), root@example.com;, x@example.org\r\n");
+	ck_assert_int_eq(
+	    run("To: Team (the team): a@host.example.com (Alice), root;, x@example.org\r\n",
+		"a@example.org"),
+	    0);
+	ck_assert_str_eq(
+	    HEADER(),
+	    "To: Team (the team): a@example.com (Alice), root@example.com;, x@example.org\r\n");
 }
 END_TEST
 
@@ -520,10 +521,11 @@ END_TEST
 START_TEST(overwrite_from_keeps_the_display_name_when_it_has_none)
 {
 	cfg.from = "noreply@company.com";
-	ck_assert_int_eq(run("X-A: 1\r\nFrom: \"Old, Name\" <old@example.org>\r\nX-B: 2\r\n",
-			     "a@example.org"),
-			 0);
-	ck_assert_str_eq(HEADER(), "X-A: 1\r\nFrom: \"Old, Name\" <noreply@company.com>\r\nX-B: 2\r\n");
+	ck_assert_int_eq(
+	    run("X-A: 1\r\nFrom: \"Old, Name\" <old@example.org>\r\nX-B: 2\r\n", "a@example.org"),
+	    0);
+	ck_assert_str_eq(HEADER(),
+			 "X-A: 1\r\nFrom: \"Old, Name\" <noreply@company.com>\r\nX-B: 2\r\n");
 	ck_assert_str_eq(env.sender, "noreply@company.com");
 }
 END_TEST
@@ -550,10 +552,11 @@ START_TEST(missing_from_date_and_message_id_are_added)
 	sub.sender = "root";
 	sub.fullname = "Cron Daemon";
 	ck_assert_int_eq(run("Subject: hello\r\n", "a@example.org"), 0);
-	ck_assert_str_eq(HEADER(), "Subject: hello\r\n"
-				   "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
-				   "From: Cron Daemon <root@example.com>\r\n"
-				   "Message-ID: <00112233445566778899aabbccddeeff@example.com>\r\n");
+	ck_assert_str_eq(HEADER(),
+			 "Subject: hello\r\n"
+			 "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
+			 "From: Cron Daemon <root@example.com>\r\n"
+			 "Message-ID: <00112233445566778899aabbccddeeff@example.com>\r\n");
 }
 END_TEST
 
@@ -561,7 +564,8 @@ START_TEST(missing_from_without_full_name_is_the_bare_sender)
 {
 	cfg.add_missing_headers = 1;
 	ck_assert_int_eq(run("Date: x\r\nMessage-ID: <y@z>\r\n", "a@example.org"), 0);
-	ck_assert_str_eq(HEADER(), "Date: x\r\nMessage-ID: <y@z>\r\nFrom: www-data@example.com\r\n");
+	ck_assert_str_eq(HEADER(),
+			 "Date: x\r\nMessage-ID: <y@z>\r\nFrom: www-data@example.com\r\n");
 }
 END_TEST
 
@@ -571,7 +575,8 @@ START_TEST(missing_from_with_null_sender_is_mailer_daemon)
 	sub.sender = "<>";
 	ck_assert_int_eq(run("Date: x\r\nMessage-ID: <y@z>\r\n", "a@example.org"), 0);
 	ck_assert_str_eq(env.sender, "");
-	ck_assert_str_eq(HEADER(), "Date: x\r\nMessage-ID: <y@z>\r\nFrom: MAILER-DAEMON@example.com\r\n");
+	ck_assert_str_eq(HEADER(),
+			 "Date: x\r\nMessage-ID: <y@z>\r\nFrom: MAILER-DAEMON@example.com\r\n");
 }
 END_TEST
 
@@ -581,7 +586,8 @@ START_TEST(full_name_with_specials_is_quoted)
 	sub.sender = "root";
 	sub.fullname = "Daemon, Cron (v2)";
 	ck_assert_int_eq(run("Date: x\r\nMessage-ID: <y@z>\r\n", "a@example.org"), 0);
-	ck_assert_ptr_nonnull(strstr(HEADER(), "From: \"Daemon, Cron (v2)\" <root@example.com>\r\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(HEADER(), "From: \"Daemon, Cron (v2)\" <root@example.com>\r\n"));
 }
 END_TEST
 
@@ -591,7 +597,8 @@ START_TEST(non_ascii_full_name_is_rfc2047_encoded)
 	sub.sender = "root";
 	sub.fullname = "J\xc3\xb6hn D\xc5\x93";
 	ck_assert_int_eq(run("Date: x\r\nMessage-ID: <y@z>\r\n", "a@example.org"), 0);
-	ck_assert_ptr_nonnull(strstr(HEADER(), "From: =?UTF-8?B?SsO2aG4gRMWT?= <root@example.com>\r\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(HEADER(), "From: =?UTF-8?B?SsO2aG4gRMWT?= <root@example.com>\r\n"));
 }
 END_TEST
 
@@ -673,14 +680,14 @@ static const struct {
 	const char *domains;
 	int status;
 } policy_table[] = {
-	{"app@example.com", "example.com", 0},
-	{"app@host.example.com", "example.com", 0},
-	{"App@EXAMPLE.COM", "example.com", 0},
-	{"app@example.org", "example.com example.org", 0},
-	{"app@example.org", "example.com,example.org", 0},
-	{"app@notexample.com", "example.com", EX_NOPERM},
-	{"root@3f2a1b9c0d1e", "example.com", 0},	/* qualified to our domain first */
-	{"app@example.net", "example.com", EX_NOPERM},
+    {"app@example.com", "example.com", 0},
+    {"app@host.example.com", "example.com", 0},
+    {"App@EXAMPLE.COM", "example.com", 0},
+    {"app@example.org", "example.com example.org", 0},
+    {"app@example.org", "example.com,example.org", 0},
+    {"app@notexample.com", "example.com", EX_NOPERM},
+    {"root@3f2a1b9c0d1e", "example.com", 0}, /* qualified to our domain first */
+    {"app@example.net", "example.com", EX_NOPERM},
 };
 
 START_TEST(sender_must_be_in_allowed_sender_domains)
@@ -697,7 +704,8 @@ START_TEST(policy_refusal_names_the_sender_and_the_list)
 	words(&cfg.allowed_sender_domains, "a.com b.com");
 	sub.sender = "x@y.org";
 	ck_assert_int_eq(run("", "a@example.org"), EX_NOPERM);
-	ck_assert_ptr_nonnull(strstr(err.text, "sender <x@y.org> is not in allowed_sender_domains (a.com, b.com)"));
+	ck_assert_ptr_nonnull(
+	    strstr(err.text, "sender <x@y.org> is not in allowed_sender_domains (a.com, b.com)"));
 }
 END_TEST
 
