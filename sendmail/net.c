@@ -84,8 +84,12 @@ int net_resolve(const char *host, unsigned port, struct addrinfo **res, struct e
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG;
 	snprintf(portstr, sizeof(portstr), "%u", port);
+	/* An address literal needs no lookup and no AI_ADDRCONFIG netlink query. */
+	hints.ai_flags = AI_NUMERICHOST;
+	if (getaddrinfo(host, portstr, &hints, res) == 0)
+		return 0;
+	hints.ai_flags = AI_ADDRCONFIG;
 	r = getaddrinfo(host, portstr, &hints, res);
 	if (r == EAI_ADDRFAMILY || r == EAI_NONAME) {
 		/* AI_ADDRCONFIG hides ::1 on hosts with only loopback IPv6. */

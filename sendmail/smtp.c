@@ -12,6 +12,7 @@
  *--*/
 
 #include <ctype.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -876,7 +877,23 @@ void smtp_session_close(struct smtp_session *s)
 
 int smtp_session_usable(const struct smtp_session *s)
 {
-	return s && s->conn.fd >= 0 && s->in_sync;
+	struct pollfd pfd;
+
+	if (!(s && s->conn.fd >= 0 && s->in_sync))
+		return 0;
+
+	/*
+	 * Between transactions the relay has nothing to say. Anything
+	 * readable now is its idle-timeout 421 or the close that follows
+	 * (Postfix: smtpd_timeout), so the session is gone; finding out here
+	 * saves a failed MAIL FROM and lets the caller reconnect.
+	 */
+	pfd.fd = s->conn.fd;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	if (s->conn.in.len > 0 || poll(&pfd, 1, 0) != 0)
+		return 0;
+	return 1;
 }
 
 /* smtp_session_has_dsn - the relay offers DSN */

@@ -57,6 +57,11 @@
  *	(5xx) or res->deferred (4xx); the message goes to the accepted ones
  *	and the call returns 0.
  *
+ *	smtp_session_usable() says whether the session can carry another
+ *	transaction: connected, in sync, and the relay has not sent anything
+ *	since (a relay that timed out the idle session has sent 421 or
+ *	closed it; then open a new session).
+ *
  *	smtp_session_close() writes QUIT and closes without waiting for the
  *	221 (nothing useful can come of it). It accepts NULL.
  *

@@ -599,3 +599,25 @@ def test_postfix_relay_check(relay, run_sendmail):
     assert "certificate verified" in out
     assert "AUTH" in out and "accepted" in out
     assert pw not in out
+
+
+# ---------------------------------------------------------------------------
+# One relay session for several transactions (-bs)
+# ---------------------------------------------------------------------------
+
+
+def test_bs_session_reuses_the_relay_connection_with_rset(fault, run_sendmail):
+    srv = fault({})
+    msg = b"Subject: x\r\n\r\nbody\r\n.\r\n"
+    script = (b"EHLO client\r\n"
+              b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n" + msg +
+              b"MAIL FROM:<a@example.com>\r\nRCPT TO:<c@example.com>\r\nDATA\r\n" + msg +
+              b"QUIT\r\n")
+    r = run_sendmail(["-bs"], input=script, config=cfg(at(srv)))
+    out = r.stdout.decode() if isinstance(r.stdout, bytes) else r.stdout
+    assert r.returncode == 0, err_of(r) + out
+    msgs = srv.wait_for(2)
+    assert [m.rcpt_tos for m in msgs] == [["b@example.com"], ["c@example.com"]]
+    assert srv.connection_count == 1
+    cmds = [c.split()[0].upper() for c in commands(srv) if c]
+    assert cmds.count("EHLO") == 1 and "RSET" in cmds
