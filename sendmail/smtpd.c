@@ -1210,6 +1210,7 @@ int smtpd_serve_limits(int in_fd, int out_fd, const struct config *cfg,
 	const char *line;
 	size_t len;
 	int too_long;
+	int one = 1;
 
 	memset(&s, 0, sizeof(s));
 	s.in_fd = in_fd;
@@ -1223,6 +1224,12 @@ int smtpd_serve_limits(int in_fd, int out_fd, const struct config *cfg,
 	error_clear(err);
 	smtpd_hostname(&s);
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * On a TCP socket (-bd, or the shim's accepted connection): replies are
+	 * already batched per flush, so Nagle could only add delayed-ACK waits.
+	 * Pipes and UNIX sockets refuse the option; that is fine.
+	 */
+	(void)setsockopt(out_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
 	reply(&s, "220 %s ESMTP relayshim", s.host);
 	while (s.end == END_NONE) {
@@ -1360,7 +1367,6 @@ static void daemon_session(struct daemon_state *d, int fd, const struct sockaddr
 {
 	struct error err;
 	char addr[INET6_ADDRSTRLEN] = "?";
-	int one = 1;
 
 	for (size_t i = 0; i < d->nfds; i++)
 		close(d->fds[i]);
@@ -1373,8 +1379,6 @@ static void daemon_session(struct daemon_state *d, int fd, const struct sockaddr
 	else if (peer->ss_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, addr, sizeof(addr));
 	log_msg(LOG_LEVEL_DEBUG, "-bd: connection from %s (pid %ld)", addr, (long)getpid());
-	/* Our replies are already batched; Nagle would only add delayed-ACK waits. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (smtpd_serve_limits(fd, fd, cfg, lim, ops, ctx, &err) != 0)
 		log_msg(LOG_LEVEL_WARNING, "%s", err.text);
 	close(fd);
