@@ -24,14 +24,14 @@
 
 #include "auth.h"
 
-#define AUTH_TOKEN_MAX	65536	/* an OAuth2 access token is a few KiB at most */
+#define AUTH_TOKEN_MAX 65536 /* an OAuth2 access token is a few KiB at most */
 
 struct auth_session {
 	const struct config *cfg;
 	char *mech;
 	int xoauth2;
 	sasl_conn_t *conn;
-	struct buf initial;		/* base64 initial response */
+	struct buf initial; /* base64 initial response */
 	int has_initial;
 };
 
@@ -89,10 +89,11 @@ int auth_base64_decode(struct buf *out, const char *p, size_t n)
 		}
 	}
 	buf_reserve(out, n / 4 * 3 + 1);
-	w = EVP_DecodeBlock((unsigned char *)out->data + out->len, (const unsigned char *)p, (int)n);
+	w = EVP_DecodeBlock((unsigned char *)out->data + out->len, (const unsigned char *)p,
+			    (int)n);
 	if (w < 0 || (size_t)w < pad)
 		return -1;
-	out->len += (size_t)w - pad;	/* EVP_DecodeBlock counts the padding as zero bytes */
+	out->len += (size_t)w - pad; /* EVP_DecodeBlock counts the padding as zero bytes */
 	out->data[out->len] = 0;
 	return 0;
 }
@@ -246,11 +247,8 @@ static const char *sasl_text(sasl_conn_t *conn, int r)
  * worthy mechs" at all.
  */
 static sasl_callback_t prompt_callbacks[] = {
-	{SASL_CB_USER, 0, 0},
-	{SASL_CB_AUTHNAME, 0, 0},
-	{SASL_CB_PASS, 0, 0},
-	{SASL_CB_GETREALM, 0, 0},
-	{SASL_CB_LIST_END, 0, 0},
+    {SASL_CB_USER, 0, 0},     {SASL_CB_AUTHNAME, 0, 0}, {SASL_CB_PASS, 0, 0},
+    {SASL_CB_GETREALM, 0, 0}, {SASL_CB_LIST_END, 0, 0},
 };
 
 /* start_sasl - Cyrus SASL client start over mechs */
@@ -279,7 +277,7 @@ static int start_sasl(struct auth_session *a, const char *mechs, const char *hos
 				 sasl_errstring(r, 0, 0));
 	memset(&sp, 0, sizeof(sp));
 	sp.min_ssf = 0;
-	sp.max_ssf = 0;		/* no SASL security layer: TLS protects the session */
+	sp.max_ssf = 0; /* no SASL security layer: TLS protects the session */
 	sp.maxbufsize = 0;
 	sp.security_flags = SASL_SEC_NOANONYMOUS;
 	sasl_setprop(a->conn, SASL_SEC_PROPS, &sp);
@@ -362,7 +360,7 @@ int auth_initial(const struct auth_session *a, struct buf *out)
 	if (!a->has_initial)
 		return 0;
 	if (a->initial.len == 0)
-		buf_putc(out, '=');	/* RFC 4954: "=" is an empty initial response */
+		buf_putc(out, '='); /* RFC 4954: "=" is an empty initial response */
 	else
 		buf_append(out, a->initial.data, a->initial.len);
 	return 1;

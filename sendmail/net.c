@@ -23,7 +23,7 @@
 #include "net.h"
 #include "tls.h"
 
-#define NET_READ_CHUNK	16384
+#define NET_READ_CHUNK 16384
 
 /* net_now_ms - monotonic milliseconds */
 
@@ -59,7 +59,7 @@ int net_wait(int fd, short events, long long deadline)
 		pfd.revents = 0;
 		r = poll(&pfd, 1, left > 0x7fffffff ? 0x7fffffff : (int)left);
 		if (r > 0)
-			return 1;	/* POLLERR/POLLHUP too: the next call reports it */
+			return 1; /* POLLERR/POLLHUP too: the next call reports it */
 		if (r < 0 && errno != EINTR)
 			return -1;
 	}
@@ -224,7 +224,8 @@ int net_connect(struct net_conn *c, const struct addrinfo *ai, unsigned timeout_
 
 		close(fd);
 		err->temporary = 1;
-		return error_set(err, EX_TEMPFAIL, "cannot connect to %s: %s", c->peer, strerror(e));
+		return error_set(err, EX_TEMPFAIL, "cannot connect to %s: %s", c->peer,
+				 strerror(e));
 	}
 	c->fd = fd;
 	buf_reset(&c->in);
@@ -303,7 +304,8 @@ int net_write(struct net_conn *c, const void *p, size_t n, long long deadline, s
 		}
 		err->temporary = 1;
 		return error_set(err, EX_TEMPFAIL, "write error: %s",
-				 errno == EPIPE ? "connection closed by the relay" : strerror(errno));
+				 errno == EPIPE ? "connection closed by the relay"
+						: strerror(errno));
 	}
 	return 0;
 }

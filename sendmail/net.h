@@ -63,10 +63,10 @@
 struct tls_conn;
 
 struct net_conn {
-	int fd;				/* -1 when closed */
-	struct tls_conn *tls;		/* NULL: plain TCP */
-	struct buf in;			/* received, not yet consumed */
-	char peer[64];			/* "127.0.0.1:25", "[::1]:25" */
+	int fd;		      /* -1 when closed */
+	struct tls_conn *tls; /* NULL: plain TCP */
+	struct buf in;	      /* received, not yet consumed */
+	char peer[64];	      /* "127.0.0.1:25", "[::1]:25" */
 	int loopback;
 };
 

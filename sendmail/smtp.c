@@ -26,20 +26,20 @@
 #include "smtp.h"
 #include "tls.h"
 
-#define SMTP_CHUNK		65536	/* message bytes per write */
-#define SMTP_AUTH_ROUNDS_MAX	16	/* 334 challenges per AUTH */
-#define SMTP_REPLY_SHOWN_MAX	480	/* reply bytes quoted in an error text */
+#define SMTP_CHUNK 65536	 /* message bytes per write */
+#define SMTP_AUTH_ROUNDS_MAX 16	 /* 334 challenges per AUTH */
+#define SMTP_REPLY_SHOWN_MAX 480 /* reply bytes quoted in an error text */
 
 struct smtp_session {
 	const struct config *cfg;
 	struct net_conn conn;
 	struct smtp_caps caps;
-	char *relay;			/* "host:port" as configured */
-	const char *host;		/* host name or address, for TLS */
-	struct buf out;			/* commands not yet written */
-	struct buf *report;		/* --relay-check: lines appended here */
-	int in_sync;			/* connected, and every reply read */
-	int transactions;		/* started on this connection */
+	char *relay;	    /* "host:port" as configured */
+	const char *host;   /* host name or address, for TLS */
+	struct buf out;	    /* commands not yet written */
+	struct buf *report; /* --relay-check: lines appended here */
+	int in_sync;	    /* connected, and every reply read */
+	int transactions;   /* started on this connection */
 };
 
 /* ---------------------------------------------------------------- */
@@ -130,8 +130,8 @@ ssize_t smtp_parse_reply(const char *data, size_t len, struct smtp_reply *r)
 		n = (size_t)(lf - line);
 		if (n > 0 && line[n - 1] == '\r')
 			n--;
-		if (n < 3 || !isdigit((unsigned char)line[0]) || !isdigit((unsigned char)line[1])
-		    || !isdigit((unsigned char)line[2]) || line[0] < '2' || line[0] > '5')
+		if (n < 3 || !isdigit((unsigned char)line[0]) || !isdigit((unsigned char)line[1]) ||
+		    !isdigit((unsigned char)line[2]) || line[0] < '2' || line[0] > '5')
 			return reply_error(r, "not an SMTP reply (no 3-digit code)");
 		sep = n > 3 ? line[3] : ' ';
 		if (sep != ' ' && sep != '-')
@@ -237,7 +237,7 @@ void smtp_parse_ehlo(const struct smtp_reply *r, struct smtp_caps *caps)
 				caps->size = 1;
 				while (arg < p + n && isdigit((unsigned char)*arg)) {
 					if (v > (~0ULL - 9) / 10) {
-						v = 0;	/* absurd: treat as no limit */
+						v = 0; /* absurd: treat as no limit */
 						break;
 					}
 					v = v * 10 + (unsigned)(*arg++ - '0');
@@ -277,7 +277,7 @@ void smtp_dot_stuff(struct smtp_dot *st, const char *in, size_t n, struct buf *o
 			buf_append(out, in + i, n - i);
 			break;
 		}
-		j = (size_t)(p - in) + 1;	/* the dot; copied with the next span */
+		j = (size_t)(p - in) + 1; /* the dot; copied with the next span */
 		buf_append(out, in + i, j - i);
 		buf_putc(out, '.');
 		i = j;
@@ -419,8 +419,7 @@ static int fail_tls(struct smtp_session *s, struct error *err)
 
 /* verbose_line - -v: one dialogue line on stderr, sanitised */
 
-static void verbose_line(const struct smtp_session *s, const char *prefix, const char *p,
-			 size_t n)
+static void verbose_line(const struct smtp_session *s, const char *prefix, const char *p, size_t n)
 {
 	struct buf b = BUF_INIT;
 
@@ -482,7 +481,8 @@ static int flush_out(struct smtp_session *s, const char *stage, struct error *er
 
 	if (s->out.len == 0)
 		return 0;
-	status = net_write(&s->conn, s->out.data, s->out.len, net_deadline(s->cfg->timeout_ms), err);
+	status =
+	    net_write(&s->conn, s->out.data, s->out.len, net_deadline(s->cfg->timeout_ms), err);
 	buf_reset(&s->out);
 	if (status)
 		return fail_net(s, err, stage);
@@ -497,8 +497,8 @@ static int read_reply(struct smtp_session *s, struct smtp_reply *r, unsigned tim
 	long long deadline = net_deadline(timeout_ms);
 
 	for (;;) {
-		ssize_t n = smtp_parse_reply(s->conn.in.data ? s->conn.in.data : "",
-					     s->conn.in.len, r);
+		ssize_t n =
+		    smtp_parse_reply(s->conn.in.data ? s->conn.in.data : "", s->conn.in.len, r);
 
 		if (n > 0) {
 			buf_consume(&s->conn.in, (size_t)n);
@@ -524,7 +524,8 @@ static int read_reply(struct smtp_session *s, struct smtp_reply *r, unsigned tim
 
 /* report - --relay-check: one line */
 
-static void report(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void report(struct smtp_session *s, const char *fmt, ...)
 {
@@ -562,9 +563,9 @@ static int ehlo(struct smtp_session *s, struct error *err)
 
 	smtp_reply_init(&r);
 	queue_cmd(s, "EHLO %s", name);
-	if ((status = flush_out(s, "sending EHLO", err)) != 0
-	    || (status = read_reply(s, &r, s->cfg->timeout_ms, "waiting for the reply to EHLO",
-				    err)) != 0)
+	if ((status = flush_out(s, "sending EHLO", err)) != 0 ||
+	    (status =
+		 read_reply(s, &r, s->cfg->timeout_ms, "waiting for the reply to EHLO", err)) != 0)
 		goto done;
 	if (r.code == 250) {
 		smtp_parse_ehlo(&r, &s->caps);
@@ -577,9 +578,9 @@ static int ehlo(struct smtp_session *s, struct error *err)
 	/* RFC 5321 4.1.4: a server without ESMTP answers 5xx; say HELO. */
 	smtp_caps_free(&s->caps);
 	queue_cmd(s, "HELO %s", name);
-	if ((status = flush_out(s, "sending HELO", err)) != 0
-	    || (status = read_reply(s, &r, s->cfg->timeout_ms, "waiting for the reply to HELO",
-				    err)) != 0)
+	if ((status = flush_out(s, "sending HELO", err)) != 0 ||
+	    (status =
+		 read_reply(s, &r, s->cfg->timeout_ms, "waiting for the reply to HELO", err)) != 0)
 		goto done;
 	if (r.code != 250)
 		status = fail_reply(s, err, &r, EX_UNAVAILABLE, "refused EHLO and HELO");
@@ -610,9 +611,9 @@ static int starttls(struct smtp_session *s, struct error *err)
 	}
 	smtp_reply_init(&r);
 	queue_cmd(s, "STARTTLS");
-	if ((status = flush_out(s, "sending STARTTLS", err)) != 0
-	    || (status = read_reply(s, &r, cfg->timeout_ms,
-				    "waiting for the reply to STARTTLS", err)) != 0)
+	if ((status = flush_out(s, "sending STARTTLS", err)) != 0 ||
+	    (status =
+		 read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to STARTTLS", err)) != 0)
 		goto done;
 	if (r.code != 220) {
 		if (cfg->tls == TLS_MAY && r.code >= 400) {
@@ -694,9 +695,9 @@ static int authenticate(struct smtp_session *s, struct error *err)
 		buf_truncate(&s->out, s->out.len - 1);
 	buf_puts(&s->out, "\r\n");
 	for (;;) {
-		if ((status = flush_out(s, "during AUTH", err)) != 0
-		    || (status = read_reply(s, &r, cfg->timeout_ms,
-					    "waiting for the reply to AUTH", err)) != 0)
+		if ((status = flush_out(s, "during AUTH", err)) != 0 ||
+		    (status = read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to AUTH",
+					 err)) != 0)
 			break;
 		if (r.code == 235) {
 			report(s, "AUTH %s as %s: accepted", auth_mechanism(a), cfg->username);
@@ -706,9 +707,11 @@ static int authenticate(struct smtp_session *s, struct error *err)
 			struct buf b = BUF_INIT;
 
 			reply_show(&b, &r);
-			status = fail(err, r.code >= 500 ? EX_UNAVAILABLE : EX_TEMPFAIL,
-				      r.code < 500, "relay %s: authentication failed as %s "
-				      "(relay said: %s)", s->relay, cfg->username, b.data);
+			status =
+			    fail(err, r.code >= 500 ? EX_UNAVAILABLE : EX_TEMPFAIL, r.code < 500,
+				 "relay %s: authentication failed as %s "
+				 "(relay said: %s)",
+				 s->relay, cfg->username, b.data);
 			buf_free(&b);
 			break;
 		}
@@ -776,7 +779,8 @@ static int open_address(struct smtp_session *s, const struct addrinfo *ai, struc
 	if ((status = read_reply(s, &r, cfg->timeout_ms, "waiting for the greeting", err)) != 0)
 		goto done;
 	if (r.code / 100 != 2) {
-		status = fail_reply(s, err, &r, EX_UNAVAILABLE, "refused the connection at greeting");
+		status =
+		    fail_reply(s, err, &r, EX_UNAVAILABLE, "refused the connection at greeting");
 		goto done;
 	}
 	if (s->report) {
@@ -789,10 +793,10 @@ static int open_address(struct smtp_session *s, const struct addrinfo *ai, struc
 	if ((status = ehlo(s, err)) != 0 || (status = starttls(s, err)) != 0)
 		goto done;
 	if (s->report) {
-		report(s, "capabilities:%s%s%s%s%s%s%s%s%s", s->caps.pipelining ? " PIPELINING" : "",
-		       s->caps.size ? " SIZE" : "", s->caps.eightbitmime ? " 8BITMIME" : "",
-		       s->caps.smtputf8 ? " SMTPUTF8" : "", s->caps.dsn ? " DSN" : "",
-		       s->caps.starttls ? " STARTTLS" : "",
+		report(s, "capabilities:%s%s%s%s%s%s%s%s%s",
+		       s->caps.pipelining ? " PIPELINING" : "", s->caps.size ? " SIZE" : "",
+		       s->caps.eightbitmime ? " 8BITMIME" : "", s->caps.smtputf8 ? " SMTPUTF8" : "",
+		       s->caps.dsn ? " DSN" : "", s->caps.starttls ? " STARTTLS" : "",
 		       s->caps.enhancedstatuscodes ? " ENHANCEDSTATUSCODES" : "",
 		       s->caps.auth ? " AUTH " : "", s->caps.auth_mechs ? s->caps.auth_mechs : "");
 		if (s->caps.size && s->caps.size_max)
@@ -1142,8 +1146,8 @@ static int rcpt_failure(struct smtp_session *s, const struct smtp_result *res, s
 		buf_printf(&b, "%s<%s>: %s", b.len ? "; " : "", res->deferred.v[i],
 			   res->deferred_replies.v[i]);
 	if (res->deferred.n)
-		status = fail(err, EX_TEMPFAIL, 1, "relay %s refused every recipient: %s",
-			      s->relay, b.data);
+		status = fail(err, EX_TEMPFAIL, 1, "relay %s refused every recipient: %s", s->relay,
+			      b.data);
 	else
 		status = fail(err, EX_NOUSER, 0, "relay %s refused every recipient: %s", s->relay,
 			      b.data);
@@ -1185,16 +1189,17 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 			    message_size(msg), s->relay, s->caps.size_max);
 	if (utf8 && !s->caps.smtputf8)
 		return fail(err, EX_DATAERR, 0,
-			    "an address is not ASCII and relay %s does not offer SMTPUTF8", s->relay);
+			    "an address is not ASCII and relay %s does not offer SMTPUTF8",
+			    s->relay);
 
 	smtp_reply_init(&r);
 	s->transactions++;
 	if (rset)
 		queue_cmd(s, "RSET");
 	if (rset && !pipelining) {
-		if ((status = flush_out(s, "sending RSET", err)) != 0
-		    || (status = read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to RSET",
-					    err)) != 0)
+		if ((status = flush_out(s, "sending RSET", err)) != 0 ||
+		    (status = read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to RSET",
+					 err)) != 0)
 			goto done;
 		if (r.code != 250) {
 			status = fail_reply(s, err, &r, EX_TEMPFAIL, "refused RSET");
@@ -1249,8 +1254,8 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 			if ((status = flush_out(s, "sending RCPT TO", err)) != 0)
 				goto done;
 		}
-		if ((status = read_reply(s, &r, cfg->timeout_ms,
-					 "waiting for the reply to RCPT TO", err)) != 0)
+		if ((status = read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to RCPT TO",
+					 err)) != 0)
 			goto done;
 		if (r.code / 100 == 2)
 			accepted++;
@@ -1268,16 +1273,17 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 		if ((status = flush_out(s, "sending DATA", err)) != 0)
 			goto done;
 	}
-	if ((status = read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to DATA", err)) != 0)
+	if ((status = read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to DATA", err)) !=
+	    0)
 		goto done;
 	if (accepted == 0) {
 		if (r.code == 354) {
 			/* RFC 2920 3.1: DATA was accepted though no recipient was. */
 			buf_puts(&s->out, ".\r\n");
-			if ((status = flush_out(s, "ending DATA", err)) != 0
-			    || (status = read_reply(s, &r, cfg->timeout_ms,
-						    "waiting for the reply to an empty DATA",
-						    err)) != 0)
+			if ((status = flush_out(s, "ending DATA", err)) != 0 ||
+			    (status = read_reply(s, &r, cfg->timeout_ms,
+						 "waiting for the reply to an empty DATA", err)) !=
+				0)
 				goto done;
 		}
 		status = rcpt_failure(s, res, err);

@@ -129,19 +129,19 @@
 #include "message.h"
 #include "util.h"
 
-#define SMTP_REPLY_LINE_MAX	4096	/* bytes per reply line, CRLF included */
-#define SMTP_REPLY_LINES_MAX	100	/* lines per reply */
+#define SMTP_REPLY_LINE_MAX 4096 /* bytes per reply line, CRLF included */
+#define SMTP_REPLY_LINES_MAX 100 /* lines per reply */
 
 struct smtp_session;
 
 struct smtp_result {
-	char *relay;			/* "host:port" of the relay that answered last */
-	struct strlist rejected;	/* recipients refused one by one with 5xx ... */
+	char *relay;			 /* "host:port" of the relay that answered last */
+	struct strlist rejected;	 /* recipients refused one by one with 5xx ... */
 	struct strlist rejected_replies; /* ... with the relay's reply (sanitised) */
-	struct strlist deferred;	/* recipients refused with 4xx while others passed */
+	struct strlist deferred;	 /* recipients refused with 4xx while others passed */
 	struct strlist deferred_replies;
-	char *reply;			/* final reply, e.g. "250 2.0.0 Ok: queued as 4F...", sanitised */
-	char dsn[16];			/* enhanced status code of the final reply, "" if none */
+	char *reply;  /* final reply, e.g. "250 2.0.0 Ok: queued as 4F...", sanitised */
+	char dsn[16]; /* enhanced status code of the final reply, "" if none */
 };
 
 void smtp_result_init(struct smtp_result *r);
@@ -160,9 +160,9 @@ int smtp_relay_check(const struct config *cfg, struct buf *out, struct error *er
 
 /* One parsed reply. */
 struct smtp_reply {
-	int code;			/* 200..599 */
-	char dsn[16];			/* enhanced status code ("2.0.0"), "" if none */
-	struct buf text;		/* the lines without code and separator, joined by '\n' */
+	int code;	 /* 200..599 */
+	char dsn[16];	 /* enhanced status code ("2.0.0"), "" if none */
+	struct buf text; /* the lines without code and separator, joined by '\n' */
 	size_t nlines;
 };
 
@@ -173,15 +173,15 @@ ssize_t smtp_parse_reply(const char *data, size_t len, struct smtp_reply *r);
 /* Capabilities from EHLO. */
 struct smtp_caps {
 	int pipelining;
-	int size;			/* SIZE advertised */
-	unsigned long long size_max;	/* its argument, 0 = no limit given */
+	int size;		     /* SIZE advertised */
+	unsigned long long size_max; /* its argument, 0 = no limit given */
 	int eightbitmime;
 	int smtputf8;
 	int dsn;
 	int starttls;
 	int enhancedstatuscodes;
-	int auth;			/* AUTH advertised */
-	char *auth_mechs;		/* space-separated, upper case, NULL if none */
+	int auth;	  /* AUTH advertised */
+	char *auth_mechs; /* space-separated, upper case, NULL if none */
 };
 
 void smtp_parse_ehlo(const struct smtp_reply *r, struct smtp_caps *caps);
@@ -189,7 +189,7 @@ void smtp_caps_free(struct smtp_caps *caps);
 
 /* Dot-stuffing state across chunks. */
 struct smtp_dot {
-	int mid_line;			/* 0 at the start of a line (after LF) */
+	int mid_line; /* 0 at the start of a line (after LF) */
 };
 
 void smtp_dot_stuff(struct smtp_dot *st, const char *in, size_t n, struct buf *out);

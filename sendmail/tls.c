@@ -79,8 +79,8 @@ static int setup_ctx(struct tls_conn *t, const struct config *cfg, int verify, s
 		return error_set(err, EX_TEMPFAIL, "cannot initialise TLS: %s",
 				 openssl_reason(ERR_get_error()));
 	}
-	SSL_CTX_set_min_proto_version(t->ctx, cfg->tls_min_version == 13 ? TLS1_3_VERSION
-									 : TLS1_2_VERSION);
+	SSL_CTX_set_min_proto_version(t->ctx,
+				      cfg->tls_min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
 	/* Our writes go through a retry loop with the same buffer. */
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (cfg->tls_cert_file || cfg->tls_key_file) {
@@ -183,11 +183,13 @@ static int check_fingerprint(struct tls_conn *t, const struct config *cfg, struc
 
 	err->temporary = 1;
 	if (cert == 0)
-		return error_set(err, EX_TEMPFAIL,
-				 "TLS certificate of the relay not accepted: no certificate presented");
+		return error_set(
+		    err, EX_TEMPFAIL,
+		    "TLS certificate of the relay not accepted: no certificate presented");
 	if (X509_digest(cert, EVP_sha256(), md, &n) != 1 || n != 32) {
 		X509_free(cert);
-		return error_set(err, EX_TEMPFAIL, "TLS: cannot compute the certificate fingerprint");
+		return error_set(err, EX_TEMPFAIL,
+				 "TLS: cannot compute the certificate fingerprint");
 	}
 	X509_free(cert);
 	if (memcmp(md, cfg->tls_fingerprint, 32) == 0) {
@@ -229,8 +231,8 @@ static int handshake_failed(struct tls_conn *t, int sslerr, const char *host, st
 	struct buf b = BUF_INIT;
 
 	err->temporary = 1;
-	if (v != X509_V_OK && !t->fingerprint_checked
-	    && ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+	if (v != X509_V_OK && !t->fingerprint_checked &&
+	    ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
 		verify_text(&b, v, host);
 		error_set(err, EX_TEMPFAIL, "TLS certificate of the relay not accepted: %s",
 			  buf_cstr(&b));
@@ -328,8 +330,8 @@ ssize_t tls_read(struct tls_conn *t, void *p, size_t n, long long deadline, stru
 			return 0;
 		if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)
 			return 0;
-		if (e == SSL_ERROR_SSL
-		    && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+		if (e == SSL_ERROR_SSL &&
+		    ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
 			ERR_clear_error();
 			return 0;
 		}

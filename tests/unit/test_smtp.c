@@ -197,8 +197,8 @@ START_TEST(ehlo_capabilities)
 	     "250-SMTPUTF8\r\n250-DSN\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n"
 	     "250 AUTH PLAIN LOGIN\r\n",
 	     &c);
-	ck_assert(c.pipelining && c.size && c.eightbitmime && c.smtputf8 && c.dsn && c.starttls
-		  && c.enhancedstatuscodes && c.auth);
+	ck_assert(c.pipelining && c.size && c.eightbitmime && c.smtputf8 && c.dsn && c.starttls &&
+		  c.enhancedstatuscodes && c.auth);
 	ck_assert_uint_eq(c.size_max, 10240000);
 	ck_assert_str_eq(c.auth_mechs, "PLAIN LOGIN");
 	smtp_caps_free(&c);
