@@ -17,7 +17,9 @@
  *	[senders] applies to the invoking user when there is no -f, and
  *	also to a -f or header sender that is a local name, so that
  *	"www-data = noreply@example.com" covers every way www-data's mail
- *	gets its sender.
+ *	gets its sender. Like ssmtp's revaliases it also rewrites local
+ *	names in From:, Sender:, Resent-From: and Resent-Sender: (display
+ *	names and comments kept).
  *
  *	-bs (sub->bs_mode): the envelope comes from MAIL and RCPT, so its
  *	sources (-f, [senders] of the login, envelope_from, -t) are not
@@ -46,14 +48,16 @@
 
 /*
  * Address headers (Postfix header_opts.c sender and recipient classes):
- * bare names in them are qualified and their domains masqueraded.
+ * bare names in them are qualified and their domains masqueraded. The
+ * originator fields also get the [senders] mapping, as ssmtp's
+ * revaliases rewrites From: as well as the envelope.
  */
+static const char *const originator_headers[] = {
+    "From", "Sender", "Resent-From", "Resent-Sender", 0,
+};
+
 static const char *const address_headers[] = {
-    "From",
-    "Sender",
     "Reply-To",
-    "Resent-From",
-    "Resent-Sender",
     "Resent-Reply-To",
     "Return-Path",
     "Errors-To",
@@ -391,9 +395,10 @@ static void expand_text(const struct context *ctx, const char *text, size_t len,
 	address_list_free(&list);
 }
 
-/* fix_address_field - qualify and masquerade every address of field idx */
+/* fix_address_field - qualify (or map) and masquerade every address of field idx */
 
-static void fix_address_field(const struct context *ctx, struct header *h, size_t idx)
+static void fix_address_field(const struct context *ctx, struct header *h, size_t idx,
+			      int originator)
 {
 	struct address_list list = ADDRESS_LIST_INIT;
 	struct buf value = BUF_INIT;
@@ -410,7 +415,10 @@ static void fix_address_field(const struct context *ctx, struct header *h, size_
 
 		if (a->kind != ADDRESS_MAILBOX || *a->addr_spec == 0 || a->spec_off < done)
 			continue;
-		spec = masquerade(ctx, qualify_local(ctx, a->addr_spec));
+		if (originator)
+			spec = masquerade(ctx, sender_from_local(ctx, a->addr_spec));
+		else
+			spec = masquerade(ctx, qualify_local(ctx, a->addr_spec));
 		if (strcmp(spec, a->addr_spec) != 0) {
 			buf_append(&value, old + done, a->spec_off - done);
 			buf_puts(&value, spec);
@@ -798,10 +806,14 @@ int rewrite_message(const struct config *cfg, const struct submit *sub, struct m
 	}
 
 	/* 3. headers */
-	for (size_t i = 0; i < h.n; i++)
+	for (size_t i = 0; i < h.n; i++) {
+		for (size_t j = 0; originator_headers[j]; j++)
+			if (header_name_is(h.v + i, originator_headers[j]))
+				fix_address_field(&ctx, &h, i, 1);
 		for (size_t j = 0; address_headers[j]; j++)
 			if (header_name_is(h.v + i, address_headers[j]))
-				fix_address_field(&ctx, &h, i);
+				fix_address_field(&ctx, &h, i, 0);
+	}
 	if (cfg->from && *cfg->from)
 		override_from(&ctx, &h);
 	if (cfg->add_missing_headers)

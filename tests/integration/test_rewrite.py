@@ -262,6 +262,7 @@ def test_config_file_alone_under_env_i_equals_the_environment(relay, tmp_path):
 
     if os.getuid() == 0:
         assert from_file.mail_from == "cron@example.com"
+        assert header(from_file.data, "from") == b"cron@example.com (Cron Daemon)"
     assert sorted(from_file.rcpt_tos) == ["dev@example.org", "ops@example.org",
                                          "someone@host.example.com"]
     assert header(from_file.data, "cc") == b"someone@example.com"

@@ -159,6 +159,19 @@ START_TEST(senders_entry_also_maps_a_local_f_address)
 }
 END_TEST
 
+START_TEST(senders_entry_rewrites_a_local_from_header_like_revaliases)
+{
+	SENDER("root", "Cron <cron@example.com>");
+	sub.user = "root";
+	ck_assert_int_eq(
+	    run("From: root (Cron Daemon)\r\nTo: root\r\nReply-To: root\r\n", "a@example.org"), 0);
+	ck_assert_str_eq(env.sender, "cron@example.com");
+	ck_assert_str_eq(HEADER(), "From: cron@example.com (Cron Daemon)\r\n"
+				   "To: root@example.com\r\n"
+				   "Reply-To: root@example.com\r\n");
+}
+END_TEST
+
 START_TEST(envelope_from_header_takes_the_from_address)
 {
 	ck_assert_int_eq(run("From: \"App\" <app@example.org>\r\n", "a@example.org"), 0);
@@ -842,6 +855,7 @@ int main(void)
 			    sizeof(f_table) / sizeof(f_table[0]));
 	tcase_add_test(tc, senders_entry_of_the_login_is_used_without_f);
 	tcase_add_test(tc, senders_entry_also_maps_a_local_f_address);
+	tcase_add_test(tc, senders_entry_rewrites_a_local_from_header_like_revaliases);
 	tcase_add_test(tc, envelope_from_header_takes_the_from_address);
 	tcase_add_test(tc, envelope_from_header_qualifies_a_bare_from);
 	tcase_add_test(tc, envelope_from_header_without_from_uses_the_login);
