@@ -1114,6 +1114,119 @@ START_TEST(config_check_lists_every_key_with_a_source)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- */
+/* The documentation walks the same table                           */
+
+/* read_text - a file of the source tree (tests run from the top directory) */
+
+static char *read_text(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *data;
+	long n;
+
+	ck_assert_msg(f != 0, "%s: not found (run the test from the top of the tree)", path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	data = calloc(1, (size_t)n + 1);
+	ck_assert_uint_eq(fread(data, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	return data;
+}
+
+START_TEST(example_file_documents_every_key_and_variable)
+{
+	char *text = read_text("conf/relayshim.conf");
+
+	for (size_t i = 0; i < config_key_count(); i++) {
+		const char *section, *key;
+		const char *const *env;
+		char want[128];
+		const char *sec;
+
+		config_key_info(i, &section, &key, &env);
+		snprintf(want, sizeof(want), "\n[%s]\n", section);
+		sec = strstr(text, want);
+		ck_assert_msg(sec != 0, "[%s] missing", section);
+		if (key) {
+			const char *next = strstr(sec + 1, "\n[");
+
+			snprintf(want, sizeof(want), "\n#%s =", key);
+			ck_assert_msg(strstr(sec, want) && (next == 0 || strstr(sec, want) < next), "[%s] %s missing",
+				      section, key);
+		}
+		for (int e = 0; e < 3 && env[e]; e++)
+			ck_assert_msg(strstr(text, env[e]), "%s missing", env[e]);
+	}
+	free(text);
+}
+END_TEST
+
+START_TEST(example_file_loads_as_installed)
+{
+	ck_assert_msg(config_load(&cfg, "conf/relayshim.conf", 1, 0, &err) == 0, "%s", err.text);
+}
+END_TEST
+
+START_TEST(example_file_shows_the_real_defaults)
+{
+	char *text = read_text("conf/relayshim.conf");
+	struct buf ini = BUF_INIT;
+	char *defaults;
+	const char *uncommented;
+
+	/* Uncomment every "#key = value" line; the examples without a default are skipped. */
+	for (char *line = strtok(text, "\n"); line; line = strtok(0, "\n")) {
+		if (line[0] == '#' && line[1] >= 'a' && line[1] <= 'z' && strstr(line, " =")
+		    && strncmp(line, "#password_file", 14) != 0)
+			line++;
+		buf_printf(&ini, "%s\n", line);
+	}
+	defaults = strdup(written(0, 0));
+	ck_assert_msg(load(buf_cstr(&ini), 0) == 0, "%s", err.text);
+	uncommented = written(0, 0);
+	for (size_t i = 0; i < config_key_count(); i++) {
+		const char *section, *key;
+		const char *const *env;
+		char want[256];
+
+		config_key_info(i, &section, &key, &env);
+		if (key == 0 || strcmp(key, "host") == 0 || strcmp(key, "password_file") == 0)
+			continue;
+		snprintf(want, sizeof(want), "%s", value_of(defaults, key));
+		ck_assert_msg(strcmp(value_of(uncommented, key), want) == 0, "[%s] %s: example shows \"%s\", default is \"%s\"",
+			      section, key, value_of(uncommented, key), want);
+	}
+	buf_free(&ini);
+	free(defaults);
+	free(text);
+}
+END_TEST
+
+START_TEST(manual_page_documents_every_key_and_variable)
+{
+	char *text = read_text("man/relayshim.conf.5");
+
+	for (size_t i = 0; i < config_key_count(); i++) {
+		const char *section, *key;
+		const char *const *env;
+		char want[128];
+
+		config_key_info(i, &section, &key, &env);
+		snprintf(want, sizeof(want), "[%s]", section);
+		ck_assert_msg(strstr(text, want), "%s missing", want);
+		if (key) {
+			snprintf(want, sizeof(want), ".B %s", key);
+			ck_assert_msg(strstr(text, want), "key %s missing (as \"%s\")", key, want);
+		}
+		for (int e = 0; e < 3 && env[e]; e++)
+			ck_assert_msg(strstr(text, env[e]), "%s missing", env[e]);
+	}
+	free(text);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -1191,6 +1304,10 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, config_check_redacts_the_hash_salt);
 	tcase_add_test(tc, config_check_shows_unset_password);
 	tcase_add_test(tc, config_check_lists_every_key_with_a_source);
+	tcase_add_test(tc, example_file_documents_every_key_and_variable);
+	tcase_add_test(tc, example_file_loads_as_installed);
+	tcase_add_test(tc, example_file_shows_the_real_defaults);
+	tcase_add_test(tc, manual_page_documents_every_key_and_variable);
 	suite_add_tcase(s, tc);
 	return s;
 }
