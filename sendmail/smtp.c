@@ -372,6 +372,16 @@ static void reply_show(struct buf *out, const struct smtp_reply *r)
 	}
 }
 
+/* is_too_big - a 5xx that says the message exceeds the relay's size limit */
+
+static int is_too_big(const struct smtp_reply *r)
+{
+	/* RFC 3463: 5.3.4 message too big for system, 5.2.3 exceeds administrative limit. */
+	if (strcmp(r->dsn, "5.3.4") == 0 || strcmp(r->dsn, "5.2.3") == 0)
+		return 1;
+	return r->code == 552 && r->dsn[0] == 0;
+}
+
 /* fail_reply - an unwelcome reply: 4xx temporary, 5xx perm_status */
 
 static int fail_reply(struct smtp_session *s, struct error *err, const struct smtp_reply *r,
@@ -381,7 +391,10 @@ static int fail_reply(struct smtp_session *s, struct error *err, const struct sm
 	int status;
 
 	reply_show(&b, r);
-	if (r->code >= 500)
+	if (r->code >= 500 && is_too_big(r))
+		/* SPEC 3: a message too big is a data error (65), whoever finds out. */
+		status = fail(err, EX_DATAERR, 0, "relay %s %s: %s", s->relay, what, b.data);
+	else if (r->code >= 500)
 		status = fail(err, perm_status, 0, "relay %s %s: %s", s->relay, what, b.data);
 	else
 		status = fail(err, EX_TEMPFAIL, 1, "relay %s %s: %s", s->relay, what, b.data);

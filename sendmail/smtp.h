@@ -109,13 +109,20 @@
  *				list may be fine; the text always names the
  *				reason so the log shows what to fix.
  *	EX_DATAERR (65)		the message is bigger than the relay's SIZE
- *				limit (checked before MAIL), or an address is
- *				not ASCII and the relay lacks SMTPUTF8.
+ *				limit (checked before MAIL) or the relay says
+ *				so (5.3.4, 5.2.3, or a bare 552, at MAIL or
+ *				end of data), or an address is not ASCII and
+ *				the relay lacks SMTPUTF8.
  *	EX_CONFIG (78)		credentials would go over a connection that
  *				is neither verified TLS nor loopback (and
  *				auth_insecure is off); STARTTLS required but
  *				not offered is EX_TEMPFAIL like any relay
  *				trouble.
+ *
+ *	With tls = may, a STARTTLS refused with 4xx/5xx continues in plain
+ *	text on the same connection; a failed handshake is a temporary
+ *	failure (the connection is unusable, and reconnecting in plain text
+ *	is what an active attacker would provoke).
  *
  *	8-bit bodies get BODY=8BITMIME when offered; when not offered the
  *	message is sent anyway (Postfix and every relay in practice pass

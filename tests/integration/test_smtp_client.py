@@ -621,3 +621,29 @@ def test_bs_session_reuses_the_relay_connection_with_rset(fault, run_sendmail):
     assert srv.connection_count == 1
     cmds = [c.split()[0].upper() for c in commands(srv) if c]
     assert cmds.count("EHLO") == 1 and "RSET" in cmds
+
+
+def test_relay_size_refusal_at_mail_is_a_data_error(fault, run_sendmail):
+    # SIZE advertised without a number: the relay itself refuses at MAIL (552 5.3.4).
+    srv = fault({"capabilities": ["PIPELINING", "SIZE"], "size_limit": 50})
+    r = send(run_sendmail, cfg(at(srv)))
+    assert r.returncode == 65
+    assert "refused the sender at MAIL FROM: 552 5.3.4" in one_line_error(r)
+
+
+def test_ipv6_relay_address(fault, run_sendmail):
+    try:
+        srv = fault({}, host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    r = send(run_sendmail, cfg("[::1]:%d" % srv.port))
+    assert r.returncode == 0, err_of(r)
+    assert srv.wait_for(1)
+
+
+def test_relay_check_reports_a_failure(fault, run_sendmail):
+    srv = fault({"ehlo": "554 5.7.1 No", "helo": "554 5.7.1 No"})
+    r = run_sendmail(["--relay-check"], config=cfg(at(srv)))
+    out = r.stdout.decode() if isinstance(r.stdout, bytes) else r.stdout
+    assert r.returncode == 69
+    assert "refused EHLO and HELO: 554 5.7.1 No" in out + err_of(r)
