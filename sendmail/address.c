@@ -319,10 +319,16 @@ void address_parse_list(struct address_list *list, const char *value, size_t len
 				t.n = 0;
 				in_angle = 0;
 				continue;
-			} else if (c == ';' && in_group && !in_route) {
+			} else if (c == ';' && !in_route) {
+				/*
+				 * Ends a group; outside one it is taken as a list
+				 * separator, as hand-written "To: a@x; b@y" (Outlook
+				 * style) means.
+				 */
 				parse_element(list, value, &t);
 				t.n = 0;
-				list_add(list, ADDRESS_GROUP_END);
+				if (in_group)
+					list_add(list, ADDRESS_GROUP_END);
 				in_group = in_angle = 0;
 				continue;
 			} else if (c == ':' && !in_angle && !in_group) {

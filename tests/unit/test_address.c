@@ -74,6 +74,10 @@ static const struct {
     {"\"fold\r\n ed\"@example.com", "\"fold ed\"@example.com", 0},
     {"", "", 0},
     {"(just a comment)", "", 0},
+    {"a@example.com; b@example.com", "a@example.com|b@example.com", 0},
+    {"g: a@x.example; b@y.example", "[g:|a@x.example|]|b@y.example", "g"},
+    {"Name<a@example.com>", "a@example.com", "Name"},
+    {"a@b.example <c@d.example>", "c@d.example", "a@b.example"},
 };
 
 START_TEST(parse_list_gives_mailboxes_groups_and_display_names)
