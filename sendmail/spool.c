@@ -1413,11 +1413,22 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
  * Passes over the queue
  * ==================================================================== */
 
-/* list_ids - the committed ids in q/, sorted (ids sort by submission time) */
+/* list_ids - the committed ids in q/, oldest first (by mtime: ids need not sort) */
 
-static int cmp_str(const void *x, const void *y)
+struct id_age {
+	struct timespec mtime;
+	char *id;
+};
+
+static int cmp_age(const void *x, const void *y)
 {
-	return strcmp(*(char *const *)x, *(char *const *)y);
+	const struct id_age *a = x, *b = y;
+
+	if (a->mtime.tv_sec != b->mtime.tv_sec)
+		return a->mtime.tv_sec < b->mtime.tv_sec ? -1 : 1;
+	if (a->mtime.tv_nsec != b->mtime.tv_nsec)
+		return a->mtime.tv_nsec < b->mtime.tv_nsec ? -1 : 1;
+	return strcmp(a->id, b->id);
 }
 
 static void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
@@ -1426,6 +1437,8 @@ static void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 	DIR *d;
 	struct dirent *de;
 	double now = spool_now();
+	struct id_age *ages = 0;
+	size_t n = 0, cap = 0;
 
 	if (fd < 0 || (d = fdopendir(fd)) == 0) {
 		if (fd >= 0)
@@ -1434,15 +1447,22 @@ static void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 	}
 	while ((de = readdir(d)) != 0) {
 		char *dot = strchr(de->d_name, '.');
+		struct stat sb;
 
 		if (de->d_name[0] == '.')
 			continue;
 		if (dot == 0) {
-			strlist_add(ids, de->d_name);
+			if (fstatat(a->q, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				ages = util_realloc(ages, cap * sizeof(*ages));
+			}
+			ages[n].mtime = sb.st_mtim;
+			ages[n++].id = util_strdup(de->d_name);
 		} else if (tidy && strcmp(dot, ".st") == 0) {
 			/* A state file whose entry is gone: a crash between the two unlinks. */
 			char id[SPOOL_ID_MAX];
-			struct stat sb;
 
 			if ((size_t)(dot - de->d_name) < sizeof(id)) {
 				memcpy(id, de->d_name, (size_t)(dot - de->d_name));
@@ -1453,8 +1473,11 @@ static void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 		}
 	}
 	closedir(d);
-	if (ids->n > 1)
-		qsort(ids->v, ids->n, sizeof(char *), cmp_str);
+	if (n > 1)
+		qsort(ages, n, sizeof(*ages), cmp_age);
+	for (size_t i = 0; i < n; i++)
+		strlist_add_nodup(ids, ages[i].id);
+	free(ages);
 
 	/* tmp/ debris from crashed writers: invisible, removed when old. */
 	if (tidy && (fd = openat(a->tmp, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
@@ -1637,11 +1660,15 @@ int spool_run(const struct config *cfg, struct error *err)
 {
 	struct strlist tried = STRLIST_INIT;
 	struct pass_stats st;
+	struct error last;
 
 	error_clear(err);
+	error_clear(&last);
 	/* Repeat while passes make progress: a pass may queue notices. */
 	for (;;) {
 		run_pass(cfg, 1, 1, &tried, &st);
+		if (st.last.text[0])
+			last = st.last;
 		if (st.aborted || st.tried == 0)
 			break;
 	}
@@ -1664,7 +1691,7 @@ int spool_run(const struct config *cfg, struct error *err)
 		}
 		scope_free(areas, nareas);
 		error_set(err, EX_TEMPFAIL, "%u message(s) remain in the queue%s%s", left,
-			  st.last.text[0] ? "; last error: " : "", st.last.text);
+			  last.text[0] ? "; last error: " : "", last.text);
 	}
 	err->temporary = 1;
 	return EX_TEMPFAIL;
@@ -1850,9 +1877,9 @@ static void worker_main(const struct config *cfg, int dirfd, int lockfd)
 	}
 }
 
-/* worker_detach - become a daemon child: session, stdio, descriptors */
+/* worker_detach - become a daemon child: stdio on /dev/null, fds above last closed */
 
-static void worker_detach(int keep)
+static void worker_detach(int last)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	sigset_t none;
@@ -1863,15 +1890,13 @@ static void worker_detach(int keep)
 		dup2(null, 0);
 		dup2(null, 1);
 		dup2(null, 2);
-		if (null > 2 && null != keep)
+		if (null > last)
 			close(null);
 	}
-	if (keep > 3)
-		close_range(3, (unsigned)keep - 1, 0);
-	if (close_range((unsigned)keep + 1, ~0U, 0) != 0) {
+	if (close_range((unsigned)last + 1, ~0U, 0) != 0) {
 		long max = sysconf(_SC_OPEN_MAX);
 
-		for (long fd = keep + 1; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+		for (long fd = last + 1; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
 			close((int)fd);
 	}
 	sigemptyset(&none);
