@@ -397,6 +397,24 @@ def test_starttls_verified(fault, pki, run_sendmail):
     assert srv.connections[0].plaintext_after_starttls == b""
 
 
+def test_starttls_verified_by_host_name_trying_each_address(fault, pki, run_sendmail):
+    # "localhost" may resolve to ::1 first, where nothing listens: the next
+    # address is tried; the certificate is checked against the name (SNI too).
+    srv = fault({"tls": "starttls", "cert": "valid"}, pki=pki)
+    r = send(run_sendmail, cfg("localhost:%d" % srv.port, tls="starttls",
+                               tls_ca_file=pki.ca_file))
+    assert r.returncode == 0, err_of(r)
+    assert srv.wait_for(1)[0].tls
+
+
+def test_wrong_name_by_host_name(fault, pki, run_sendmail):
+    srv = fault({"tls": "starttls", "cert": "wrong_name"}, pki=pki)
+    r = send(run_sendmail, cfg("localhost:%d" % srv.port, tls="starttls",
+                               tls_ca_file=pki.ca_file))
+    assert r.returncode == 75
+    assert "host name mismatch: certificate is not valid for localhost" in one_line_error(r)
+
+
 def test_starttls_refused(fault, pki, run_sendmail):
     srv = fault({"tls": "starttls", "cert": "valid", "starttls": "454 4.7.0 TLS not available"},
                 pki=pki)
@@ -534,65 +552,72 @@ def pf_cfg(relay, port, **kw):
 
 def delivered(relay, n=1):
     msgs = relay.capture.wait_for(n, timeout=15)
-    assert len(msgs) >= n
+    assert len(msgs) == n, msgs
     return msgs[-1]
 
 
-def test_postfix_plain(relay, run_sendmail):
-    r = send(run_sendmail, pf_cfg(relay, relay.plain_port))
+@pytest.fixture
+def pf(relay):
+    """The Postfix relay with an empty capture sink."""
+    relay.capture.clear()
+    return relay
+
+
+def test_postfix_plain(pf, run_sendmail):
+    r = send(run_sendmail, pf_cfg(pf, pf.plain_port))
     assert r.returncode == 0, err_of(r)
-    m = delivered(relay)
+    m = delivered(pf)
     assert m.mail_from == "a@example.com" and m.rcpt_tos == ["b@example.com"]
     assert m.data.endswith(b"Hello.\r\n.dot line\r\n")
 
 
-def test_postfix_may(relay, run_sendmail):
-    r = send(run_sendmail, pf_cfg(relay, relay.plain_port, tls="may"))
+def test_postfix_may(pf, run_sendmail):
+    r = send(run_sendmail, pf_cfg(pf, pf.plain_port, tls="may"))
     assert r.returncode == 0, err_of(r)
-    delivered(relay)
+    delivered(pf)
 
 
-def test_postfix_starttls_verified(relay, run_sendmail):
-    user, pw = next(iter(relay.users.items()))
-    r = send(run_sendmail, pf_cfg(relay, relay.submission_port, tls="starttls",
-                                  tls_ca_file=relay.ca_file, username=user, password=pw))
+def test_postfix_starttls_verified(pf, run_sendmail):
+    user, pw = next(iter(pf.users.items()))
+    r = send(run_sendmail, pf_cfg(pf, pf.submission_port, tls="starttls",
+                                  tls_ca_file=pf.ca_file, username=user, password=pw))
     assert r.returncode == 0, err_of(r)
-    delivered(relay)
+    delivered(pf)
 
 
-def test_postfix_implicit_tls(relay, run_sendmail):
-    user, pw = next(iter(relay.users.items()))
-    r = send(run_sendmail, pf_cfg(relay, relay.smtps_port, tls="tls",
-                                  tls_ca_file=relay.ca_file, username=user, password=pw))
+def test_postfix_implicit_tls(pf, run_sendmail):
+    user, pw = next(iter(pf.users.items()))
+    r = send(run_sendmail, pf_cfg(pf, pf.smtps_port, tls="tls",
+                                  tls_ca_file=pf.ca_file, username=user, password=pw))
     assert r.returncode == 0, err_of(r)
-    delivered(relay)
+    delivered(pf)
 
 
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5", "SCRAM-SHA-1",
                                   "SCRAM-SHA-256"])
-def test_postfix_sasl_mechanism(relay, run_sendmail, mech):
-    user, pw = next(iter(relay.users.items()))
-    r = send(run_sendmail, pf_cfg(relay, relay.submission_port, tls="starttls",
-                                  tls_ca_file=relay.ca_file, username=user, password=pw,
+def test_postfix_sasl_mechanism(pf, run_sendmail, mech):
+    user, pw = next(iter(pf.users.items()))
+    r = send(run_sendmail, pf_cfg(pf, pf.submission_port, tls="starttls",
+                                  tls_ca_file=pf.ca_file, username=user, password=pw,
                                   auth_mechanisms=mech), args=["-v"])
     assert r.returncode == 0, err_of(r)
     assert "C: AUTH %s <auth data hidden>" % mech in err_of(r)
     assert pw not in err_of(r)
-    delivered(relay)
+    delivered(pf)
 
 
-def test_postfix_wrong_password(relay, run_sendmail):
-    user = next(iter(relay.users))
-    r = send(run_sendmail, pf_cfg(relay, relay.submission_port, tls="starttls",
-                                  tls_ca_file=relay.ca_file, username=user, password="nope"))
+def test_postfix_wrong_password(pf, run_sendmail):
+    user = next(iter(pf.users))
+    r = send(run_sendmail, pf_cfg(pf, pf.submission_port, tls="starttls",
+                                  tls_ca_file=pf.ca_file, username=user, password="nope"))
     assert r.returncode == 69
     assert "authentication failed as %s (relay said: 535" % user in one_line_error(r)
 
 
-def test_postfix_relay_check(relay, run_sendmail):
-    user, pw = next(iter(relay.users.items()))
+def test_postfix_relay_check(pf, run_sendmail):
+    user, pw = next(iter(pf.users.items()))
     r = run_sendmail(["--relay-check"], config=pf_cfg(
-        relay, relay.submission_port, tls="starttls", tls_ca_file=relay.ca_file,
+        pf, pf.submission_port, tls="starttls", tls_ca_file=pf.ca_file,
         username=user, password=pw))
     out = r.stdout.decode() if isinstance(r.stdout, bytes) else r.stdout
     assert r.returncode == 0, err_of(r) + out
