@@ -49,6 +49,7 @@
 
 #define READ_CHUNK	(64 * 1024)
 #define OUT_FLUSH_BYTES	(16 * 1024)
+#define OUT_WRITE_CHUNK	4096
 #define DEFAULT_INTERCEPT "127.0.0.1:25 [::1]:25"
 
 /* Why a session ended. */
@@ -479,26 +480,35 @@ static void out_flush(struct smtpd *s)
 {
 	size_t off = 0;
 
-	while (off < s->out.len && s->end != END_IOERR) {
+	while (off < s->out.len) {
 		struct pollfd pfd = {.fd = s->out_fd, .events = POLLOUT};
-		ssize_t n = write(s->out_fd, s->out.data + off, s->out.len - off);
+		size_t chunk = s->out.len - off;
+		ssize_t n;
 
-		if (n >= 0) {
-			off += (size_t)n;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			io_failed(s, "write to", errno);
-			break;
-		}
-		/* Only a non-blocking descriptor gets here; wait, but not forever. */
-		n = poll(&pfd, 1, (int)s->lim->idle_timeout_ms);
+		/*
+		 * A client that sends commands but never reads the replies would
+		 * block a plain write() forever once the pipe or socket buffer is
+		 * full. Wait for room with the idle timeout instead, and write at
+		 * most OUT_WRITE_CHUNK: after POLLOUT that much never blocks.
+		 */
+		do
+			n = poll(&pfd, 1, (int)s->lim->idle_timeout_ms);
+		while (n < 0 && errno == EINTR);
 		if (n == 0) {
 			s->end = END_TIMEOUT;
 			break;
 		}
+		if (chunk > OUT_WRITE_CHUNK)
+			chunk = OUT_WRITE_CHUNK;
+		n = write(s->out_fd, s->out.data + off, chunk);
+		if (n >= 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+			continue;
+		io_failed(s, "write to", errno);
+		break;
 	}
 	buf_reset(&s->out);
 }

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -41,7 +42,7 @@ static struct {
 	struct smtpd_ops ops;
 	struct error err;
 	int rc;
-	int done;
+	volatile int done;
 
 	const char *answer;	/* what the fake deliver replies */
 	int deliver_rc;
@@ -895,6 +896,31 @@ START_TEST(too_many_errors_end_the_session_with_421)
 }
 END_TEST
 
+START_TEST(client_that_never_reads_replies_is_timed_out)
+{
+	static char noops[64 * 1024];
+	int flags;
+
+	t.lim.idle_timeout_ms = 300;
+	for (size_t i = 0; i + 6 <= sizeof(noops); i += 6)
+		memcpy(noops + i, "NOOP\r\n", 6);
+	start();
+	flags = fcntl(t.client, F_GETFL);
+	fcntl(t.client, F_SETFL, flags | O_NONBLOCK);
+	/* Pipeline NOOPs and never read: the server's replies fill the socket buffer. */
+	for (int i = 0; i < 400 && !t.done; i++) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+
+		(void)!write(t.client, noops, sizeof(noops) - sizeof(noops) % 6);
+		nanosleep(&ts, 0);
+	}
+	ck_assert_msg(t.done, "the server is still blocked writing to a client that never reads");
+	finish();
+	ck_assert_int_eq(t.rc, 0);
+	ck_assert_int_eq(t.end_sessions, 1);
+}
+END_TEST
+
 START_TEST(nul_in_a_command_is_refused)
 {
 	session_start();
@@ -1244,6 +1270,7 @@ int main(void)
 	tcase_add_test(protocol, idle_client_gets_421_and_the_session_ends);
 	tcase_add_test(protocol, too_many_errors_end_the_session_with_421);
 	tcase_add_test(protocol, nul_in_a_command_is_refused);
+	tcase_add_test(protocol, client_that_never_reads_replies_is_timed_out);
 
 	tcase_add_test(data, message_over_the_limit_is_read_to_the_end_and_refused);
 	tcase_add_test(data, overlong_message_line_is_refused_after_the_dot);
