@@ -10,9 +10,10 @@
  *	Local domains. Containers send as "root@3f2a1b9c0d1e" (GNU mail
  *	always passes -f user@hostname) or "webmaster@localhost" (Django's
  *	default sender). An address whose domain is "localhost",
- *	"localhost.localdomain" or our own host name (sub->hostname) is
- *	treated like the bare local name: aliased (recipients), looked up
- *	in [senders] (sender) and qualified with [rewrite] domain.
+ *	"localhost.localdomain", "[127.0.0.1]", "[IPv6:::1]" or our own
+ *	host name (sub->hostname) is treated like the bare local name:
+ *	aliased (recipients), looked up in [senders] (sender) and
+ *	qualified with [rewrite] domain.
  *
  *	[senders] applies to the invoking user when there is no -f, and
  *	also to a -f or header sender that is a local name, so that
@@ -112,7 +113,8 @@ static int has_8bit(const char *s)
 
 static int is_local_domain(const struct context *ctx, const char *domain)
 {
-	return strcasecmp(domain, "localhost") == 0 ||
+	return strcasecmp(domain, "localhost") == 0 || strcmp(domain, "[127.0.0.1]") == 0 ||
+	       strcasecmp(domain, "[IPv6:::1]") == 0 ||
 	       strcasecmp(domain, "localhost.localdomain") == 0 ||
 	       (ctx->hostname && *ctx->hostname && strcasecmp(domain, ctx->hostname) == 0);
 }

@@ -131,6 +131,8 @@ static const struct {
     {"www-data@3f2a1b9c0d1e", "www-data@example.com"},
     {"webmaster@localhost", "webmaster@example.com"},
     {"Root@LOCALHOST", "Root@example.com"},
+    {"app@[127.0.0.1]", "app@example.com"},
+    {"app@[192.0.2.1]", "app@[192.0.2.1]"},
     {"app@Mail.Example.ORG", "app@Mail.Example.ORG"},
 };
 
