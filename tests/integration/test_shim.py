@@ -1,0 +1,258 @@
+"""test_shim - librelayshim.so: C conformance cases, and real clients through it.
+
+The conformance cases (tests/shim/run.sh) run with a fake helper; they are
+called from here so that `make check` runs them, natively, under helgrind and
+with ThreadSanitizer.
+
+The real clients speak SMTP to localhost:25, 127.0.0.1:25 or [::1]:25 with
+LD_PRELOAD set and nothing listening there; the shim starts the real
+`sendmail -bs`, which relays to the Postfix fixture; every message is
+asserted at the capture sink behind Postfix.
+"""
+
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.join(TOP, os.environ.get("BUILD", "build"))
+SHIM = os.path.join(BUILD, "shim", "librelayshim.so")
+SENDMAIL = os.path.join(BUILD, "sendmail", "sendmail")
+SENDER = "app@example.com"
+RCPT = "someone@example.net"
+
+
+def run_conformance(*args):
+    env = dict(os.environ, BUILD=os.environ.get("BUILD", "build"))
+    r = subprocess.run(["sh", os.path.join(TOP, "tests", "shim", "run.sh"), *args],
+                       cwd=TOP, env=env, capture_output=True, text=True, timeout=600)
+    return r
+
+
+def test_conformance_cases_pass_under_ld_preload():
+    r = run_conformance()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert " 0 failed" in r.stdout.splitlines()[-1], r.stdout
+
+
+def test_conformance_cases_fail_without_the_shim():
+    # Every case that needs the shim must fail without it; the "untouched"
+    # cases (which check that the shim changes nothing) pass either way.
+    r = run_conformance("--no-shim")
+    passes_alone = [l.split()[1] for l in r.stdout.splitlines() if l.startswith("--")]
+    assert sorted(passes_alone) == ["errno_untouched_on_failures", "other_targets_untouched",
+                                    "udp_untouched", "unix_untouched"], r.stdout
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+def test_threads_case_is_clean_under_helgrind():
+    r = run_conformance("--helgrind")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_threads_case_is_clean_under_thread_sanitizer():
+    r = run_conformance("--tsan")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------------------
+# Real clients through the shim and the real sendmail -bs, to Postfix.
+
+
+@pytest.fixture
+def shim_env(relay, tmp_path):
+    """Environment of an application container: the shim preloaded, nothing on :25."""
+    conf = tmp_path / "relayshim.conf"
+    conf.write_text("[relay]\nhost = 127.0.0.1:%d\n"
+                    "[rewrite]\ndomain = example.com\n"
+                    "[queue]\nmode = never\n"
+                    "[log]\ntarget = none\n" % relay.plain_port)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("RELAYSHIM_") and k != "LD_PRELOAD"}
+    env.update(LD_PRELOAD=SHIM, RELAYSHIM_SENDMAIL=SENDMAIL, RELAYSHIM_CONFIG=str(conf))
+    return env
+
+
+def token():
+    return "shim-" + uuid.uuid4().hex[:12]
+
+
+def delivered(relay, tok, n=1):
+    """The captured message(s) carrying tok in their data."""
+    msgs = relay.capture.wait_for(n, timeout=20)
+    mine = [m for m in msgs if tok.encode() in m.data]
+    assert len(mine) == n, [m.data[:200] for m in msgs]
+    for m in mine:
+        assert m.mail_from == SENDER
+        assert m.rcpt_tos == [RCPT]
+    return mine
+
+
+def run(cmd, env, **kw):
+    r = subprocess.run(cmd, env=env, capture_output=True, timeout=60, **kw)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return r
+
+
+PY_SMTPLIB = r"""
+import smtplib, sys
+host, tok = sys.argv[1], sys.argv[2]
+s = smtplib.SMTP(host, 25, timeout=20)
+s.sendmail("%s", ["%s"], "Subject: %%s\r\n\r\nvia smtplib to %%s\r\n" %% (tok, host))
+s.quit()
+""" % (SENDER, RCPT)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1"])
+def test_python_smtplib(relay, shim_env, host):
+    tok = token()
+    run(["/usr/bin/python3", "-c", PY_SMTPLIB, host, tok], shim_env)
+    m = delivered(relay, tok)[0]
+    assert b"Subject: " + tok.encode() in m.data
+
+
+def test_python_smtplib_two_transactions_one_session(relay, shim_env):
+    tok = token()
+    code = r"""
+import smtplib, sys
+s = smtplib.SMTP("localhost", 25, timeout=20)
+for i in range(2):
+    s.sendmail("%s", ["%s"], "Subject: %%s %%d\r\n\r\nbody\r\n" %% (sys.argv[1], i))
+s.quit()
+""" % (SENDER, RCPT)
+    run(["/usr/bin/python3", "-c", code, tok], shim_env)
+    delivered(relay, tok, n=2)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_curl_smtp_url(relay, shim_env, tmp_path):
+    tok = token()
+    msg = tmp_path / "msg.txt"
+    # curl sends the file as it is: bare LF, no headers of its own.
+    msg.write_bytes(b"Subject: " + tok.encode() + b"\n\nvia curl\n")
+    run(["curl", "-sS", "--max-time", "30", "smtp://127.0.0.1:25", "--mail-from", SENDER,
+         "--mail-rcpt", RCPT, "--upload-file", str(msg)], shim_env)
+    m = delivered(relay, tok)[0]
+    assert b"via curl\r\n" in m.data
+
+
+@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks not installed")
+def test_swaks_pipeline(relay, shim_env):
+    # swaks (IO::Socket::INET6) uses the re-connect idiom and does not fall back
+    # from ::1 to 127.0.0.1; --pipeline sends MAIL/RCPT/DATA in one write.
+    tok = token()
+    run(["swaks", "--pipeline", "--server", "localhost", "--port", "25", "--from", SENDER,
+         "--to", RCPT, "--header", "Subject: " + tok, "--body", "via swaks", "--timeout", "20"],
+        shim_env)
+    delivered(relay, tok)
+
+
+def test_perl_net_smtp(relay, shim_env):
+    tok = token()
+    code = r"""
+use Net::SMTP;
+my $s = Net::SMTP->new("localhost", Port => 25, Timeout => 20) or die "connect: $@";
+$s->mail('%s') or die "MAIL";
+$s->to('%s') or die "RCPT";
+$s->data() or die "DATA";
+$s->datasend("Subject: $ARGV[0]\n\nvia Net::SMTP\n");
+$s->dataend() or die "dot";
+$s->quit;
+""" % (SENDER, RCPT)
+    run(["perl", "-e", code, tok], shim_env)
+    delivered(relay, tok)
+
+
+PHP_FSOCKOPEN = r"""
+$tok = $argv[1];
+$f = fsockopen("127.0.0.1", 25, $errno, $errstr, 20) or die("fsockopen: $errstr\n");
+function reply($f, $want) {
+    do { $l = fgets($f); if ($l === false) die("EOF waiting for $want\n"); } while ($l[3] == '-');
+    if (substr($l, 0, 3) != $want) die("want $want, got $l");
+}
+reply($f, "220");
+fwrite($f, "EHLO php\r\n"); reply($f, "250");
+fwrite($f, "MAIL FROM:<%s>\r\n"); reply($f, "250");
+fwrite($f, "RCPT TO:<%s>\r\n"); reply($f, "250");
+fwrite($f, "DATA\r\n"); reply($f, "354");
+fwrite($f, "Subject: $tok\r\n\r\nvia fsockopen\r\n.\r\n"); reply($f, "250");
+fwrite($f, "QUIT\r\n"); reply($f, "221");
+""" % (SENDER, RCPT)
+
+
+@pytest.mark.skipif(shutil.which("php") is None, reason="php-cli not installed")
+def test_php_fsockopen(relay, shim_env):
+    tok = token()
+    run(["php", "-r", PHP_FSOCKOPEN, tok], shim_env)
+    delivered(relay, tok)
+
+
+PHP_SYMFONY = r"""
+require "/usr/share/php/Symfony/Component/Mailer/autoload.php";
+require "/usr/share/php/Symfony/Component/Mime/autoload.php";
+use Symfony\Component\Mailer\Transport;
+use Symfony\Component\Mailer\Mailer;
+use Symfony\Component\Mime\Email;
+$mailer = new Mailer(Transport::fromDsn("smtp://localhost:25"));
+$mailer->send((new Email())->from("%s")->to("%s")->subject($argv[1])->text("via Symfony"));
+""" % (SENDER, RCPT)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/php/Symfony/Component/Mailer/autoload.php"),
+                    reason="php-symfony-mailer not installed")
+def test_php_symfony_mailer_smtp(relay, shim_env):
+    # Symfony Mailer's SMTP transport (the PHP stream client, ::1 first for localhost).
+    tok = token()
+    run(["php", "-r", PHP_SYMFONY, tok], shim_env)
+    delivered(relay, tok)
+
+
+NODE_NET = r"""
+const net = require("net");
+const tok = process.argv[1];
+// Node >= 17 resolves localhost to ::1 first and does not fall back.
+const s = net.connect({host: "localhost", port: 25, noDelay: true});
+const steps = ["EHLO node\r\n", "MAIL FROM:<%s>\r\n", "RCPT TO:<%s>\r\n", "DATA\r\n",
+               "Subject: " + tok + "\r\n\r\nvia node net\r\n.\r\n", "QUIT\r\n"];
+let buf = "";
+s.setEncoding("utf8");
+s.on("data", d => {
+  buf += d;
+  let lines = buf.split("\r\n"); buf = lines.pop();
+  for (const l of lines) {
+    if (l[3] === "-") continue;
+    if (!/^[23]/.test(l)) { console.error(l); process.exit(1); }
+    const next = steps.shift();
+    if (next) s.write(next); else s.end();
+  }
+});
+s.on("error", e => { console.error(e.message); process.exit(1); });
+""" % (SENDER, RCPT)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+def test_node_net_localhost(relay, shim_env):
+    tok = token()
+    run(["node", "-e", NODE_NET, tok], shim_env)
+    delivered(relay, tok)
+
+
+def test_intercepted_connect_leaves_no_child(relay, shim_env):
+    # An application that sends and then lists its own children: none left.
+    tok = token()
+    code = PY_SMTPLIB + r"""
+import os, time
+time.sleep(0.2)
+def ppid(p):
+    try:
+        return open("/proc/%s/stat" % p).read().rsplit(")", 1)[1].split()[1]
+    except OSError:
+        return None
+kids = [p for p in os.listdir("/proc") if p.isdigit() and ppid(p) == str(os.getpid())]
+assert not kids, kids
+"""
+    run(["/usr/bin/python3", "-c", code, "127.0.0.1", tok], shim_env)
+    delivered(relay, tok)
