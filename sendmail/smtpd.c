@@ -47,9 +47,9 @@
 #include "log.h"
 #include "smtpd.h"
 
-#define READ_CHUNK	(64 * 1024)
-#define OUT_FLUSH_BYTES	(16 * 1024)
-#define OUT_WRITE_CHUNK	4096
+#define READ_CHUNK (64 * 1024)
+#define OUT_FLUSH_BYTES (16 * 1024)
+#define OUT_WRITE_CHUNK 4096
 #define DEFAULT_INTERCEPT "127.0.0.1:25 [::1]:25"
 
 /* Why a session ended. */
@@ -71,19 +71,19 @@ struct smtpd {
 	void *ctx;
 	struct error *err;
 
-	struct buf in;			/* unread client bytes start at in_pos */
+	struct buf in; /* unread client bytes start at in_pos */
 	size_t in_pos;
-	int discarding;			/* inside an over-long line */
-	struct buf out;			/* replies not yet written */
-	struct buf cmd;			/* the current command line, NUL-terminated */
+	int discarding; /* inside an over-long line */
+	struct buf out; /* replies not yet written */
+	struct buf cmd; /* the current command line, NUL-terminated */
 	enum smtpd_end end;
 
-	char host[256];			/* our name in the greeting and EHLO */
-	int dsn;			/* DSN advertised in the last EHLO */
+	char host[256]; /* our name in the greeting and EHLO */
+	int dsn;	/* DSN advertised in the last EHLO */
 	int authenticated;
 	unsigned errors;
 
-	int in_mail;			/* MAIL accepted, transaction open */
+	int in_mail; /* MAIL accepted, transaction open */
 	struct envelope env;
 };
 
@@ -281,8 +281,10 @@ void smtpd_format_reply(const char *reply, size_t len, struct buf *out)
 	char code[4];
 
 	/* The first non-empty line decides the code; without one: never a 250. */
-	if (next_reply_line(&pos, end, &first, &first_len) == 0 || !reply_code_ok(first, first_len)) {
-		buf_puts(out, "451 4.3.0 Error: the delivery gave no valid reply; try again later\r\n");
+	if (next_reply_line(&pos, end, &first, &first_len) == 0 ||
+	    !reply_code_ok(first, first_len)) {
+		buf_puts(out,
+			 "451 4.3.0 Error: the delivery gave no valid reply; try again later\r\n");
 		return;
 	}
 	memcpy(code, first, 3);
@@ -424,11 +426,13 @@ static int parse_one_endpoint(char *tok, struct smtpd_endpoint **eps, size_t *n,
 	}
 syntax:
 	return error_set(err, EX_CONFIG,
-			 "RELAYSHIM_INTERCEPT: bad endpoint \"%.200s\" (use 127.0.0.1:25, [::1]:25 or localhost:25)",
+			 "RELAYSHIM_INTERCEPT: bad endpoint \"%.200s\" (use 127.0.0.1:25, [::1]:25 "
+			 "or localhost:25)",
 			 host);
 not_loopback:
 	return error_set(err, EX_CONFIG,
-			 "RELAYSHIM_INTERCEPT: \"%.200s\" is not a loopback address; sendmail -bd listens on 127.0.0.0/8 and ::1 only, so it can never relay for a network",
+			 "RELAYSHIM_INTERCEPT: \"%.200s\" is not a loopback address; sendmail -bd "
+			 "listens on 127.0.0.0/8 and ::1 only, so it can never relay for a network",
 			 host);
 }
 
@@ -448,7 +452,9 @@ int smtpd_parse_endpoints(const char *spec, struct smtpd_endpoint **out, size_t 
 		if ((rc = parse_one_endpoint(tok, out, count, err)) != 0)
 			break;
 	if (rc == 0 && *count == 0)
-		rc = error_set(err, EX_CONFIG, "RELAYSHIM_INTERCEPT is empty: give at least one endpoint such as 127.0.0.1:25");
+		rc = error_set(err, EX_CONFIG,
+			       "RELAYSHIM_INTERCEPT is empty: give at least one endpoint such as "
+			       "127.0.0.1:25");
 	if (rc) {
 		free(*out);
 		*out = 0;
@@ -471,7 +477,8 @@ static void io_failed(struct smtpd *s, const char *what, int errnum)
 		return;
 	}
 	s->end = END_IOERR;
-	error_set(s->err, EX_IOERR, "-bs session: cannot %s the client: %s", what, strerror(errnum));
+	error_set(s->err, EX_IOERR, "-bs session: cannot %s the client: %s", what,
+		  strerror(errnum));
 }
 
 /* out_flush - write every pending reply */
@@ -531,7 +538,8 @@ static void reply(struct smtpd *s, const char *fmt, ...)
 
 /* reply_error - queue an error reply and count it; too many end the session */
 
-static void reply_error(struct smtpd *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply_error(struct smtpd *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void reply_error(struct smtpd *s, const char *fmt, ...)
 {
@@ -645,7 +653,7 @@ static void txn_reset(struct smtpd *s)
 
 static void cmd_helo(struct smtpd *s, char *arg)
 {
-	(void)arg;			/* any argument, or none: see smtpd.h */
+	(void)arg; /* any argument, or none: see smtpd.h */
 	txn_reset(s);
 	reply(s, "250 %s", s->host);
 }
@@ -658,7 +666,7 @@ static void cmd_ehlo(struct smtpd *s, char *arg)
 	char size[48];
 	size_t n = 0;
 
-	(void)arg;			/* curl sends its upload file name here */
+	(void)arg; /* curl sends its upload file name here */
 	txn_reset(s);
 	s->dsn = s->ops->has_dsn ? s->ops->has_dsn(s->ctx) != 0 : 0;
 	ext[n++] = s->host;
@@ -694,9 +702,9 @@ static int notify_ok(const char *v)
 	while (*p) {
 		size_t n = strcspn(p, ",");
 
-		if (!((n == 7 && strncasecmp(p, "SUCCESS", 7) == 0)
-		      || (n == 7 && strncasecmp(p, "FAILURE", 7) == 0)
-		      || (n == 5 && strncasecmp(p, "DELAY", 5) == 0)))
+		if (!((n == 7 && strncasecmp(p, "SUCCESS", 7) == 0) ||
+		      (n == 7 && strncasecmp(p, "FAILURE", 7) == 0) ||
+		      (n == 5 && strncasecmp(p, "DELAY", 5) == 0)))
 			return 0;
 		p += n;
 		if (*p == ',')
@@ -783,8 +791,8 @@ static void cmd_mail(struct smtpd *s, char *arg)
 			free(ret);
 			ret = lower_dup(val);
 		} else if (strcasecmp(tok, "ENVID") == 0) {
-			if (smtpd_xtext_decode(val, strlen(val), &value) < 0 || value.len == 0
-			    || value.len > 100) {
+			if (smtpd_xtext_decode(val, strlen(val), &value) < 0 || value.len == 0 ||
+			    value.len > 100) {
 				reply_error(s, "501 5.5.4 Bad ENVID parameter syntax");
 				goto out;
 			}
@@ -927,7 +935,9 @@ static void read_data(struct smtpd *s)
 			      s->lim->data_line_max);
 		else {
 			log_msg(LOG_LEVEL_WARNING, "-bs: %s", build_err.text);
-			reply(s, "451 4.3.0 Error: local problem storing the message; try again later");
+			reply(
+			    s,
+			    "451 4.3.0 Error: local problem storing the message; try again later");
 		}
 		txn_reset(s);
 		return;
@@ -1042,8 +1052,8 @@ static int base64_ok(const char *p, size_t len)
 		}
 		if (pad > 0)
 			return 0;
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-		      || c == '+' || c == '/'))
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '+' || c == '/'))
 			return 0;
 	}
 	return pad <= 2;
@@ -1126,8 +1136,10 @@ static void cmd_auth(struct smtpd *s, char *arg)
 		return;
 	}
 	s->authenticated = 1;
-	log_msg(LOG_LEVEL_DEBUG, "-bs: client authenticated with AUTH %s ([smtpd] auth = accept takes any credentials)",
-		strcasecmp(mech, "PLAIN") == 0 ? "PLAIN" : "LOGIN");
+	log_msg(
+	    LOG_LEVEL_DEBUG,
+	    "-bs: client authenticated with AUTH %s ([smtpd] auth = accept takes any credentials)",
+	    strcasecmp(mech, "PLAIN") == 0 ? "PLAIN" : "LOGIN");
 	reply(s, "235 2.7.0 Authentication successful");
 }
 
@@ -1135,23 +1147,23 @@ static const struct smtpd_command {
 	const char *verb;
 	void (*run)(struct smtpd *s, char *arg);
 } smtpd_commands[] = {
-	{"HELO", cmd_helo},
-	{"EHLO", cmd_ehlo},
-	{"MAIL", cmd_mail},
-	{"RCPT", cmd_rcpt},
-	{"DATA", cmd_data},
-	{"RSET", cmd_rset},
-	{"NOOP", cmd_noop},
-	{"VRFY", cmd_vrfy},
-	{"HELP", cmd_help},
-	{"QUIT", cmd_quit},
-	{"AUTH", cmd_auth},
-	{"STARTTLS", cmd_not_implemented},
-	{"EXPN", cmd_not_implemented},
-	{"ETRN", cmd_not_implemented},
-	{"BDAT", cmd_not_implemented},
-	{"TURN", cmd_not_implemented},
-	{0, 0},
+    {"HELO", cmd_helo},
+    {"EHLO", cmd_ehlo},
+    {"MAIL", cmd_mail},
+    {"RCPT", cmd_rcpt},
+    {"DATA", cmd_data},
+    {"RSET", cmd_rset},
+    {"NOOP", cmd_noop},
+    {"VRFY", cmd_vrfy},
+    {"HELP", cmd_help},
+    {"QUIT", cmd_quit},
+    {"AUTH", cmd_auth},
+    {"STARTTLS", cmd_not_implemented},
+    {"EXPN", cmd_not_implemented},
+    {"ETRN", cmd_not_implemented},
+    {"BDAT", cmd_not_implemented},
+    {"TURN", cmd_not_implemented},
+    {0, 0},
 };
 
 /* smtpd_command - dispatch one command line */
@@ -1169,7 +1181,8 @@ static void smtpd_command(struct smtpd *s, const char *line, size_t len)
 	buf_reset(&s->cmd);
 	buf_append(&s->cmd, line, len);
 	/* Trailing blanks ("DATA ") and tabs are noise some clients add. */
-	while (s->cmd.len > 0 && (s->cmd.data[s->cmd.len - 1] == ' ' || s->cmd.data[s->cmd.len - 1] == '\t'))
+	while (s->cmd.len > 0 &&
+	       (s->cmd.data[s->cmd.len - 1] == ' ' || s->cmd.data[s->cmd.len - 1] == '\t'))
 		buf_truncate(&s->cmd, s->cmd.len - 1);
 	verb = s->cmd.data ? s->cmd.data : (char *)"";
 	while (*verb == ' ')
@@ -1246,18 +1259,21 @@ int smtpd_serve_limits(int in_fd, int out_fd, const struct config *cfg,
 		if (!in_line(&s, lim->line_max, &line, &len, &too_long))
 			break;
 		if (too_long)
-			reply_error(&s, "500 5.5.2 Error: line too long (at most %zu bytes)", lim->line_max);
+			reply_error(&s, "500 5.5.2 Error: line too long (at most %zu bytes)",
+				    lim->line_max);
 		else
 			smtpd_command(&s, line, len);
 	}
 	if (s.out.len > 0 && s.end != END_IOERR)
 		out_flush(&s);
 	if (s.end == END_TIMEOUT)
-		log_msg(LOG_LEVEL_INFO, "-bs: client idle for %u s, session closed", lim->idle_timeout_ms / 1000);
+		log_msg(LOG_LEVEL_INFO, "-bs: client idle for %u s, session closed",
+			lim->idle_timeout_ms / 1000);
 	else if (s.end == END_ERRORS)
 		log_msg(LOG_LEVEL_INFO, "-bs: too many errors from the client, session closed");
 	else
-		log_msg(LOG_LEVEL_DEBUG, "-bs: session ended (%s)", s.end == END_QUIT ? "QUIT" : "client closed");
+		log_msg(LOG_LEVEL_DEBUG, "-bs: session ended (%s)",
+			s.end == END_QUIT ? "QUIT" : "client closed");
 	txn_reset(&s);
 	if (ops->end_session)
 		ops->end_session(ctx);
@@ -1293,7 +1309,7 @@ static void daemon_signal(int sig)
 }
 
 struct daemon_state {
-	int *fds;			/* listeners */
+	int *fds; /* listeners */
 	size_t nfds;
 	pid_t *children;
 	size_t nchildren;
@@ -1334,8 +1350,8 @@ static int daemon_listen(struct daemon_state *d, const struct smtpd_endpoint *ep
 			/* [::1]:25 must not also claim the IPv4 side. */
 			if (family == AF_INET6)
 				setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-			if (bind(fd, (const struct sockaddr *)&eps[i].addr, eps[i].addrlen) == 0
-			    && listen(fd, 128) == 0) {
+			if (bind(fd, (const struct sockaddr *)&eps[i].addr, eps[i].addrlen) == 0 &&
+			    listen(fd, 128) == 0) {
 				d->fds[d->nfds++] = fd;
 				log_msg(LOG_LEVEL_INFO, "-bd: listening on %s", eps[i].text);
 				continue;
@@ -1344,23 +1360,29 @@ static int daemon_listen(struct daemon_state *d, const struct smtpd_endpoint *ep
 		errnum = errno;
 		/* Docker containers often run without IPv6: ::1 then simply does not exist. */
 		if (errnum == EAFNOSUPPORT || errnum == EADDRNOTAVAIL) {
-			log_msg(LOG_LEVEL_WARNING, "-bd: skipping %s: %s", eps[i].text, strerror(errnum));
+			log_msg(LOG_LEVEL_WARNING, "-bd: skipping %s: %s", eps[i].text,
+				strerror(errnum));
 			buf_printf(&skipped, "%s%s: %s", skipped.len ? "; " : "", eps[i].text,
 				   strerror(errnum));
 			if (fd >= 0)
 				close(fd);
 			continue;
 		}
-		error_set(err, EX_OSERR, "-bd: cannot listen on %s: %s%s", eps[i].text, strerror(errnum),
-			  errnum == EADDRINUSE ? " (another SMTP server runs there: stop it or change RELAYSHIM_INTERCEPT)"
-			  : errnum == EACCES ? " (port below 1024: run as root or give CAP_NET_BIND_SERVICE)" : "");
+		error_set(
+		    err, EX_OSERR, "-bd: cannot listen on %s: %s%s", eps[i].text, strerror(errnum),
+		    errnum == EADDRINUSE
+			? " (another SMTP server runs there: stop it or change RELAYSHIM_INTERCEPT)"
+		    : errnum == EACCES
+			? " (port below 1024: run as root or give CAP_NET_BIND_SERVICE)"
+			: "");
 		if (fd >= 0)
 			close(fd);
 		buf_free(&skipped);
 		return EX_OSERR;
 	}
 	if (d->nfds == 0) {
-		error_set(err, EX_OSERR, "-bd: no endpoint of RELAYSHIM_INTERCEPT could be bound (%s)",
+		error_set(err, EX_OSERR,
+			  "-bd: no endpoint of RELAYSHIM_INTERCEPT could be bound (%s)",
 			  buf_cstr(&skipped));
 		buf_free(&skipped);
 		return EX_OSERR;
@@ -1385,9 +1407,11 @@ static void daemon_session(struct daemon_state *d, int fd, const struct sockaddr
 	signal(SIGCHLD, SIG_DFL);
 	sigprocmask(SIG_SETMASK, mask, 0);
 	if (peer->ss_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, addr, sizeof(addr));
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, addr,
+			  sizeof(addr));
 	else if (peer->ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, addr, sizeof(addr));
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, addr,
+			  sizeof(addr));
 	log_msg(LOG_LEVEL_DEBUG, "-bd: connection from %s (pid %ld)", addr, (long)getpid());
 	if (smtpd_serve_limits(fd, fd, cfg, lim, ops, ctx, &err) != 0)
 		log_msg(LOG_LEVEL_WARNING, "%s", err.text);
@@ -1409,18 +1433,20 @@ static void daemon_accept(struct daemon_state *d, int lfd, const struct config *
 		pid_t pid;
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
-			    && errno != ECONNABORTED)
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
 				log_msg(LOG_LEVEL_WARNING, "-bd: accept: %s", strerror(errno));
 			return;
 		}
 		if (d->nchildren >= lim->daemon_children) {
-			static const char busy[] = "421 4.3.2 Error: too many connections, try again later\r\n";
+			static const char busy[] =
+			    "421 4.3.2 Error: too many connections, try again later\r\n";
 
 			(void)!write(fd, busy, sizeof(busy) - 1);
 			close(fd);
-			log_msg(LOG_LEVEL_WARNING, "-bd: %zu sessions running on %s, connection refused",
-				d->nchildren, host);
+			log_msg(LOG_LEVEL_WARNING,
+				"-bd: %zu sessions running on %s, connection refused", d->nchildren,
+				host);
 			continue;
 		}
 		/* Unflushed stdio in the parent would otherwise be written twice. */
@@ -1429,7 +1455,8 @@ static void daemon_accept(struct daemon_state *d, int lfd, const struct config *
 		if (pid == 0)
 			daemon_session(d, fd, &peer, cfg, lim, ops, ctx, mask);
 		if (pid < 0)
-			log_msg(LOG_LEVEL_WARNING, "-bd: cannot fork a session: %s", strerror(errno));
+			log_msg(LOG_LEVEL_WARNING, "-bd: cannot fork a session: %s",
+				strerror(errno));
 		else
 			d->children[d->nchildren++] = pid;
 		close(fd);
@@ -1451,13 +1478,14 @@ static void daemon_drain(struct daemon_state *d, const struct smtpd_limits *lim,
 		if (d->nchildren == 0)
 			return;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		elapsed_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		elapsed_ms =
+		    (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
 		if (elapsed_ms >= (long)lim->drain_ms)
 			break;
 		ppoll(0, 0, &tick, waitmask);
 	}
-	log_msg(LOG_LEVEL_WARNING, "-bd: ending %zu session(s) still running after %u s", d->nchildren,
-		lim->drain_ms / 1000);
+	log_msg(LOG_LEVEL_WARNING, "-bd: ending %zu session(s) still running after %u s",
+		d->nchildren, lim->drain_ms / 1000);
 	for (size_t i = 0; i < d->nchildren; i++)
 		kill(d->children[i], SIGTERM);
 	while (d->nchildren > 0) {
@@ -1490,7 +1518,8 @@ int smtpd_daemon_limits(const struct config *cfg, const struct smtpd_limits *lim
 
 	error_clear(err);
 	memset(&d, 0, sizeof(d));
-	rc = smtpd_parse_endpoints(cfg->intercept && *cfg->intercept ? cfg->intercept : DEFAULT_INTERCEPT,
+	rc = smtpd_parse_endpoints(cfg->intercept && *cfg->intercept ? cfg->intercept
+								     : DEFAULT_INTERCEPT,
 				   &eps, &neps, err);
 	if (rc)
 		return rc;
@@ -1532,7 +1561,7 @@ int smtpd_daemon_limits(const struct config *cfg, const struct smtpd_limits *lim
 		daemon_reap(&d);
 		ready = ppoll(pfds, d.nfds, 0, &waitmask);
 		if (ready < 0)
-			continue;	/* EINTR: a signal; the loop looks at the flags */
+			continue; /* EINTR: a signal; the loop looks at the flags */
 		for (size_t i = 0; i < d.nfds; i++)
 			if (pfds[i].revents & POLLIN)
 				daemon_accept(&d, pfds[i].fd, cfg, lim, ops, ctx, &orig, host);
@@ -1561,7 +1590,8 @@ out:
 
 /* smtpd_daemon - -bd with the documented bounds */
 
-int smtpd_daemon(const struct config *cfg, const struct smtpd_ops *ops, void *ctx, struct error *err)
+int smtpd_daemon(const struct config *cfg, const struct smtpd_ops *ops, void *ctx,
+		 struct error *err)
 {
 	struct smtpd_limits lim;
 

@@ -173,13 +173,13 @@
 #include "message.h"
 #include "util.h"
 
-#define SMTPD_LINE_MAX		4096
-#define SMTPD_DATA_LINE_MAX	(1024 * 1024)
-#define SMTPD_RCPT_MAX		1000
-#define SMTPD_ERRORS_MAX	20
-#define SMTPD_IDLE_TIMEOUT	300	/* seconds */
-#define SMTPD_DAEMON_CHILDREN	100
-#define SMTPD_DRAIN_SECONDS	10
+#define SMTPD_LINE_MAX 4096
+#define SMTPD_DATA_LINE_MAX (1024 * 1024)
+#define SMTPD_RCPT_MAX 1000
+#define SMTPD_ERRORS_MAX 20
+#define SMTPD_IDLE_TIMEOUT 300 /* seconds */
+#define SMTPD_DAEMON_CHILDREN 100
+#define SMTPD_DRAIN_SECONDS 10
 
 struct smtpd_ops {
 	/* Deliver one transaction; fill reply with the final reply line. Return 0. */
@@ -191,19 +191,19 @@ struct smtpd_ops {
 };
 
 struct smtpd_limits {
-	size_t line_max;		/* SMTPD_LINE_MAX */
-	size_t data_line_max;		/* SMTPD_DATA_LINE_MAX */
-	size_t rcpt_max;		/* SMTPD_RCPT_MAX */
-	unsigned errors_max;		/* SMTPD_ERRORS_MAX */
-	unsigned idle_timeout_ms;	/* SMTPD_IDLE_TIMEOUT * 1000 */
-	unsigned daemon_children;	/* SMTPD_DAEMON_CHILDREN */
-	unsigned drain_ms;		/* SMTPD_DRAIN_SECONDS * 1000 */
+	size_t line_max;	  /* SMTPD_LINE_MAX */
+	size_t data_line_max;	  /* SMTPD_DATA_LINE_MAX */
+	size_t rcpt_max;	  /* SMTPD_RCPT_MAX */
+	unsigned errors_max;	  /* SMTPD_ERRORS_MAX */
+	unsigned idle_timeout_ms; /* SMTPD_IDLE_TIMEOUT * 1000 */
+	unsigned daemon_children; /* SMTPD_DAEMON_CHILDREN */
+	unsigned drain_ms;	  /* SMTPD_DRAIN_SECONDS * 1000 */
 };
 
 struct smtpd_endpoint {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
-	char text[64];			/* "127.0.0.1:25", "[::1]:25" */
+	char text[64]; /* "127.0.0.1:25", "[::1]:25" */
 };
 
 void smtpd_limits_default(struct smtpd_limits *lim);

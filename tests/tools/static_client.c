@@ -120,7 +120,8 @@ int main(int argc, char **argv)
 	snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n", argv[4]);
 	if (step(fd, line, 2) < 0 || step(fd, "DATA\r\n", 3) < 0)
 		return 1;
-	snprintf(line, sizeof(line), "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n\r\nsent by a static binary\r\n.\r\n",
+	snprintf(line, sizeof(line),
+		 "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n\r\nsent by a static binary\r\n.\r\n",
 		 argv[3], argv[4], argv[5]);
 	if (step(fd, line, 2) < 0)
 		return 1;

@@ -23,7 +23,7 @@
 /* One delivery as the fake saw it. */
 struct delivery {
 	char *sender;
-	char *rcpts;		/* comma-joined */
+	char *rcpts; /* comma-joined */
 	char *header;
 	char *body;
 	unsigned long long body_len;
@@ -35,7 +35,7 @@ struct delivery {
 /* The server side of one test session. */
 static struct {
 	pthread_t thread;
-	int client;		/* our end of the socketpair */
+	int client; /* our end of the socketpair */
 	int server;
 	struct config cfg;
 	struct smtpd_limits lim;
@@ -44,7 +44,7 @@ static struct {
 	int rc;
 	volatile int done;
 
-	const char *answer;	/* what the fake deliver replies */
+	const char *answer; /* what the fake deliver replies */
 	int deliver_rc;
 	int dsn;
 	struct delivery got[16];
@@ -52,7 +52,7 @@ static struct {
 	int end_sessions;
 	int dsn_asked;
 
-	struct buf in;		/* client-side read buffer */
+	struct buf in; /* client-side read buffer */
 } t;
 
 /* fake_deliver - record the transaction, answer t.answer */
@@ -215,12 +215,14 @@ static const char *expect(const char *code)
 	size_t n;
 
 	while ((n = reply_end()) == 0)
-		ck_assert_msg(fill() > 0, "EOF while waiting for %s; have \"%s\"", code, buf_cstr(&t.in));
+		ck_assert_msg(fill() > 0, "EOF while waiting for %s; have \"%s\"", code,
+			      buf_cstr(&t.in));
 	ck_assert_uint_lt(n, sizeof(last));
 	memcpy(last, t.in.data, n);
 	last[n] = 0;
 	buf_consume(&t.in, n);
-	ck_assert_msg(strncmp(last, code, strlen(code)) == 0, "expected %s, got \"%s\"", code, last);
+	ck_assert_msg(strncmp(last, code, strlen(code)) == 0, "expected %s, got \"%s\"", code,
+		      last);
 	return last;
 }
 
@@ -368,10 +370,12 @@ START_TEST(nodemailer_pipelined_group_gets_replies_in_one_write_and_may_close_wi
 	ssize_t n;
 
 	session_start();
-	send_str("MAIL FROM:<app@example.com>\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n");
+	send_str("MAIL FROM:<app@example.com>\r\nRCPT TO:<a@example.org>\r\nRCPT "
+		 "TO:<b@example.org>\r\nDATA\r\n");
 	/* All four replies come in one write, so one read sees them all. */
 	n = fill();
-	ck_assert_str_eq(buf_cstr(&t.in), "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
+	ck_assert_str_eq(buf_cstr(&t.in), "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 End "
+					  "data with <CR><LF>.<CR><LF>\r\n");
 	ck_assert_int_gt(n, 0);
 	buf_reset(&t.in);
 	send_str("Subject: p\r\n\r\npipelined\r\n.\r\n");
@@ -516,14 +520,17 @@ static const char *one_message(void)
 	expect("250");
 	expect("354");
 	send_str("Subject: x\r\n\r\nbody\r\n.\r\n");
-	return expect(t.answer[0] == '2' && t.deliver_rc == 0 ? "250" : t.answer[0] == '5' ? "5" : "4");
+	return expect(t.answer[0] == '2' && t.deliver_rc == 0 ? "250"
+		      : t.answer[0] == '5'		      ? "5"
+							      : "4");
 }
 
 START_TEST(relay_4xx_reaches_the_client_with_its_text)
 {
 	t.answer = "451 4.7.1 <b@example.org>: Recipient address rejected: greylisted";
 	session_start();
-	ck_assert_str_eq(one_message(), "451 4.7.1 <b@example.org>: Recipient address rejected: greylisted\r\n");
+	ck_assert_str_eq(one_message(),
+			 "451 4.7.1 <b@example.org>: Recipient address rejected: greylisted\r\n");
 	/* The session goes on; the next message may pass. */
 	t.answer = "250 2.0.0 Ok: queued as X2";
 	ck_assert_str_eq(one_message(), "250 2.0.0 Ok: queued as X2\r\n");
@@ -535,7 +542,9 @@ START_TEST(relay_5xx_reaches_the_client_with_its_text)
 {
 	t.answer = "550 5.7.1 <a@example.com>: Sender address rejected: not owned by user";
 	session_start();
-	ck_assert_str_eq(one_message(), "550 5.7.1 <a@example.com>: Sender address rejected: not owned by user\r\n");
+	ck_assert_str_eq(
+	    one_message(),
+	    "550 5.7.1 <a@example.com>: Sender address rejected: not owned by user\r\n");
 	finish();
 }
 END_TEST
@@ -579,11 +588,13 @@ START_TEST(too_many_recipients_get_452)
 {
 	t.lim.rcpt_max = 2;
 	session_start();
-	send_str("MAIL FROM:<a@example.com>\r\nRCPT TO:<1@x.org>\r\nRCPT TO:<2@x.org>\r\nRCPT TO:<3@x.org>\r\n");
+	send_str("MAIL FROM:<a@example.com>\r\nRCPT TO:<1@x.org>\r\nRCPT TO:<2@x.org>\r\nRCPT "
+		 "TO:<3@x.org>\r\n");
 	expect("250");
 	expect("250");
 	expect("250");
-	ck_assert_str_eq(expect("452"), "452 4.5.3 Error: too many recipients (at most 2 per message)\r\n");
+	ck_assert_str_eq(expect("452"),
+			 "452 4.5.3 Error: too many recipients (at most 2 per message)\r\n");
 	send_str("DATA\r\n");
 	expect("354");
 	send_str("x\r\n.\r\n");
@@ -844,7 +855,8 @@ START_TEST(smuggling_cr_dot_cr_is_data_and_stays_in_one_line)
 	finish();
 	ck_assert_int_eq(t.ndelivered, 1);
 	/* Lone CRs are kept inside the line; the relay gets CRLF-terminated lines only. */
-	ck_assert_str_eq(t.got[0].body, "one\r.\rMAIL FROM:<evil@example.com>\r\nRCPT TO:<x@example.org>\r\n");
+	ck_assert_str_eq(t.got[0].body,
+			 "one\r.\rMAIL FROM:<evil@example.com>\r\nRCPT TO:<x@example.org>\r\n");
 }
 END_TEST
 
@@ -944,7 +956,8 @@ START_TEST(parse_path_forms)
 	ck_assert_str_eq(params, "SIZE=1");
 	ck_assert_int_eq(smtpd_parse_path("from: <>", "FROM:", &a, &params), 0);
 	ck_assert_str_eq(buf_cstr(&a), "");
-	ck_assert_int_eq(smtpd_parse_path("TO:<@relay.example,@r2.example:u@d.example>", "TO:", &a, &params), 0);
+	ck_assert_int_eq(
+	    smtpd_parse_path("TO:<@relay.example,@r2.example:u@d.example>", "TO:", &a, &params), 0);
 	ck_assert_str_eq(buf_cstr(&a), "u@d.example");
 	ck_assert_int_eq(smtpd_parse_path("TO:<\"john doe>\"@d.example>", "TO:", &a, &params), 0);
 	ck_assert_str_eq(buf_cstr(&a), "\"john doe>\"@d.example");
@@ -1000,17 +1013,23 @@ START_TEST(format_reply_repairs_and_sanitises)
 	ck_assert_str_eq(formatted("550 4.1.1 wrong class"), "550 5.0.0 4.1.1 wrong class\r\n");
 	ck_assert_str_eq(formatted("451"), "451 4.0.0\r\n");
 	ck_assert_str_eq(formatted("450 4.2.0 a\x1b[31m"), "450 4.2.0 a\\x1b[31m\r\n");
-	ck_assert_str_eq(formatted("550-5.1.1 one\n551 5.1.1 two\n"), "550-5.1.1 one\r\n550 5.1.1 two\r\n");
-	ck_assert_str_eq(formatted("550 5.1.1 one\r\nloose text"), "550-5.1.1 one\r\n550 5.0.0 loose text\r\n");
+	ck_assert_str_eq(formatted("550-5.1.1 one\n551 5.1.1 two\n"),
+			 "550-5.1.1 one\r\n550 5.1.1 two\r\n");
+	ck_assert_str_eq(formatted("550 5.1.1 one\r\nloose text"),
+			 "550-5.1.1 one\r\n550 5.0.0 loose text\r\n");
 }
 END_TEST
 
 START_TEST(format_reply_never_invents_a_success)
 {
-	ck_assert_str_eq(formatted(""), "451 4.3.0 Error: the delivery gave no valid reply; try again later\r\n");
-	ck_assert_str_eq(formatted("ok"), "451 4.3.0 Error: the delivery gave no valid reply; try again later\r\n");
-	ck_assert_str_eq(formatted("354 go ahead"), "451 4.3.0 Error: the delivery gave no valid reply; try again later\r\n");
-	ck_assert_str_eq(formatted("2500 x"), "451 4.3.0 Error: the delivery gave no valid reply; try again later\r\n");
+	ck_assert_str_eq(formatted(""),
+			 "451 4.3.0 Error: the delivery gave no valid reply; try again later\r\n");
+	ck_assert_str_eq(formatted("ok"),
+			 "451 4.3.0 Error: the delivery gave no valid reply; try again later\r\n");
+	ck_assert_str_eq(formatted("354 go ahead"),
+			 "451 4.3.0 Error: the delivery gave no valid reply; try again later\r\n");
+	ck_assert_str_eq(formatted("2500 x"),
+			 "451 4.3.0 Error: the delivery gave no valid reply; try again later\r\n");
 }
 END_TEST
 
@@ -1025,7 +1044,8 @@ START_TEST(endpoints_default_and_localhost)
 	ck_assert_str_eq(eps[0].text, "127.0.0.1:25");
 	ck_assert_str_eq(eps[1].text, "[::1]:25");
 	free(eps);
-	ck_assert_int_eq(smtpd_parse_endpoints("localhost:2525,127.0.0.1:2525, 127.0.0.2", &eps, &n, &err), 0);
+	ck_assert_int_eq(
+	    smtpd_parse_endpoints("localhost:2525,127.0.0.1:2525, 127.0.0.2", &eps, &n, &err), 0);
 	ck_assert_uint_eq(n, 3);
 	ck_assert_str_eq(eps[0].text, "127.0.0.1:2525");
 	ck_assert_str_eq(eps[1].text, "[::1]:2525");
@@ -1124,7 +1144,8 @@ START_TEST(daemon_serves_connections_and_stops_on_sigterm)
 		t.client = b;
 		buf_reset(&t.in);
 		expect("220");
-		send_str("EHLO go-client\r\nMAIL FROM:<go@example.com>\r\nRCPT TO:<u@example.org>\r\nDATA\r\n");
+		send_str("EHLO go-client\r\nMAIL FROM:<go@example.com>\r\nRCPT "
+			 "TO:<u@example.org>\r\nDATA\r\n");
 		expect("250");
 		expect("250");
 		expect("250");
@@ -1240,7 +1261,9 @@ int main(void)
 	tcase_add_test(clients, greeting_is_220_with_our_name);
 	tcase_add_test(clients, symfony_helo_several_transactions_without_rset_and_noop);
 	tcase_add_test(clients, smtplib_lower_case_verbs_and_size_parameter);
-	tcase_add_test(clients, nodemailer_pipelined_group_gets_replies_in_one_write_and_may_close_without_quit);
+	tcase_add_test(
+	    clients,
+	    nodemailer_pipelined_group_gets_replies_in_one_write_and_may_close_without_quit);
 	tcase_add_test(clients, curl_odd_ehlo_bare_lf_and_no_headers);
 	tcase_add_test(clients, swaks_pipeline_with_message_and_quit_in_one_write);
 
