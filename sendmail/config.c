@@ -74,26 +74,26 @@
 /* ---------------------------------------------------------------- */
 
 enum key_type {
-	T_STRING,		/* char *, NULL = unset */
-	T_BOOL,			/* int 0/1 */
-	T_TRIBOOL,		/* int -1 (unset) /0/1 */
-	T_DURATION_MS,		/* unsigned, milliseconds */
-	T_DURATION_S,		/* unsigned long, seconds */
-	T_SIZE,			/* unsigned long long, bytes */
-	T_ENUM,			/* int-sized enum */
-	T_TLSVER,		/* int 12 or 13 */
-	T_LIST,			/* struct strlist */
-	T_RELAYS,		/* relays + nrelays */
-	T_FINGERPRINT,		/* tls_fingerprint + has_tls_fingerprint */
-	T_MAP,			/* struct map_entry * + size_t count */
-	T_SECRET,		/* char *, the secret itself */
-	T_SECRET_FILE,		/* char *, path; the content goes to the secret */
+	T_STRING,      /* char *, NULL = unset */
+	T_BOOL,	       /* int 0/1 */
+	T_TRIBOOL,     /* int -1 (unset) /0/1 */
+	T_DURATION_MS, /* unsigned, milliseconds */
+	T_DURATION_S,  /* unsigned long, seconds */
+	T_SIZE,	       /* unsigned long long, bytes */
+	T_ENUM,	       /* int-sized enum */
+	T_TLSVER,      /* int 12 or 13 */
+	T_LIST,	       /* struct strlist */
+	T_RELAYS,      /* relays + nrelays */
+	T_FINGERPRINT, /* tls_fingerprint + has_tls_fingerprint */
+	T_MAP,	       /* struct map_entry * + size_t count */
+	T_SECRET,      /* char *, the secret itself */
+	T_SECRET_FILE, /* char *, path; the content goes to the secret */
 };
 
-#define K_ENV_LENIENT_BOOL	(1 << 0)	/* any non-empty value but no/false/0/off is true */
-#define K_ENV_DEBUG		(1 << 1)	/* DEBUG=yes means "debug", other values ignored */
-#define K_LIST_NEGATE		(1 << 2)	/* list entries may start with "!" */
-#define K_MAP_SINGLE		(1 << 3)	/* map values: exactly one address */
+#define K_ENV_LENIENT_BOOL (1 << 0) /* any non-empty value but no/false/0/off is true */
+#define K_ENV_DEBUG (1 << 1)	    /* DEBUG=yes means "debug", other values ignored */
+#define K_LIST_NEGATE (1 << 2)	    /* list entries may start with "!" */
+#define K_MAP_SINGLE (1 << 3)	    /* map values: exactly one address */
 
 struct enum_value {
 	const char *name;
@@ -107,15 +107,16 @@ struct config_key {
 	const char *key;
 	const char *env[3];
 	enum key_type type;
-	const char *def;		/* default as text; NULL = unset */
+	const char *def; /* default as text; NULL = unset */
 	unsigned flags;
 	size_t offset;
 	size_t offset2;			/* T_MAP: the count field */
-	const struct enum_value *enums;	/* T_ENUM */
+	const struct enum_value *enums; /* T_ENUM */
 	check_fn check;			/* T_STRING, T_LIST entries, T_MAP values */
 	const char *help;		/* one line, for --write-config */
 };
 
+/* clang-format off */
 static const struct enum_value tls_levels[] = {
 	{"none", TLS_NONE}, {"may", TLS_MAY}, {"starttls", TLS_STARTTLS}, {"tls", TLS_IMPLICIT}, {0, 0},
 };
@@ -136,6 +137,7 @@ static const struct enum_value smtpd_auths[] = {
 	{"off", SMTPD_AUTH_OFF}, {"accept", SMTPD_AUTH_ACCEPT}, {0, 0},
 };
 
+/* clang-format on */
 static int check_host_name(const char *, struct buf *, struct buf *);
 static int check_domain(const char *, struct buf *, struct buf *);
 static int check_address(const char *, struct buf *, struct buf *);
@@ -151,6 +153,7 @@ static int check_username(const char *, struct buf *, struct buf *);
 
 #define F(field) offsetof(struct config, field)
 
+/* clang-format off */
 static const struct config_key config_keys[] = {
 	/* [relay] */
 	{"relay", "host", {"RELAYSHIM_RELAY"}, T_RELAYS, 0, 0, F(relays), F(nrelays), 0, 0,
@@ -250,6 +253,8 @@ static const struct config_key config_keys[] = {
 	 0, 0, check_abs_path, "program the shim runs as -bs"},
 };
 
+/* clang-format on */
+
 #undef F
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -262,13 +267,15 @@ enum source_kind { SRC_DEFAULT, SRC_DERIVED, SRC_FILE, SRC_ENV, SRC_CMDLINE };
 
 struct source {
 	enum source_kind kind;
-	const char *env;		/* SRC_ENV: the variable (static string) */
-	const char *derived;		/* SRC_DERIVED: from what */
+	const char *env;     /* SRC_ENV: the variable (static string) */
+	const char *derived; /* SRC_DERIVED: from what */
 };
 
 struct config_priv {
-	char *path;			/* the file that was read, or NULL */
+	char *path; /* the file that was read, or NULL */
 	struct source src[NKEYS];
+	unsigned char *port_derived; /* per relay: config_finish() chose the port */
+	size_t nport_derived;
 };
 
 static struct config_priv *priv(const struct config *cfg)
@@ -404,7 +411,8 @@ static int check_host_name(const char *v, struct buf *norm, struct buf *why)
 {
 	(void)norm;
 	for (const char *p = v; *p; p++) {
-		if (!isalnum((unsigned char)*p) && !strchr(".-_:[]", *p) && !((unsigned char)*p & 0x80)) {
+		if (!isalnum((unsigned char)*p) && !strchr(".-_:[]", *p) &&
+		    !((unsigned char)*p & 0x80)) {
 			buf_puts(why, "use a host name such as mail.example.com");
 			return -1;
 		}
@@ -422,7 +430,8 @@ static int check_domain(const char *v, struct buf *norm, struct buf *why)
 		return -1;
 	}
 	for (const char *p = v; *p; p++) {
-		if (!isalnum((unsigned char)*p) && !strchr(".-_", *p) && !((unsigned char)*p & 0x80)) {
+		if (!isalnum((unsigned char)*p) && !strchr(".-_", *p) &&
+		    !((unsigned char)*p & 0x80)) {
 			buf_puts(why, "use domain names such as example.com");
 			return -1;
 		}
@@ -505,7 +514,8 @@ static int check_mechanisms(const char *v, struct buf *norm, struct buf *why)
 		}
 		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
 			buf_reset(norm);
-			buf_puts(why, "use SASL mechanism names such as PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256 XOAUTH2");
+			buf_puts(why, "use SASL mechanism names such as PLAIN LOGIN CRAM-MD5 "
+				      "SCRAM-SHA-256 XOAUTH2");
 			return -1;
 		}
 		if (!in_word && norm->len)
@@ -530,11 +540,13 @@ static int check_log_target(const char *v, struct buf *norm, struct buf *why)
 		n = strcspn(p, ", \t");
 		if (n == 0)
 			break;
-		if (!((n == 6 && strncmp(p, "stderr", 6) == 0) || (n == 6 && strncmp(p, "stdout", 6) == 0)
-		      || (n == 6 && strncmp(p, "syslog", 6) == 0) || (n == 4 && strncmp(p, "none", 4) == 0)
-		      || (*p == '/'))) {
+		if (!((n == 6 && strncmp(p, "stderr", 6) == 0) ||
+		      (n == 6 && strncmp(p, "stdout", 6) == 0) ||
+		      (n == 6 && strncmp(p, "syslog", 6) == 0) ||
+		      (n == 4 && strncmp(p, "none", 4) == 0) || (*p == '/'))) {
 			buf_reset(norm);
-			buf_puts(why, "use stderr, stdout, syslog, none or an absolute file path, comma separated");
+			buf_puts(why, "use stderr, stdout, syslog, none or an absolute file path, "
+				      "comma separated");
 			return -1;
 		}
 		if (n == 4 && strncmp(p, "none", 4) == 0)
@@ -550,7 +562,9 @@ static int check_log_target(const char *v, struct buf *norm, struct buf *why)
 		return -1;
 	}
 	if (words == 0) {
-		buf_puts(why, "use stderr, stdout, syslog, none or an absolute file path, comma separated");
+		buf_puts(
+		    why,
+		    "use stderr, stdout, syslog, none or an absolute file path, comma separated");
 		return -1;
 	}
 	return 0;
@@ -646,8 +660,8 @@ static int parse_duration_ms(const char *v, unsigned long long *ms)
 		const char *unit;
 		unsigned long long ms;
 	} units[] = {
-		{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000ULL},
-		{"d", 86400000ULL}, {"w", 604800000ULL},
+	    {"", 1000},	       {"ms", 1},	   {"s", 1000},		{"m", 60000},
+	    {"h", 3600000ULL}, {"d", 86400000ULL}, {"w", 604800000ULL},
 	};
 	unsigned long long n;
 	const char *rest = parse_number(v, &n);
@@ -675,13 +689,16 @@ static int parse_size(const char *v, unsigned long long *out)
 	if (rest == 0)
 		return -1;
 	switch (*rest) {
-	case 'k': case 'K':
+	case 'k':
+	case 'K':
 		mult = 1024ULL, rest++;
 		break;
-	case 'm': case 'M':
+	case 'm':
+	case 'M':
 		mult = 1024ULL * 1024, rest++;
 		break;
-	case 'g': case 'G':
+	case 'g':
+	case 'G':
 		mult = 1024ULL * 1024 * 1024, rest++;
 		break;
 	}
@@ -710,8 +727,10 @@ static int parse_fingerprint(const char *v, unsigned char out[32])
 		}
 		if (!isxdigit((unsigned char)v[0]) || !isxdigit((unsigned char)v[1]) || n == 32)
 			return -1;
-		hi = isdigit((unsigned char)v[0]) ? v[0] - '0' : (tolower((unsigned char)v[0]) - 'a' + 10);
-		lo = isdigit((unsigned char)v[1]) ? v[1] - '0' : (tolower((unsigned char)v[1]) - 'a' + 10);
+		hi = isdigit((unsigned char)v[0]) ? v[0] - '0'
+						  : (tolower((unsigned char)v[0]) - 'a' + 10);
+		lo = isdigit((unsigned char)v[1]) ? v[1] - '0'
+						  : (tolower((unsigned char)v[1]) - 'a' + 10);
 		out[n++] = (unsigned char)(hi << 4 | lo);
 		v += 2;
 	}
@@ -763,8 +782,8 @@ static int parse_relays(const char *v, struct relay_addr **out, size_t *nout, st
 		if (hostlen == 0)
 			goto bad;
 		for (size_t i = 0; i < hostlen; i++)
-			if (!isalnum((unsigned char)host[i]) && !strchr(".-_:%", host[i])
-			    && !((unsigned char)host[i] & 0x80))
+			if (!isalnum((unsigned char)host[i]) && !strchr(".-_:%", host[i]) &&
+			    !((unsigned char)host[i] & 0x80))
 				goto bad;
 		if (port) {
 			char tmp[8];
@@ -774,8 +793,8 @@ static int parse_relays(const char *v, struct relay_addr **out, size_t *nout, st
 				goto bad;
 			memcpy(tmp, port, plen);
 			tmp[plen] = 0;
-			if (parse_number(tmp, &portnum) == 0 || tmp[strspn(tmp, "0123456789")] != 0
-			    || portnum == 0 || portnum > 65535)
+			if (parse_number(tmp, &portnum) == 0 ||
+			    tmp[strspn(tmp, "0123456789")] != 0 || portnum == 0 || portnum > 65535)
 				goto bad;
 		}
 		r = util_realloc(r, (n + 1) * sizeof(*r));
@@ -833,8 +852,9 @@ static int map_add(struct map_entry **m, size_t *n, const char *key, size_t keyl
 	split_list(values, &vals);
 	if (vals.n == 0 || ((k->flags & K_MAP_SINGLE) && vals.n != 1)) {
 		buf_printf(why, "%s: %s", lkey,
-			   (k->flags & K_MAP_SINGLE) ? "give exactly one address, e.g. root = cron@example.com"
-						     : "give one or more addresses, e.g. root = ops@example.com");
+			   (k->flags & K_MAP_SINGLE)
+			       ? "give exactly one address, e.g. root = cron@example.com"
+			       : "give one or more addresses, e.g. root = ops@example.com");
 		strlist_free(&vals);
 		free(lkey);
 		return -1;
@@ -892,8 +912,8 @@ static int parse_env_map(const char *v, struct map_entry **m, size_t *n, const s
 			last = (int)*n - 1;
 			/* map_add may have replaced an earlier entry: find it. */
 			for (size_t i = 0; i < *n; i++)
-				if (strlen((*m)[i].key) == (size_t)(eq - p)
-				    && strncasecmp((*m)[i].key, p, (size_t)(eq - p)) == 0)
+				if (strlen((*m)[i].key) == (size_t)(eq - p) &&
+				    strncasecmp((*m)[i].key, p, (size_t)(eq - p)) == 0)
 					last = (int)i;
 		} else if (last >= 0 && !(k->flags & K_MAP_SINGLE)) {
 			/* "dev=a@x, b@x": a space after the comma continues the entry. */
@@ -1020,7 +1040,8 @@ fail:
 
 /* key_parse - parse value into the key's field; -1 with a reason in why */
 
-static int key_parse(struct config *cfg, const struct config_key *k, const char *value, struct buf *why)
+static int key_parse(struct config *cfg, const struct config_key *k, const char *value,
+		     struct buf *why)
 {
 	void *f = field(cfg, k->offset);
 	unsigned long long n;
@@ -1049,7 +1070,8 @@ static int key_parse(struct config *cfg, const struct config_key *k, const char 
 		char *secret;
 		int partner = key_index(k->section, "password");
 
-		if (check_path(value, &norm, why) != 0 || read_secret_file(value, &secret, why) != 0)
+		if (check_path(value, &norm, why) != 0 ||
+		    read_secret_file(value, &secret, why) != 0)
 			return -1;
 		field_clear(cfg, k);
 		field_clear(cfg, &config_keys[partner]);
@@ -1188,8 +1210,8 @@ static void key_name(struct buf *out, const struct config_key *k)
 
 /* bad_value - the one-line error for a value that did not parse; never echoes a secret */
 
-static int bad_value(struct error *err, const char *where, const struct config_key *k, const char *value,
-		     const struct buf *why)
+static int bad_value(struct error *err, const char *where, const struct config_key *k,
+		     const char *value, const struct buf *why)
 {
 	struct buf shown = BUF_INIT, name = BUF_INIT;
 	size_t n = strlen(value);
@@ -1222,8 +1244,10 @@ void config_init(struct config *cfg)
 	for (size_t i = 0; i < NKEYS; i++) {
 		struct buf why = BUF_INIT;
 
-		if (config_keys[i].def && key_parse(cfg, &config_keys[i], config_keys[i].def, &why) != 0)
-			util_panic("config: bad default for %s: %s", config_keys[i].key, buf_cstr(&why));
+		if (config_keys[i].def &&
+		    key_parse(cfg, &config_keys[i], config_keys[i].def, &why) != 0)
+			util_panic("config: bad default for %s: %s", config_keys[i].key,
+				   buf_cstr(&why));
 		buf_free(&why);
 	}
 }
@@ -1234,8 +1258,10 @@ void config_free(struct config *cfg)
 {
 	for (size_t i = 0; i < NKEYS; i++)
 		field_clear(cfg, &config_keys[i]);
-	if (cfg->priv)
+	if (cfg->priv) {
 		free(priv(cfg)->path);
+		free(priv(cfg)->port_derived);
+	}
 	free(cfg->priv);
 	cfg->priv = 0;
 }
@@ -1294,16 +1320,18 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 	if (stat(path, &st) != 0) {
 		if (errno == ENOENT && !explicit)
 			return 0;
-		return error_set(err, EX_CONFIG, "cannot read configuration file %s: %s%s", path, strerror(errno),
+		return error_set(err, EX_CONFIG, "cannot read configuration file %s: %s%s", path,
+				 strerror(errno),
 				 errno == ENOENT ? " (check -C or RELAYSHIM_CONFIG)" : "");
 	}
 	if (S_ISDIR(st.st_mode))
 		return error_set(err, EX_CONFIG, "configuration file %s is a directory", path);
 	if (access(path, R_OK) != 0)
-		return error_set(err, EX_CONFIG,
-				 "cannot read configuration file %s: %s (make it readable by the user running "
-				 "sendmail, or use -C)",
-				 path, strerror(errno));
+		return error_set(
+		    err, EX_CONFIG,
+		    "cannot read configuration file %s: %s (make it readable by the user running "
+		    "sendmail, or use -C)",
+		    path, strerror(errno));
 
 	ini_error[0] = 0;
 	iniparser_set_error_callback(ini_error_cb);
@@ -1312,8 +1340,8 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 		struct buf line = BUF_INIT;
 
 		ini_error_line(&line);
-		error_set(err, EX_CONFIG, "%s: %s (fix the line; quote values that contain ; or #)", path,
-			  line.len ? line.data : "cannot parse");
+		error_set(err, EX_CONFIG, "%s: %s (fix the line; quote values that contain ; or #)",
+			  path, line.len ? line.data : "cannot parse");
 		buf_free(&line);
 		if (d)
 			iniparser_freedict(d);
@@ -1333,11 +1361,14 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 		colon = strchr(entry, ':');
 		section = util_strndup(entry, colon ? (size_t)(colon - entry) : strlen(entry));
 		if (*section == 0) {
-			rc = error_set(err, EX_CONFIG, "%s: \"%s\" is outside a section (put it under [relay], [rewrite], ...)",
+			rc = error_set(err, EX_CONFIG,
+				       "%s: \"%s\" is outside a section (put it under [relay], "
+				       "[rewrite], ...)",
 				       path, colon + 1);
 		} else if (!section_known(section)) {
 			rc = error_set(err, EX_CONFIG,
-				       "%s: [%s]: unknown section (use relay, rewrite, aliases, senders, policy, queue, log, "
+				       "%s: [%s]: unknown section (use relay, rewrite, aliases, "
+				       "senders, policy, queue, log, "
 				       "smtpd or shim)",
 				       path, section);
 		} else if (colon && key_index(section, colon + 1) < 0) {
@@ -1345,9 +1376,10 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 
 			for (size_t j = 0; j < NKEYS; j++)
 				if (strcmp(config_keys[j].section, section) == 0)
-					buf_printf(&known, "%s%s", known.len ? ", " : "", config_keys[j].key);
-			rc = error_set(err, EX_CONFIG, "%s: [%s] %s: unknown key (known keys: %s)", path, section,
-				       colon + 1, buf_cstr(&known));
+					buf_printf(&known, "%s%s", known.len ? ", " : "",
+						   config_keys[j].key);
+			rc = error_set(err, EX_CONFIG, "%s: [%s] %s: unknown key (known keys: %s)",
+				       path, section, colon + 1, buf_cstr(&known));
 			buf_free(&known);
 		}
 		free(section);
@@ -1367,15 +1399,17 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 			for (ssize_t j = 0; j < d->size && rc == 0; j++) {
 				const char *entry = d->key[j];
 
-				if (entry == 0 || strncmp(entry, k->section, plen) != 0 || entry[plen] != ':')
+				if (entry == 0 || strncmp(entry, k->section, plen) != 0 ||
+				    entry[plen] != ':')
 					continue;
 				prefix_end = entry + plen + 1;
 				if (d->val[j] == 0 || d->val[j][0] == 0)
 					continue;
 				any = 1;
-				if (map_add(&m, &n, prefix_end, strlen(prefix_end), d->val[j], k, &why) != 0)
-					rc = error_set(err, EX_CONFIG, "%s: [%s] %s: %s", path, k->section, prefix_end,
-						       buf_cstr(&why));
+				if (map_add(&m, &n, prefix_end, strlen(prefix_end), d->val[j], k,
+					    &why) != 0)
+					rc = error_set(err, EX_CONFIG, "%s: [%s] %s: %s", path,
+						       k->section, prefix_end, buf_cstr(&why));
 			}
 			if (rc == 0 && any) {
 				field_clear(cfg, k);
@@ -1398,14 +1432,17 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 					seen_secret_file = 1;
 				if (seen_secret && seen_secret_file) {
 					rc = error_set(err, EX_CONFIG,
-						       "%s: [%s] password and password_file are both set (keep one)", path,
-						       k->section);
+						       "%s: [%s] password and password_file are "
+						       "both set (keep one)",
+						       path, k->section);
 				} else if (key_parse(cfg, k, v, &why) != 0) {
 					rc = bad_value(err, path, k, v, &why);
 				} else {
 					priv(cfg)->src[i].kind = SRC_FILE;
 					if (k->type == T_SECRET_FILE)
-						priv(cfg)->src[key_index(k->section, "password")].kind = SRC_FILE;
+						priv(cfg)
+						    ->src[key_index(k->section, "password")]
+						    .kind = SRC_FILE;
 				}
 			}
 		}
@@ -1416,7 +1453,8 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 	/* SPEC 8: the file may hold a password; say so when others can read it. */
 	if (rc == 0 && seen_secret && !seen_secret_file && (st.st_mode & S_IROTH))
 		log_msg(LOG_LEVEL_WARNING,
-			"%s holds a password and is readable by every user: chmod o-r %s, or use password_file",
+			"%s holds a password and is readable by every user: chmod o-r %s, or use "
+			"password_file",
 			path, path);
 	return rc;
 }
@@ -1469,8 +1507,9 @@ static int load_env(struct config *cfg, char **envp, struct error *err)
 			secret_file_env = name;
 		}
 		if (secret_idx >= 0 && secret_file_idx >= 0)
-			return error_set(err, EX_CONFIG, "environment: %s and %s are both set (keep one)", secret_env,
-					 secret_file_env);
+			return error_set(err, EX_CONFIG,
+					 "environment: %s and %s are both set (keep one)",
+					 secret_env, secret_file_env);
 		snprintf(where, sizeof(where), "environment %s", name);
 		if ((k->flags & K_ENV_LENIENT_BOOL) && parse_bool(v) < 0)
 			v = "yes";
@@ -1480,7 +1519,8 @@ static int load_env(struct config *cfg, char **envp, struct error *err)
 
 			if (parse_env_map(v, &m, &n, k, &why) != 0) {
 				map_free(m, n);
-				error_set(err, EX_CONFIG, "%s: [%s]: %s", where, k->section, buf_cstr(&why));
+				error_set(err, EX_CONFIG, "%s: [%s]: %s", where, k->section,
+					  buf_cstr(&why));
 				buf_free(&why);
 				return EX_CONFIG;
 			}
@@ -1514,7 +1554,8 @@ static int load_env(struct config *cfg, char **envp, struct error *err)
 
 /* config_load - the file, then the environment */
 
-int config_load(struct config *cfg, const char *path, int path_explicit, char **envp, struct error *err)
+int config_load(struct config *cfg, const char *path, int path_explicit, char **envp,
+		struct error *err)
 {
 	int rc;
 
@@ -1585,9 +1626,17 @@ int config_finish(struct config *cfg, struct error *err)
 {
 	const char *file = priv(cfg)->path ? priv(cfg)->path : CONFIG_DEFAULT_PATH;
 
-	for (size_t i = 0; i < cfg->nrelays; i++)
-		if (cfg->relays[i].port == 0)
+	if (priv(cfg)->nport_derived != cfg->nrelays) {
+		free(priv(cfg)->port_derived);
+		priv(cfg)->port_derived = util_calloc(cfg->nrelays, 1);
+		priv(cfg)->nport_derived = cfg->nrelays;
+	}
+	for (size_t i = 0; i < cfg->nrelays; i++) {
+		if (cfg->relays[i].port == 0) {
 			cfg->relays[i].port = cfg->tls == TLS_IMPLICIT ? 465 : 25;
+			priv(cfg)->port_derived[i] = 1;
+		}
+	}
 	if (cfg->tls_verify < 0) {
 		cfg->tls_verify = cfg->tls == TLS_STARTTLS || cfg->tls == TLS_IMPLICIT;
 		mark_derived(cfg, "relay", "tls_verify", "per tls level");
@@ -1609,18 +1658,23 @@ int config_finish(struct config *cfg, struct error *err)
 
 	if (cfg->has_tls_fingerprint && cfg->tls == TLS_NONE)
 		return error_set(err, EX_CONFIG,
-				 "[relay] tls_fingerprint is set but tls = none (use tls = may, starttls or tls)");
+				 "[relay] tls_fingerprint is set but tls = none (use tls = may, "
+				 "starttls or tls)");
 	if (cfg->tls_key_file && !cfg->tls_cert_file)
-		return error_set(err, EX_CONFIG, "[relay] tls_key_file is set without tls_cert_file (set both)");
-	if (cfg->username && !cfg->password)
 		return error_set(err, EX_CONFIG,
-				 "[relay] username is set but no password (set password, password_file or "
-				 "RELAYSHIM_PASSWORD_FILE)");
+				 "[relay] tls_key_file is set without tls_cert_file (set both)");
+	if (cfg->username && !cfg->password)
+		return error_set(
+		    err, EX_CONFIG,
+		    "[relay] username is set but no password (set password, password_file or "
+		    "RELAYSHIM_PASSWORD_FILE)");
 	if (cfg->password && !cfg->username)
-		return error_set(err, EX_CONFIG, "[relay] a password is set but no username (set username or "
-						 "RELAYSHIM_USERNAME)");
+		return error_set(err, EX_CONFIG,
+				 "[relay] a password is set but no username (set username or "
+				 "RELAYSHIM_USERNAME)");
 	if (cfg->nrelays == 0)
-		return error_set(err, EX_CONFIG, "no relay configured: set [relay] host in %s or RELAYSHIM_RELAY",
+		return error_set(err, EX_CONFIG,
+				 "no relay configured: set [relay] host in %s or RELAYSHIM_RELAY",
 				 file);
 	return 0;
 }
@@ -1634,8 +1688,9 @@ int config_finish(struct config *cfg, struct error *err)
 static int put_value(struct buf *out, const char *v)
 {
 	size_t n = strlen(v);
-	int needs = strpbrk(v, ";#") || (n && (isspace((unsigned char)v[0]) || isspace((unsigned char)v[n - 1])))
-		    || v[0] == '"' || v[0] == '\'' || (n && v[n - 1] == '\\');
+	int needs = strpbrk(v, ";#") ||
+		    (n && (isspace((unsigned char)v[0]) || isspace((unsigned char)v[n - 1]))) ||
+		    v[0] == '"' || v[0] == '\'' || (n && v[n - 1] == '\\');
 
 	if (strpbrk(v, "\r\n") || n > 900)
 		return -1;
@@ -1677,11 +1732,12 @@ static const char *enum_name(const struct enum_value *e, int v)
 
 /* format_value - the key's value as configuration text; "" = unset */
 
-static void format_value(struct buf *out, const struct config *cfg, const struct config_key *k, int derived_empty)
+static void format_value(struct buf *out, const struct config *cfg, const struct config_key *k,
+			 int derived_empty)
 {
 	const void *f = field(cfg, k->offset);
 
-	if (derived_empty)
+	if (derived_empty && k->type != T_RELAYS)
 		return;
 	switch (k->type) {
 	case T_STRING:
@@ -1727,11 +1783,13 @@ static void format_value(struct buf *out, const struct config *cfg, const struct
 		for (size_t i = 0; i < cfg->nrelays; i++) {
 			const struct relay_addr *r = &cfg->relays[i];
 			int v6 = strchr(r->host, ':') != 0;
+			int derived_port = derived_empty && i < priv(cfg)->nport_derived &&
+					   priv(cfg)->port_derived[i];
 
 			if (i)
 				buf_puts(out, ", ");
 			buf_printf(out, v6 ? "[%s]" : "%s", r->host);
-			if (r->port)
+			if (r->port && !derived_port)
 				buf_printf(out, ":%u", r->port);
 		}
 		break;
@@ -1742,15 +1800,18 @@ static void format_value(struct buf *out, const struct config *cfg, const struct
 
 /* write_line - "key = value" (+ "  # source" for --config-check) */
 
-static void write_line(struct buf *out, const struct config *cfg, int i, const char *key, const char *value,
-		       int with_sources)
+static void write_line(struct buf *out, const struct config *cfg, int i, const char *key,
+		       const char *value, int with_sources)
 {
 	size_t start = out->len;
 
 	buf_printf(out, *value ? "%s = " : "%s =", key);
 	if (put_value(out, value) != 0) {
 		buf_truncate(out, start);
-		buf_printf(out, "# %s: cannot be written in INI syntax (line break, both quote kinds or too long)", key);
+		buf_printf(out,
+			   "# %s: cannot be written in INI syntax (line break, both quote kinds or "
+			   "too long)",
+			   key);
 	}
 	if (with_sources) {
 		size_t col = out->len - start;
@@ -1794,27 +1855,34 @@ void config_write(const struct config *cfg, struct buf *out, int redact, int wit
 	const char *section = "";
 
 	if (!with_sources)
-		buf_puts(out, "# relayshim configuration (sendmail --write-config); see relayshim.conf(5)\n");
+		buf_puts(
+		    out,
+		    "# relayshim configuration (sendmail --write-config); see relayshim.conf(5)\n");
 	else if (priv(cfg)->path)
 		buf_printf(out, "# configuration file: %s\n", priv(cfg)->path);
 	else
-		buf_puts(out, "# configuration file: none read (" CONFIG_DEFAULT_PATH " is absent)\n");
+		buf_puts(out,
+			 "# configuration file: none read (" CONFIG_DEFAULT_PATH " is absent)\n");
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
 		struct buf v = BUF_INIT;
-		int derived_empty = !with_sources && priv(cfg)->src[i].kind == SRC_DERIVED;
+		int derived_empty =
+		    !with_sources && (priv(cfg)->src[i].kind == SRC_DERIVED || k->type == T_RELAYS);
 
 		if (strcmp(section, k->section) != 0) {
 			buf_printf(out, "%s[%s]\n", section[0] ? "\n" : "", k->section);
 			section = k->section;
 		}
+		/* The snapshot documents itself: one line of help above each key. */
+		if (!with_sources)
+			buf_printf(out, "# %s\n", k->help);
 		if (k->type == T_MAP) {
-			const struct map_entry *m = *(struct map_entry *const *)field(cfg, k->offset);
+			const struct map_entry *m =
+			    *(struct map_entry *const *)field(cfg, k->offset);
 			size_t n = *(const size_t *)field(cfg, k->offset2);
 
-			if (with_sources && n == 0)
-				buf_printf(out, "# (no entries)%*s# ", 26, "");
 			if (with_sources && n == 0) {
+				buf_printf(out, "# (no entries)%*s# ", 26, "");
 				source_text(out, cfg, (int)i);
 				buf_putc(out, '\n');
 			}
@@ -1828,12 +1896,15 @@ void config_write(const struct config *cfg, struct buf *out, int redact, int wit
 			continue;
 		}
 		if (k->type == T_SECRET) {
-			/* With password_file, --write-config writes the file name, not the secret. */
+			/* With password_file, --write-config writes the file name, not the secret.
+			 */
 			if (redact)
-				buf_puts(&v, *(char *const *)field(cfg, k->offset) ? "(set)" : "(unset)");
+				buf_puts(&v, *(char *const *)field(cfg, k->offset) ? "(set)"
+										   : "(unset)");
 			else if (!cfg->password_file)
 				format_value(&v, cfg, k, 0);
-		} else if (redact && k->offset == offsetof(struct config, log_anonymize) && cfg->log_anonymize) {
+		} else if (redact && k->offset == offsetof(struct config, log_anonymize) &&
+			   cfg->log_anonymize) {
 			redact_salt(&v, cfg->log_anonymize);
 		} else {
 			format_value(&v, cfg, k, derived_empty);

@@ -55,8 +55,8 @@ enum anon_kind { ANON_NOOP, ANON_SMART, ANON_PARANOID, ANON_HASH };
 
 struct anonymizer {
 	enum anon_kind kind;
-	char *mask;			/* smart, paranoid: mask_symbol */
-	struct buf salt;		/* hash */
+	char *mask;	 /* smart, paranoid: mask_symbol */
+	struct buf salt; /* hash */
 	char *prefix;
 	char *suffix;
 	int case_sensitive;
@@ -86,7 +86,8 @@ static void url_decode(struct buf *out, const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '+') {
 			buf_putc(out, ' ');
-		} else if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) && isxdigit((unsigned char)s[i + 2])) {
+		} else if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+			   isxdigit((unsigned char)s[i + 2])) {
 			char hex[3] = {s[i + 1], s[i + 2], 0};
 
 			buf_putc(out, (int)strtol(hex, 0, 16));
@@ -136,8 +137,8 @@ int anonymizer_parse(const char *spec, struct anonymizer **out, struct buf *why)
 	}
 	memcpy(name, spec, namelen);
 	name[namelen] = 0;
-	if (q == 0 && (namelen == 0 || strcmp(name, "0") == 0 || strcasecmp(name, "no") == 0
-		       || strcasecmp(name, "false") == 0 || strcasecmp(name, "off") == 0))
+	if (q == 0 && (namelen == 0 || strcmp(name, "0") == 0 || strcasecmp(name, "no") == 0 ||
+		       strcasecmp(name, "false") == 0 || strcasecmp(name, "off") == 0))
 		return 0;
 
 	an = util_calloc(1, sizeof(*an));
@@ -145,9 +146,9 @@ int anonymizer_parse(const char *spec, struct anonymizer **out, struct buf *why)
 	an->prefix = util_strdup("");
 	an->suffix = util_strdup("");
 	an->case_sensitive = 1;
-	if (strcasecmp(name, "smart") == 0 || strcasecmp(name, "default") == 0 || strcasecmp(name, "true") == 0
-	    || strcasecmp(name, "yes") == 0 || strcasecmp(name, "y") == 0 || strcmp(name, "1") == 0
-	    || strcasecmp(name, "on") == 0)
+	if (strcasecmp(name, "smart") == 0 || strcasecmp(name, "default") == 0 ||
+	    strcasecmp(name, "true") == 0 || strcasecmp(name, "yes") == 0 ||
+	    strcasecmp(name, "y") == 0 || strcmp(name, "1") == 0 || strcasecmp(name, "on") == 0)
 		an->kind = ANON_SMART;
 	else if (strcasecmp(name, "paranoid") == 0)
 		an->kind = ANON_PARANOID;
@@ -168,12 +169,15 @@ int anonymizer_parse(const char *spec, struct anonymizer **out, struct buf *why)
 		int bad = 0;
 
 		if (eq == 0) {
-			buf_puts(why, "options are name=value pairs joined by &, e.g. hash?salt=x&split=yes");
+			buf_puts(
+			    why,
+			    "options are name=value pairs joined by &, e.g. hash?salt=x&split=yes");
 			goto fail;
 		}
 		url_decode(&key, p, (size_t)(eq - p));
 		url_decode(&val, eq + 1, (size_t)(p + len - eq - 1));
-		if ((an->kind == ANON_SMART || an->kind == ANON_PARANOID) && strcmp(buf_cstr(&key), "mask_symbol") == 0) {
+		if ((an->kind == ANON_SMART || an->kind == ANON_PARANOID) &&
+		    strcmp(buf_cstr(&key), "mask_symbol") == 0) {
 			if (val.len) {
 				free(an->mask);
 				an->mask = util_strdup(buf_cstr(&val));
@@ -198,8 +202,10 @@ int anonymizer_parse(const char *spec, struct anonymizer **out, struct buf *why)
 			buf_reset(why);
 			util_sanitize(why, buf_cstr(&key), key.len > 40 ? 40 : key.len);
 			buf_puts(why, an->kind == ANON_HASH
-					  ? ": unknown option (hash takes salt, prefix, suffix, case_sensitive, short_sha, split)"
-					  : ": unknown option (smart and paranoid take mask_symbol; noop takes none)");
+					  ? ": unknown option (hash takes salt, prefix, suffix, "
+					    "case_sensitive, short_sha, split)"
+					  : ": unknown option (smart and paranoid take "
+					    "mask_symbol; noop takes none)");
 			bad = 2;
 		}
 		if (bad == 1)
@@ -288,7 +294,7 @@ static void mask_local(const struct anonymizer *an, struct buf *out, const char 
 		return;
 	}
 	if (n > 0 && s[0] == '"' && s[n - 1] == '"')
-		k = 2;			/* keep the quotes: "m*t" */
+		k = 2; /* keep the quotes: "m*t" */
 	buf_append(out, s, u8_head(s, n, k));
 	buf_puts(out, an->mask);
 	buf_append(out, s + u8_tail(s, n, k), n - u8_tail(s, n, k));
@@ -309,7 +315,8 @@ static void mask_domain(const struct anonymizer *an, struct buf *out, const char
 			if (an->kind == ANON_PARANOID)
 				buf_puts(out, "*");
 			else
-				put_masks(out, an->mask, u8_count(colon + 1, (size_t)(s + n - colon - 1)) - 1);
+				put_masks(out, an->mask,
+					  u8_count(colon + 1, (size_t)(s + n - colon - 1)) - 1);
 			buf_putc(out, ']');
 		} else if (an->kind == ANON_PARANOID) {
 			buf_puts(out, "[*]");
@@ -339,7 +346,8 @@ static void hmac_hex(const struct anonymizer *an, struct buf *out, const char *s
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 
-	if (HMAC(EVP_sha256(), an->salt.data, (int)an->salt.len, (const unsigned char *)s, n, md, &mdlen) == 0)
+	if (HMAC(EVP_sha256(), an->salt.data, (int)an->salt.len, (const unsigned char *)s, n, md,
+		 &mdlen) == 0)
 		util_panic("HMAC-SHA256 failed");
 	if (an->short_sha && mdlen > 4)
 		mdlen = 4;
@@ -396,7 +404,8 @@ static int is_message_id(const char *text, size_t start)
 	if (pos == 0 || text[pos - 1] != '=')
 		return 0;
 	pos--;
-	return pos >= sizeof(tag) - 1 && strncasecmp(text + pos - (sizeof(tag) - 1), tag, sizeof(tag) - 1) == 0;
+	return pos >= sizeof(tag) - 1 &&
+	       strncasecmp(text + pos - (sizeof(tag) - 1), tag, sizeof(tag) - 1) == 0;
 }
 
 /* literal_domain - length of "[1.2.3.4]" or "[tag:...]" at s, 0 if none */
@@ -413,7 +422,7 @@ static size_t literal_domain(const char *s, size_t n)
 	while (i < len - 1 && isalnum((unsigned char)s[i]))
 		i++;
 	if (i > 1 && s[i] == ':' && i + 1 < len - 1)
-		return len;		/* [IPv6:...] and other tagged literals */
+		return len; /* [IPv6:...] and other tagged literals */
 	for (i = 1; i < len - 1; i++) {
 		if (isdigit((unsigned char)s[i]))
 			digits++;
@@ -510,7 +519,8 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 			return 0;
 		cp = cp << 6 | (s[i] & 0x3f);
 	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
 	return len;
 }
@@ -635,7 +645,7 @@ void log_setup(const struct config *cfg)
 	L.level = cfg->log_level;
 	L.format = cfg->log_format;
 	if (cfg->log_anonymize && anonymizer_parse(cfg->log_anonymize, &L.an, &why) != 0)
-		L.an = 0;		/* config.c has validated it; be safe anyway */
+		L.an = 0; /* config.c has validated it; be safe anyway */
 	while (*p) {
 		size_t n;
 		char *word;
@@ -659,12 +669,14 @@ void log_setup(const struct config *cfg)
 			/* nothing */
 		} else {
 			/* No stat, no seek: /proc/1/fd/1 may be a pipe or a tty. */
-			int fd = open(word, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+			int fd =
+			    open(word, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
 
 			if (fd >= 0) {
 				add_target(TARGET_FILE, fd);
 			} else {
-				buf_printf(&failed, "%s%s: %s", failed.len ? "; " : "", word, strerror(errno));
+				buf_printf(&failed, "%s%s: %s", failed.len ? "; " : "", word,
+					   strerror(errno));
 				add_target(TARGET_FD, 2);
 			}
 		}
@@ -672,7 +684,8 @@ void log_setup(const struct config *cfg)
 	}
 	buf_free(&why);
 	if (failed.len)
-		log_msg(LOG_LEVEL_WARNING, "cannot open log file %s; logging to stderr instead", failed.data);
+		log_msg(LOG_LEVEL_WARNING, "cannot open log file %s; logging to stderr instead",
+			failed.data);
 	buf_free(&failed);
 }
 
@@ -792,7 +805,8 @@ static double delay_value(double d)
 void log_delivery(const struct log_record *rec)
 {
 	struct buf plain = BUF_INIT, json = BUF_INIT, a = BUF_INIT;
-	enum log_level level = (unsigned)rec->level > LOG_LEVEL_ERROR ? LOG_LEVEL_ERROR : rec->level;
+	enum log_level level =
+	    (unsigned)rec->level > LOG_LEVEL_ERROR ? LOG_LEVEL_ERROR : rec->level;
 	const char *from = rec->from ? rec->from : "";
 	size_t nto = rec->to ? rec->to->n : 0;
 
@@ -813,14 +827,16 @@ void log_delivery(const struct log_record *rec)
 			buf_putc(&plain, '>');
 		}
 		buf_puts(&plain, ", relay=");
-		util_sanitize(&plain, rec->relay ? rec->relay : "none", strlen(rec->relay ? rec->relay : "none"));
+		util_sanitize(&plain, rec->relay ? rec->relay : "none",
+			      strlen(rec->relay ? rec->relay : "none"));
 		buf_printf(&plain, ", delay=%.2f, size=%llu", delay_value(rec->delay), rec->size);
 		if (rec->dsn) {
 			buf_puts(&plain, ", dsn=");
 			util_sanitize(&plain, rec->dsn, strlen(rec->dsn));
 		}
 		buf_puts(&plain, ", status=");
-		util_sanitize(&plain, rec->status ? rec->status : "unknown", strlen(rec->status ? rec->status : "unknown"));
+		util_sanitize(&plain, rec->status ? rec->status : "unknown",
+			      strlen(rec->status ? rec->status : "unknown"));
 		if (rec->text && *rec->text) {
 			buf_reset(&a);
 			anonymize_text(L.an, &a, rec->text, strlen(rec->text));
@@ -849,7 +865,9 @@ void log_delivery(const struct log_record *rec)
 		json_string_or_null(&json, rec->status);
 		buf_puts(&json, ",\"dsn\":");
 		json_string_or_null(&json, rec->dsn);
-		buf_printf(&json, ",\"delay\":%.3f,\"size\":%llu,\"message\":", delay_value(rec->delay), rec->size);
+		buf_printf(&json,
+			   ",\"delay\":%.3f,\"size\":%llu,\"message\":", delay_value(rec->delay),
+			   rec->size);
 		buf_reset(&a);
 		if (rec->text)
 			anonymize_text(L.an, &a, rec->text, strlen(rec->text));

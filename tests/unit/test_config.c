@@ -76,8 +76,8 @@ static char *line_of(const char *text, const char *key)
 	size_t klen = strlen(key);
 
 	for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : 0) {
-		if (strncmp(p, key, klen) == 0 && p[klen] == ' ' && p[klen + 1] == '='
-		    && (p[klen + 2] == ' ' || p[klen + 2] == '\n' || p[klen + 2] == 0)) {
+		if (strncmp(p, key, klen) == 0 && p[klen] == ' ' && p[klen + 1] == '=' &&
+		    (p[klen + 2] == ' ' || p[klen + 2] == '\n' || p[klen + 2] == 0)) {
 			size_t n = strcspn(p, "\n");
 
 			snprintf(line, sizeof(line), "%.*s", (int)n, p);
@@ -140,56 +140,61 @@ START_TEST(defaults_are_those_of_the_spec)
 }
 END_TEST
 
-/* One valid value per key: as written in the file, in the environment, and as config_write shows it. */
+/* One valid value per key: as written in the file, in the environment, and as config_write shows
+ * it. */
 static const struct sample {
 	const char *section, *key;
-	const char *file_text;		/* right of "key = " */
+	const char *file_text; /* right of "key = " */
 	const char *env_text;
 	const char *shown;
 } samples[] = {
-	{"relay", "host", "relay.example:587, [2001:db8::1]:25", "relay.example:587 [2001:db8::1]:25",
-	 "relay.example:587, [2001:db8::1]:25"},
-	{"relay", "tls", "starttls", "starttls", "starttls"},
-	{"relay", "tls_verify", "no", "false", "no"},
-	{"relay", "tls_ca_file", "/etc/ssl/relay-ca.pem", "/etc/ssl/relay-ca.pem", "/etc/ssl/relay-ca.pem"},
-	{"relay", "tls_cert_file", "/etc/ssl/client.pem", "/etc/ssl/client.pem", "/etc/ssl/client.pem"},
-	{"relay", "tls_key_file", "/etc/ssl/client.key", "/etc/ssl/client.key", "/etc/ssl/client.key"},
-	{"relay", "tls_fingerprint",
-	 "ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89",
-	 "ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789",
-	 "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"},
-	{"relay", "tls_min_version", "1.3", "TLSv1.3", "1.3"},
-	{"relay", "username", "app@example.com", "app@example.com", "app@example.com"},
-	{"relay", "password", "\"pa;ss#word\"", "pa;ss#word", "\"pa;ss#word\""},
-	{"relay", "auth_mechanisms", "plain, login", "PLAIN LOGIN", "PLAIN LOGIN"},
-	{"relay", "auth_insecure", "yes", "1", "yes"},
-	{"relay", "helo", "app1.example.com", "app1.example.com", "app1.example.com"},
-	{"relay", "timeout_connect", "2m", "120", "120s"},
-	{"relay", "timeout", "500ms", "500ms", "500ms"},
-	{"rewrite", "domain", "example.com", "example.com", "example.com"},
-	{"rewrite", "masquerade_domains", "a.example.com, !b.example.com example.com",
-	 "a.example.com !b.example.com,example.com", "a.example.com !b.example.com example.com"},
-	{"rewrite", "from", "'\"Ops Team\" <ops@example.com>'", "\"Ops Team\" <ops@example.com>",
-	 "'\"Ops Team\" <ops@example.com>'"},
-	{"rewrite", "envelope_from", "user", "user", "user"},
-	{"rewrite", "header_tag", "prod-eu-1", "prod-eu-1", "prod-eu-1"},
-	{"rewrite", "add_missing_headers", "no", "no", "no"},
-	{"rewrite", "received", "off", "0", "no"},
-	{"policy", "allowed_sender_domains", "example.com, example.org", "example.com example.org",
-	 "example.com example.org"},
-	{"policy", "allow_empty_sender", "yes", "true", "yes"},
-	{"policy", "max_size", "10M", "10240000", 0},
-	{"queue", "mode", "always", "never", 0},
-	{"queue", "dir", "/data/spool", "/data/spool", "/data/spool"},
-	{"queue", "max_age", "2d", "48h", "2d"},
-	{"queue", "bounce_to", "sender", "sender", "sender"},
-	{"log", "target", "stderr, /proc/1/fd/1", "syslog", 0},
-	{"log", "format", "json", "json", "json"},
-	{"log", "anonymize", "hash?salt=abc&split=yes", "smart", 0},
-	{"log", "level", "debug", "warning", 0},
-	{"smtpd", "auth", "off", "off", "off"},
-	{"shim", "intercept", "127.0.0.1:2525", "127.0.0.1:2525", "127.0.0.1:2525"},
-	{"shim", "sendmail", "/usr/local/sbin/sendmail", "/usr/local/sbin/sendmail", "/usr/local/sbin/sendmail"},
+    {"relay", "host", "relay.example:587, [2001:db8::1]:25", "relay.example:587 [2001:db8::1]:25",
+     "relay.example:587, [2001:db8::1]:25"},
+    {"relay", "tls", "starttls", "starttls", "starttls"},
+    {"relay", "tls_verify", "no", "false", "no"},
+    {"relay", "tls_ca_file", "/etc/ssl/relay-ca.pem", "/etc/ssl/relay-ca.pem",
+     "/etc/ssl/relay-ca.pem"},
+    {"relay", "tls_cert_file", "/etc/ssl/client.pem", "/etc/ssl/client.pem", "/etc/ssl/client.pem"},
+    {"relay", "tls_key_file", "/etc/ssl/client.key", "/etc/ssl/client.key", "/etc/ssl/client.key"},
+    {"relay", "tls_fingerprint",
+     "ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:"
+     "89",
+     "ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789",
+     "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:"
+     "89"},
+    {"relay", "tls_min_version", "1.3", "TLSv1.3", "1.3"},
+    {"relay", "username", "app@example.com", "app@example.com", "app@example.com"},
+    {"relay", "password", "\"pa;ss#word\"", "pa;ss#word", "\"pa;ss#word\""},
+    {"relay", "auth_mechanisms", "plain, login", "PLAIN LOGIN", "PLAIN LOGIN"},
+    {"relay", "auth_insecure", "yes", "1", "yes"},
+    {"relay", "helo", "app1.example.com", "app1.example.com", "app1.example.com"},
+    {"relay", "timeout_connect", "2m", "120", "120s"},
+    {"relay", "timeout", "500ms", "500ms", "500ms"},
+    {"rewrite", "domain", "example.com", "example.com", "example.com"},
+    {"rewrite", "masquerade_domains", "a.example.com, !b.example.com example.com",
+     "a.example.com !b.example.com,example.com", "a.example.com !b.example.com example.com"},
+    {"rewrite", "from", "'\"Ops Team\" <ops@example.com>'", "\"Ops Team\" <ops@example.com>",
+     "'\"Ops Team\" <ops@example.com>'"},
+    {"rewrite", "envelope_from", "user", "user", "user"},
+    {"rewrite", "header_tag", "prod-eu-1", "prod-eu-1", "prod-eu-1"},
+    {"rewrite", "add_missing_headers", "no", "no", "no"},
+    {"rewrite", "received", "off", "0", "no"},
+    {"policy", "allowed_sender_domains", "example.com, example.org", "example.com example.org",
+     "example.com example.org"},
+    {"policy", "allow_empty_sender", "yes", "true", "yes"},
+    {"policy", "max_size", "10M", "10240000", 0},
+    {"queue", "mode", "always", "never", 0},
+    {"queue", "dir", "/data/spool", "/data/spool", "/data/spool"},
+    {"queue", "max_age", "2d", "48h", "2d"},
+    {"queue", "bounce_to", "sender", "sender", "sender"},
+    {"log", "target", "stderr, /proc/1/fd/1", "syslog", 0},
+    {"log", "format", "json", "json", "json"},
+    {"log", "anonymize", "hash?salt=abc&split=yes", "smart", 0},
+    {"log", "level", "debug", "warning", 0},
+    {"smtpd", "auth", "off", "off", "off"},
+    {"shim", "intercept", "127.0.0.1:2525", "127.0.0.1:2525", "127.0.0.1:2525"},
+    {"shim", "sendmail", "/usr/local/sbin/sendmail", "/usr/local/sbin/sendmail",
+     "/usr/local/sbin/sendmail"},
 };
 
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
@@ -205,9 +210,10 @@ START_TEST(every_key_of_the_table_has_a_sample_here)
 
 		config_key_info(i, &section, &key, &env);
 		if (key == 0 || strcmp(key, "password_file") == 0)
-			continue;	/* maps and password_file have their own tests */
+			continue; /* maps and password_file have their own tests */
 		for (size_t j = 0; j < NSAMPLES; j++)
-			found |= strcmp(samples[j].section, section) == 0 && strcmp(samples[j].key, key) == 0;
+			found |= strcmp(samples[j].section, section) == 0 &&
+				 strcmp(samples[j].key, key) == 0;
 		ck_assert_msg(found, "no sample for [%s] %s", section, key);
 		n++;
 	}
@@ -231,12 +237,13 @@ START_TEST(every_key_is_read_from_the_file)
 		ck_assert_ptr_nonnull(value_of(text, s->key));
 	} else {
 		ck_assert_msg(value_of(text, s->key) && strcmp(value_of(text, s->key), shown) == 0,
-			      "[%s] %s: got \"%s\", want \"%s\"", s->section, s->key, value_of(text, s->key), shown);
+			      "[%s] %s: got \"%s\", want \"%s\"", s->section, s->key,
+			      value_of(text, s->key), shown);
 	}
 	snprintf(want_src, sizeof(want_src), "# file %s", config_path(&cfg));
 	text = written(1, 1);
-	ck_assert_msg(strstr(line_of(text, s->key), want_src), "[%s] %s: source line \"%s\"", s->section, s->key,
-		      line_of(text, s->key));
+	ck_assert_msg(strstr(line_of(text, s->key), want_src), "[%s] %s: source line \"%s\"",
+		      s->section, s->key, line_of(text, s->key));
 }
 END_TEST
 
@@ -253,7 +260,8 @@ START_TEST(every_environment_name_of_every_key_is_read)
 		if (key == 0 || strcmp(key, "password_file") == 0)
 			continue;
 		for (size_t j = 0; j < NSAMPLES; j++)
-			if (strcmp(samples[j].section, section) == 0 && strcmp(samples[j].key, key) == 0)
+			if (strcmp(samples[j].section, section) == 0 &&
+			    strcmp(samples[j].key, key) == 0)
 				s = &samples[j];
 		for (int e = 0; e < 3 && env[e]; e++) {
 			char var[600], want[128];
@@ -265,8 +273,8 @@ START_TEST(every_environment_name_of_every_key_is_read)
 			config_init(&cfg);
 			ck_assert_msg(load(0, envp) == 0, "%s: %s", env[e], err.text);
 			snprintf(want, sizeof(want), "# environment %s", env[e]);
-			ck_assert_msg(strstr(line_of(written(1, 1), key), want), "%s: line \"%s\"", env[e],
-				      line_of(written(1, 1), key));
+			ck_assert_msg(strstr(line_of(written(1, 1), key), want), "%s: line \"%s\"",
+				      env[e], line_of(written(1, 1), key));
 			checked++;
 		}
 	}
@@ -301,7 +309,10 @@ END_TEST
 
 START_TEST(relay_list_accepts_ports_ipv6_and_separators)
 {
-	ck_assert_int_eq(load("[relay]\nhost = a.example, b.example:587 [2001:db8::1]:2525,[::1] 10.0.0.5:25\n", 0), 0);
+	ck_assert_int_eq(
+	    load("[relay]\nhost = a.example, b.example:587 [2001:db8::1]:2525,[::1] 10.0.0.5:25\n",
+		 0),
+	    0);
 	ck_assert_uint_eq(cfg.nrelays, 5);
 	ck_assert_str_eq(cfg.relays[0].host, "a.example");
 	ck_assert_uint_eq(cfg.relays[0].port, 0);
@@ -317,7 +328,9 @@ END_TEST
 
 START_TEST(fingerprint_is_32_bytes)
 {
-	char *envp[] = {"RELAYSHIM_TLS_FINGERPRINT=00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF", 0};
+	char *envp[] = {"RELAYSHIM_TLS_FINGERPRINT="
+			"00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF",
+			0};
 
 	ck_assert_int_eq(load(0, envp), 0);
 	ck_assert_int_eq(cfg.has_tls_fingerprint, 1);
@@ -446,10 +459,19 @@ START_TEST(upstream_variables_of_the_relay_images_are_never_read)
 {
 	const char *pw = temp_file("upstream-secret\n");
 	char pwfile[256];
-	char *envp[] = {"RELAYHOST=[smtp.gmail.com]:587", "SMTP_SERVER=smtp.gmail.com", "SMTP_PORT=587",
-			"RELAYHOST_USERNAME=me@gmail.com", "RELAYHOST_PASSWORD=upstream", "SMTP_USERNAME=me",
-			"SMTP_PASSWORD=upstream", pwfile, "RELAYHOST_TLS_LEVEL=encrypt", "SASL_RELAYHOST=x",
-			"XOAUTH2_CLIENT_ID=id", "XOAUTH2_SECRET=s", 0};
+	char *envp[] = {"RELAYHOST=[smtp.gmail.com]:587",
+			"SMTP_SERVER=smtp.gmail.com",
+			"SMTP_PORT=587",
+			"RELAYHOST_USERNAME=me@gmail.com",
+			"RELAYHOST_PASSWORD=upstream",
+			"SMTP_USERNAME=me",
+			"SMTP_PASSWORD=upstream",
+			pwfile,
+			"RELAYHOST_TLS_LEVEL=encrypt",
+			"SASL_RELAYHOST=x",
+			"XOAUTH2_CLIENT_ID=id",
+			"XOAUTH2_SECRET=s",
+			0};
 
 	snprintf(pwfile, sizeof(pwfile), "SMTP_PASSWORD_FILE=%s", pw);
 	ck_assert_int_eq(load(0, envp), 0);
@@ -470,39 +492,39 @@ END_TEST
 static const struct bad {
 	const char *section, *key, *env, *value, *expect;
 } bads[] = {
-	{"relay", "tls", "RELAYSHIM_TLS", "maybe", "use none, may, starttls or tls"},
-	{"relay", "tls_verify", "RELAYSHIM_TLS_VERIFY", "perhaps", "use yes or no"},
-	{"relay", "timeout", "RELAYSHIM_TIMEOUT", "10x", "duration"},
-	{"relay", "timeout", "RELAYSHIM_TIMEOUT", "0", "duration"},
-	{"relay", "timeout_connect", "RELAYSHIM_TIMEOUT_CONNECT", "-5", "duration"},
-	{"relay", "host", "RELAYSHIM_RELAY", "relay:0", "port 1-65535"},
-	{"relay", "host", "RELAYSHIM_RELAY", "relay:smtp", "port 1-65535"},
-	{"relay", "host", "RELAYSHIM_RELAY", "[::1", "[ipv6]:port"},
-	{"relay", "host", "RELAYSHIM_RELAY", "user@relay", "host:port"},
-	{"relay", "tls_fingerprint", "RELAYSHIM_TLS_FINGERPRINT", "abcd", "64 hex digits"},
-	{"relay", "tls_min_version", "RELAYSHIM_TLS_MIN_VERSION", "1.1", "use 1.2 or 1.3"},
-	{"relay", "auth_mechanisms", "RELAYSHIM_AUTH_MECHANISMS", "PLAIN/LOGIN", "SASL mechanism"},
-	{"relay", "helo", "RELAYSHIM_HELO", "bad/helo", "host name"},
-	{"rewrite", "envelope_from", "RELAYSHIM_ENVELOPE_FROM", "sender", "use header or user"},
-	{"rewrite", "add_missing_headers", "ALWAYS_ADD_MISSING_HEADERS", "sometimes", "use yes or no"},
-	{"rewrite", "domain", "RELAYSHIM_DOMAIN", "exa mple.com", "domain names"},
-	{"rewrite", "masquerade_domains", "MASQUERADED_DOMAINS", "example..com", "domain names"},
-	{"policy", "allowed_sender_domains", "ALLOWED_SENDER_DOMAINS", "@example.com", "domain names"},
-	{"policy", "max_size", "MESSAGE_SIZE_LIMIT", "10T", "size in bytes"},
-	{"queue", "mode", "RELAYSHIM_QUEUE", "sometimes", "use never, fallback or always"},
-	{"queue", "dir", "RELAYSHIM_QUEUE_DIR", "spool", "absolute path"},
-	{"queue", "max_age", "RELAYSHIM_QUEUE_MAX_AGE", "forever", "duration"},
-	{"queue", "bounce_to", "RELAYSHIM_BOUNCE_TO", "a b", "sender or an address"},
-	{"log", "target", "RELAYSHIM_LOG", "relative.log", "absolute file path"},
-	{"log", "target", "RELAYSHIM_LOG", "none,stderr", "none cannot be combined"},
-	{"log", "format", "LOG_FORMAT", "xml", "use plain or json"},
-	{"log", "anonymize", "ANONYMIZE_EMAILS", "bogus", "use smart, paranoid"},
-	{"log", "anonymize", "ANONYMIZE_EMAILS", "hash", "salt"},
-	{"log", "anonymize", "ANONYMIZE_EMAILS", "hash?salt=x&split=maybe", "split: use yes or no"},
-	{"log", "anonymize", "ANONYMIZE_EMAILS", "smart?colour=red", "unknown option"},
-	{"log", "level", "RELAYSHIM_LOG_LEVEL", "loud", "use debug, info, warning or error"},
-	{"smtpd", "auth", "RELAYSHIM_SMTPD_AUTH", "maybe", "use off or accept"},
-	{"shim", "sendmail", "RELAYSHIM_SENDMAIL", "sendmail", "absolute path"},
+    {"relay", "tls", "RELAYSHIM_TLS", "maybe", "use none, may, starttls or tls"},
+    {"relay", "tls_verify", "RELAYSHIM_TLS_VERIFY", "perhaps", "use yes or no"},
+    {"relay", "timeout", "RELAYSHIM_TIMEOUT", "10x", "duration"},
+    {"relay", "timeout", "RELAYSHIM_TIMEOUT", "0", "duration"},
+    {"relay", "timeout_connect", "RELAYSHIM_TIMEOUT_CONNECT", "-5", "duration"},
+    {"relay", "host", "RELAYSHIM_RELAY", "relay:0", "port 1-65535"},
+    {"relay", "host", "RELAYSHIM_RELAY", "relay:smtp", "port 1-65535"},
+    {"relay", "host", "RELAYSHIM_RELAY", "[::1", "[ipv6]:port"},
+    {"relay", "host", "RELAYSHIM_RELAY", "user@relay", "host:port"},
+    {"relay", "tls_fingerprint", "RELAYSHIM_TLS_FINGERPRINT", "abcd", "64 hex digits"},
+    {"relay", "tls_min_version", "RELAYSHIM_TLS_MIN_VERSION", "1.1", "use 1.2 or 1.3"},
+    {"relay", "auth_mechanisms", "RELAYSHIM_AUTH_MECHANISMS", "PLAIN/LOGIN", "SASL mechanism"},
+    {"relay", "helo", "RELAYSHIM_HELO", "bad/helo", "host name"},
+    {"rewrite", "envelope_from", "RELAYSHIM_ENVELOPE_FROM", "sender", "use header or user"},
+    {"rewrite", "add_missing_headers", "ALWAYS_ADD_MISSING_HEADERS", "sometimes", "use yes or no"},
+    {"rewrite", "domain", "RELAYSHIM_DOMAIN", "exa mple.com", "domain names"},
+    {"rewrite", "masquerade_domains", "MASQUERADED_DOMAINS", "example..com", "domain names"},
+    {"policy", "allowed_sender_domains", "ALLOWED_SENDER_DOMAINS", "@example.com", "domain names"},
+    {"policy", "max_size", "MESSAGE_SIZE_LIMIT", "10T", "size in bytes"},
+    {"queue", "mode", "RELAYSHIM_QUEUE", "sometimes", "use never, fallback or always"},
+    {"queue", "dir", "RELAYSHIM_QUEUE_DIR", "spool", "absolute path"},
+    {"queue", "max_age", "RELAYSHIM_QUEUE_MAX_AGE", "forever", "duration"},
+    {"queue", "bounce_to", "RELAYSHIM_BOUNCE_TO", "a b", "sender or an address"},
+    {"log", "target", "RELAYSHIM_LOG", "relative.log", "absolute file path"},
+    {"log", "target", "RELAYSHIM_LOG", "none,stderr", "none cannot be combined"},
+    {"log", "format", "LOG_FORMAT", "xml", "use plain or json"},
+    {"log", "anonymize", "ANONYMIZE_EMAILS", "bogus", "use smart, paranoid"},
+    {"log", "anonymize", "ANONYMIZE_EMAILS", "hash", "salt"},
+    {"log", "anonymize", "ANONYMIZE_EMAILS", "hash?salt=x&split=maybe", "split: use yes or no"},
+    {"log", "anonymize", "ANONYMIZE_EMAILS", "smart?colour=red", "unknown option"},
+    {"log", "level", "RELAYSHIM_LOG_LEVEL", "loud", "use debug, info, warning or error"},
+    {"smtpd", "auth", "RELAYSHIM_SMTPD_AUTH", "maybe", "use off or accept"},
+    {"shim", "sendmail", "RELAYSHIM_SENDMAIL", "sendmail", "absolute path"},
 };
 
 START_TEST(bad_file_value_is_config_error_naming_file_section_key_and_values)
@@ -527,7 +549,8 @@ START_TEST(bad_environment_value_is_config_error_naming_the_variable)
 
 	snprintf(var, sizeof(var), "%s=%s", b->env, b->value);
 	ck_assert_int_eq(load(0, envp), EX_CONFIG);
-	snprintf(want, sizeof(want), "environment %s: [%s] %s: bad value", b->env, b->section, b->key);
+	snprintf(want, sizeof(want), "environment %s: [%s] %s: bad value", b->env, b->section,
+		 b->key);
 	ck_assert_msg(strncmp(err.text, want, strlen(want)) == 0, "got: %s", err.text);
 	ck_assert_msg(strstr(err.text, b->expect), "got: %s", err.text);
 }
@@ -659,7 +682,8 @@ START_TEST(password_file_key_in_the_file_is_read)
 {
 	char ini[256];
 
-	snprintf(ini, sizeof(ini), "[relay]\nusername = app\npassword_file = %s\n", temp_file("tok\n"));
+	snprintf(ini, sizeof(ini), "[relay]\nusername = app\npassword_file = %s\n",
+		 temp_file("tok\n"));
 	ck_assert_int_eq(load(ini, 0), 0);
 	ck_assert_str_eq(cfg.password, "tok");
 	ck_assert_str_eq(cfg.password_file, tmp_paths[0]);
@@ -673,7 +697,8 @@ START_TEST(password_and_password_file_in_environment_is_config_error)
 
 	snprintf(var, sizeof(var), "RELAYSHIM_PASSWORD_FILE=%s", temp_file("y\n"));
 	ck_assert_int_eq(load(0, envp), EX_CONFIG);
-	ck_assert_ptr_nonnull(strstr(err.text, "RELAYSHIM_PASSWORD and RELAYSHIM_PASSWORD_FILE are both set"));
+	ck_assert_ptr_nonnull(
+	    strstr(err.text, "RELAYSHIM_PASSWORD and RELAYSHIM_PASSWORD_FILE are both set"));
 }
 END_TEST
 
@@ -802,10 +827,11 @@ END_TEST
 
 START_TEST(aliases_from_file_with_fan_out_and_catch_all)
 {
-	ck_assert_int_eq(load("[aliases]\nroot = ops@example.com\nDev = a@example.com, b@example.com\n"
-			      "* = catchall@example.com\n",
-			      0),
-			 0);
+	ck_assert_int_eq(
+	    load("[aliases]\nroot = ops@example.com\nDev = a@example.com, b@example.com\n"
+		 "* = catchall@example.com\n",
+		 0),
+	    0);
 	ck_assert_uint_eq(cfg.naliases, 3);
 	for (size_t i = 0; i < cfg.naliases; i++) {
 		if (strcmp(cfg.aliases[i].key, "root") == 0) {
@@ -823,7 +849,9 @@ END_TEST
 
 START_TEST(aliases_from_environment_split_by_semicolon_and_space)
 {
-	char *envp[] = {"RELAYSHIM_ALIASES=root=ops@example.com;dev=a@example.com,b@example.com www-data=web@example.com", 0};
+	char *envp[] = {"RELAYSHIM_ALIASES=root=ops@example.com;dev=a@example.com,b@example.com "
+			"www-data=web@example.com",
+			0};
 
 	ck_assert_int_eq(load(0, envp), 0);
 	ck_assert_uint_eq(cfg.naliases, 3);
@@ -849,7 +877,8 @@ START_TEST(aliases_from_environment_replace_the_file_section)
 {
 	char *envp[] = {"RELAYSHIM_ALIASES=root=env@example.com", 0};
 
-	ck_assert_int_eq(load("[aliases]\nroot = file@example.com\nadmin = a@example.com\n", envp), 0);
+	ck_assert_int_eq(load("[aliases]\nroot = file@example.com\nadmin = a@example.com\n", envp),
+			 0);
 	ck_assert_uint_eq(cfg.naliases, 1);
 	ck_assert_str_eq(cfg.aliases[0].values.v[0], "env@example.com");
 }
@@ -920,10 +949,14 @@ END_TEST
 
 START_TEST(finish_domain_is_first_allowed_sender_domain)
 {
-	ck_assert_int_eq(load("[relay]\nhost = r\n[policy]\nallowed_sender_domains = example.org example.com\n", 0), 0);
+	ck_assert_int_eq(
+	    load("[relay]\nhost = r\n[policy]\nallowed_sender_domains = example.org example.com\n",
+		 0),
+	    0);
 	ck_assert_int_eq(config_finish(&cfg, &err), 0);
 	ck_assert_str_eq(cfg.domain, "example.org");
-	ck_assert_ptr_nonnull(strstr(line_of(written(1, 1), "domain"), "default (first of allowed_sender_domains)"));
+	ck_assert_ptr_nonnull(
+	    strstr(line_of(written(1, 1), "domain"), "default (first of allowed_sender_domains)"));
 }
 END_TEST
 
@@ -941,7 +974,9 @@ END_TEST
 START_TEST(finish_without_relay_is_config_error_saying_what_to_set)
 {
 	ck_assert_int_eq(config_finish(&cfg, &err), EX_CONFIG);
-	ck_assert_str_eq(err.text, "no relay configured: set [relay] host in /etc/relayshim.conf or RELAYSHIM_RELAY");
+	ck_assert_str_eq(
+	    err.text,
+	    "no relay configured: set [relay] host in /etc/relayshim.conf or RELAYSHIM_RELAY");
 }
 END_TEST
 
@@ -967,34 +1002,35 @@ END_TEST
 /* ---------------------------------------------------------------- */
 /* --write-config and --config-check                                */
 
-static const char full_ini[] = "[relay]\n"
-			       "host = relay.example:587, [2001:db8::1]\n"
-			       "tls = starttls\n"
-			       "tls_ca_file = /etc/ssl/ca.pem\n"
-			       "tls_fingerprint = 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"
-			       "username = app\n"
-			       "password = \"pa;ss # word\"\n"
-			       "auth_mechanisms = PLAIN\n"
-			       "timeout = 30s\n"
-			       "[rewrite]\n"
-			       "masquerade_domains = app.example.com !keep.example.com\n"
-			       "from = '\"Ops\" <ops@example.com>'\n"
-			       "header_tag = tag with spaces\n"
-			       "received = no\n"
-			       "[aliases]\n"
-			       "root = ops@example.com\n"
-			       "dev = a@example.com, b@example.com\n"
-			       "* = all@example.com\n"
-			       "[senders]\n"
-			       "www-data = web@example.com\n"
-			       "[policy]\n"
-			       "allowed_sender_domains = example.com\n"
-			       "max_size = 1M\n"
-			       "[queue]\n"
-			       "max_age = 36h\n"
-			       "[log]\n"
-			       "target = stderr, /proc/1/fd/1\n"
-			       "anonymize = hash?salt=a%20b&split=1\n";
+static const char full_ini[] =
+    "[relay]\n"
+    "host = relay.example:587, [2001:db8::1]\n"
+    "tls = starttls\n"
+    "tls_ca_file = /etc/ssl/ca.pem\n"
+    "tls_fingerprint = 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"
+    "username = app\n"
+    "password = \"pa;ss # word\"\n"
+    "auth_mechanisms = PLAIN\n"
+    "timeout = 30s\n"
+    "[rewrite]\n"
+    "masquerade_domains = app.example.com !keep.example.com\n"
+    "from = '\"Ops\" <ops@example.com>'\n"
+    "header_tag = tag with spaces\n"
+    "received = no\n"
+    "[aliases]\n"
+    "root = ops@example.com\n"
+    "dev = a@example.com, b@example.com\n"
+    "* = all@example.com\n"
+    "[senders]\n"
+    "www-data = web@example.com\n"
+    "[policy]\n"
+    "allowed_sender_domains = example.com\n"
+    "max_size = 1M\n"
+    "[queue]\n"
+    "max_age = 36h\n"
+    "[log]\n"
+    "target = stderr, /proc/1/fd/1\n"
+    "anonymize = hash?salt=a%20b&split=1\n";
 
 START_TEST(write_config_reads_back_to_the_same_configuration)
 {
@@ -1052,6 +1088,15 @@ START_TEST(write_config_leaves_derived_values_to_be_derived_again)
 }
 END_TEST
 
+START_TEST(write_config_leaves_the_default_port_to_be_derived_again)
+{
+	ck_assert_int_eq(load("[relay]\nhost = a.example, b.example:2525\n", 0), 0);
+	ck_assert_int_eq(config_finish(&cfg, &err), 0);
+	ck_assert_str_eq(value_of(written(0, 0), "host"), "a.example, b.example:2525");
+	ck_assert_ptr_nonnull(strstr(line_of(written(1, 1), "host"), "a.example:25, b.example:2525"));
+}
+END_TEST
+
 START_TEST(write_config_writes_password_file_not_the_secret)
 {
 	char var[256];
@@ -1073,7 +1118,8 @@ START_TEST(config_check_redacts_the_password)
 	text = written(1, 1);
 	ck_assert_ptr_null(strstr(text, "hunter2"));
 	ck_assert_str_eq(value_of(text, "password"), "(set)");
-	ck_assert_ptr_nonnull(strstr(line_of(text, "password"), "# environment RELAYSHIM_PASSWORD"));
+	ck_assert_ptr_nonnull(
+	    strstr(line_of(text, "password"), "# environment RELAYSHIM_PASSWORD"));
 	ck_assert_ptr_nonnull(strstr(line_of(text, "username"), "# file "));
 }
 END_TEST
@@ -1108,8 +1154,8 @@ START_TEST(config_check_lists_every_key_with_a_source)
 		config_key_info(i, &section, &key, &env);
 		if (key == 0)
 			continue;
-		ck_assert_msg(line_of(text, key) && strstr(line_of(text, key), "# default"), "[%s] %s missing", section,
-			      key);
+		ck_assert_msg(line_of(text, key) && strstr(line_of(text, key), "# default"),
+			      "[%s] %s missing", section, key);
 	}
 }
 END_TEST
@@ -1153,8 +1199,8 @@ START_TEST(example_file_documents_every_key_and_variable)
 			const char *next = strstr(sec + 1, "\n[");
 
 			snprintf(want, sizeof(want), "\n#%s =", key);
-			ck_assert_msg(strstr(sec, want) && (next == 0 || strstr(sec, want) < next), "[%s] %s missing",
-				      section, key);
+			ck_assert_msg(strstr(sec, want) && (next == 0 || strstr(sec, want) < next),
+				      "[%s] %s missing", section, key);
 		}
 		for (int e = 0; e < 3 && env[e]; e++)
 			ck_assert_msg(strstr(text, env[e]), "%s missing", env[e]);
@@ -1178,8 +1224,8 @@ START_TEST(example_file_shows_the_real_defaults)
 
 	/* Uncomment every "#key = value" line; the examples without a default are skipped. */
 	for (char *line = strtok(text, "\n"); line; line = strtok(0, "\n")) {
-		if (line[0] == '#' && line[1] >= 'a' && line[1] <= 'z' && strstr(line, " =")
-		    && strncmp(line, "#password_file", 14) != 0)
+		if (line[0] == '#' && line[1] >= 'a' && line[1] <= 'z' && strstr(line, " =") &&
+		    strncmp(line, "#password_file", 14) != 0)
 			line++;
 		buf_printf(&ini, "%s\n", line);
 	}
@@ -1195,8 +1241,9 @@ START_TEST(example_file_shows_the_real_defaults)
 		if (key == 0 || strcmp(key, "host") == 0 || strcmp(key, "password_file") == 0)
 			continue;
 		snprintf(want, sizeof(want), "%s", value_of(defaults, key));
-		ck_assert_msg(strcmp(value_of(uncommented, key), want) == 0, "[%s] %s: example shows \"%s\", default is \"%s\"",
-			      section, key, value_of(uncommented, key), want);
+		ck_assert_msg(strcmp(value_of(uncommented, key), want) == 0,
+			      "[%s] %s: example shows \"%s\", default is \"%s\"", section, key,
+			      value_of(uncommented, key), want);
 	}
 	buf_free(&ini);
 	free(defaults);
@@ -1254,8 +1301,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, allow_empty_sender_domains_any_value_is_true);
 	tcase_add_test(tc, allow_empty_sender_domains_no_is_false);
 	tcase_add_test(tc, upstream_variables_of_the_relay_images_are_never_read);
-	tcase_add_loop_test(tc, bad_file_value_is_config_error_naming_file_section_key_and_values, 0,
-			    sizeof(bads) / sizeof(bads[0]));
+	tcase_add_loop_test(tc, bad_file_value_is_config_error_naming_file_section_key_and_values,
+			    0, sizeof(bads) / sizeof(bads[0]));
 	tcase_add_loop_test(tc, bad_environment_value_is_config_error_naming_the_variable, 0,
 			    sizeof(bads) / sizeof(bads[0]));
 	tcase_add_test(tc, header_injection_in_header_tag_is_refused);
@@ -1299,6 +1346,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, write_config_reads_back_to_the_same_configuration);
 	tcase_add_test(tc, write_config_snapshots_the_environment);
 	tcase_add_test(tc, write_config_leaves_derived_values_to_be_derived_again);
+	tcase_add_test(tc, write_config_leaves_the_default_port_to_be_derived_again);
 	tcase_add_test(tc, write_config_writes_password_file_not_the_secret);
 	tcase_add_test(tc, config_check_redacts_the_password);
 	tcase_add_test(tc, config_check_redacts_the_hash_salt);

@@ -83,15 +83,24 @@ static struct strlist two_rcpts(void)
 START_TEST(plain_delivery_line_is_postfix_like)
 {
 	struct strlist to = two_rcpts();
-	struct log_record rec = {LOG_LEVEL_INFO, "4F2A1B", "app@example.com", &to, "relay.example:25", "sent",
-				 "2.0.0", 0.1234, 1234, "250 2.0.0 Ok: queued as 9C3D"};
+	struct log_record rec = {LOG_LEVEL_INFO,
+				 "4F2A1B",
+				 "app@example.com",
+				 &to,
+				 "relay.example:25",
+				 "sent",
+				 "2.0.0",
+				 0.1234,
+				 1234,
+				 "250 2.0.0 Ok: queued as 9C3D"};
 	char want[512];
 
 	use(LOG_FORMAT_PLAIN, 0);
 	log_delivery(&rec);
 	snprintf(want, sizeof(want),
 		 "2026-03-04T05:06:07.089Z relayshim[%ld]: 4F2A1B: from=<app@example.com>, "
-		 "to=<dev@example.com>,<ops@example.org>, relay=relay.example:25, delay=0.12, size=1234, dsn=2.0.0, "
+		 "to=<dev@example.com>,<ops@example.org>, relay=relay.example:25, delay=0.12, "
+		 "size=1234, dsn=2.0.0, "
 		 "status=sent (250 2.0.0 Ok: queued as 9C3D)\n",
 		 (long)getpid());
 	ck_assert_str_eq(logged(), want);
@@ -101,13 +110,15 @@ END_TEST
 
 START_TEST(plain_delivery_without_queue_id_relay_or_dsn)
 {
-	struct log_record rec = {LOG_LEVEL_ERROR, 0, "", 0, 0, "failed", 0, 0, 10, "connect refused"};
+	struct log_record rec = {LOG_LEVEL_ERROR, 0, "", 0,  0,
+				 "failed",	  0, 0,	 10, "connect refused"};
 	char want[512];
 
 	use(LOG_FORMAT_PLAIN, 0);
 	log_delivery(&rec);
 	snprintf(want, sizeof(want),
-		 "2026-03-04T05:06:07.089Z relayshim[%ld]: NOQUEUE: from=<>, to=, relay=none, delay=0.00, size=10, "
+		 "2026-03-04T05:06:07.089Z relayshim[%ld]: NOQUEUE: from=<>, to=, relay=none, "
+		 "delay=0.00, size=10, "
 		 "status=failed (connect refused)\n",
 		 (long)getpid());
 	ck_assert_str_eq(logged(), want);
@@ -117,16 +128,25 @@ END_TEST
 START_TEST(json_delivery_line_has_every_field)
 {
 	struct strlist to = two_rcpts();
-	struct log_record rec = {LOG_LEVEL_INFO, "4F2A1B", "app@example.com", &to, "relay.example:25", "sent",
-				 "2.0.0", 0.1234, 1234, "250 2.0.0 Ok: queued as 9C3D"};
+	struct log_record rec = {LOG_LEVEL_INFO,
+				 "4F2A1B",
+				 "app@example.com",
+				 &to,
+				 "relay.example:25",
+				 "sent",
+				 "2.0.0",
+				 0.1234,
+				 1234,
+				 "250 2.0.0 Ok: queued as 9C3D"};
 
 	use(LOG_FORMAT_JSON, 0);
 	log_delivery(&rec);
-	ck_assert_str_eq(logged(),
-			 "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"info\",\"queue_id\":\"4F2A1B\","
-			 "\"from\":\"app@example.com\",\"to\":[\"dev@example.com\",\"ops@example.org\"],"
-			 "\"relay\":\"relay.example:25\",\"status\":\"sent\",\"dsn\":\"2.0.0\",\"delay\":0.123,"
-			 "\"size\":1234,\"message\":\"250 2.0.0 Ok: queued as 9C3D\"}\n");
+	ck_assert_str_eq(
+	    logged(),
+	    "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"info\",\"queue_id\":\"4F2A1B\","
+	    "\"from\":\"app@example.com\",\"to\":[\"dev@example.com\",\"ops@example.org\"],"
+	    "\"relay\":\"relay.example:25\",\"status\":\"sent\",\"dsn\":\"2.0.0\",\"delay\":0.123,"
+	    "\"size\":1234,\"message\":\"250 2.0.0 Ok: queued as 9C3D\"}\n");
 	strlist_free(&to);
 }
 END_TEST
@@ -137,9 +157,11 @@ START_TEST(json_delivery_unknown_fields_are_null)
 
 	use(LOG_FORMAT_JSON, 0);
 	log_delivery(&rec);
-	ck_assert_str_eq(logged(), "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"warning\",\"queue_id\":null,"
-				   "\"from\":\"\",\"to\":[],\"relay\":null,\"status\":\"deferred\",\"dsn\":null,"
-				   "\"delay\":1.500,\"size\":0,\"message\":\"\"}\n");
+	ck_assert_str_eq(
+	    logged(),
+	    "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"warning\",\"queue_id\":null,"
+	    "\"from\":\"\",\"to\":[],\"relay\":null,\"status\":\"deferred\",\"dsn\":null,"
+	    "\"delay\":1.500,\"size\":0,\"message\":\"\"}\n");
 }
 END_TEST
 
@@ -228,7 +250,8 @@ END_TEST
 
 START_TEST(json_keeps_valid_utf8)
 {
-	ck_assert_str_eq(json("Pel\xc3\xa9 \xe6\x88\x91 \xf0\x9f\x93\xa7", 14), "\"Pel\xc3\xa9 \xe6\x88\x91 \xf0\x9f\x93\xa7\"");
+	ck_assert_str_eq(json("Pel\xc3\xa9 \xe6\x88\x91 \xf0\x9f\x93\xa7", 14),
+			 "\"Pel\xc3\xa9 \xe6\x88\x91 \xf0\x9f\x93\xa7\"");
 }
 END_TEST
 
@@ -393,46 +416,54 @@ static const char *anon(const char *spec, const char *addr)
 }
 
 static const char *boky_emails[] = {
-	"prettyandsimple@example.com",
-	"very.common@example.com",
-	"disposable.style.email.with+symbol@example.com",
-	"other.email-with-dash@example.com",
-	"x@example.com",
-	"\"much.more unusual\"@example.com",
-	"\"very.unusual.@.unusual.com\"@example.com",
-	"\"very.(),:;<>[]\\\".VERY.\\\"very@\\\\ \\\"very\\\".unusual\"@strange.example.com",
-	"example-indeed@strange-example.com",
-	"admin@mailserver1",
-	"#!$%&'*+-/=?^_`{}|~@example.org",
-	"\"()<>[]:,;@\\\\\\\"!#$%&'-/=?^_`{}| ~.a\"@example.org",
-	"\" \"@example.org",
-	"example@localhost",
-	"example@s.solutions",
-	"user@com",
-	"user@localserver",
-	"user@[127.0.0.1]",
-	"user@[IPv6:2001:db8::1]",
-	"Pel\xc3\xa9@example.com",
-	"δοκιμή@παράδειγμα.δοκιμή",
-	"我買@屋企.香港",
-	"二ノ宮@黒川.日本",
-	"медведь@с-балалайкой.рф",
-	"संपर्क@डाटामेल.भारत",
+    "prettyandsimple@example.com",
+    "very.common@example.com",
+    "disposable.style.email.with+symbol@example.com",
+    "other.email-with-dash@example.com",
+    "x@example.com",
+    "\"much.more unusual\"@example.com",
+    "\"very.unusual.@.unusual.com\"@example.com",
+    "\"very.(),:;<>[]\\\".VERY.\\\"very@\\\\ \\\"very\\\".unusual\"@strange.example.com",
+    "example-indeed@strange-example.com",
+    "admin@mailserver1",
+    "#!$%&'*+-/=?^_`{}|~@example.org",
+    "\"()<>[]:,;@\\\\\\\"!#$%&'-/=?^_`{}| ~.a\"@example.org",
+    "\" \"@example.org",
+    "example@localhost",
+    "example@s.solutions",
+    "user@com",
+    "user@localserver",
+    "user@[127.0.0.1]",
+    "user@[IPv6:2001:db8::1]",
+    "Pel\xc3\xa9@example.com",
+    "δοκιμή@παράδειγμα.δοκιμή",
+    "我買@屋企.香港",
+    "二ノ宮@黒川.日本",
+    "медведь@с-балалайкой.рф",
+    "संपर्क@डाटामेल.भारत",
 };
 
 static const char *boky_smart[] = {
-	"p#e@#######.com", "v#n@#######.com", "d#l@#######.com", "o#h@#######.com", "x#x@#######.com",
-	"\"m#l\"@#######.com", "\"v#m\"@#######.com", "\"v#l\"@###############.com", "e#d@###############.com",
-	"a#n@###########", "##~@#######.org", "\"(#a\"@#######.org", "\" # \"@#######.org", "e#e@#########",
-	"e#e@#.solutions", "u#r@###", "u#r@###########", "u#r@[#.#.#.#]", "u#r@[IPv6:###########]",
-	"P#\xc3\xa9@#######.com", "δ#ή@##########.δοκιμή", "我#買@##.香港", "二#宮@##.日本",
-	"м#ь@############.рф", "स#क@#######.भारत",
+    "p#e@#######.com",	       "v#n@#######.com",
+    "d#l@#######.com",	       "o#h@#######.com",
+    "x#x@#######.com",	       "\"m#l\"@#######.com",
+    "\"v#m\"@#######.com",     "\"v#l\"@###############.com",
+    "e#d@###############.com", "a#n@###########",
+    "##~@#######.org",	       "\"(#a\"@#######.org",
+    "\" # \"@#######.org",     "e#e@#########",
+    "e#e@#.solutions",	       "u#r@###",
+    "u#r@###########",	       "u#r@[#.#.#.#]",
+    "u#r@[IPv6:###########]",  "P#\xc3\xa9@#######.com",
+    "δ#ή@##########.δοκιμή",   "我#買@##.香港",
+    "二#宮@##.日本",	       "м#ь@############.рф",
+    "स#क@#######.भारत",
 };
 
 static const char *boky_paranoid[] = {
-	"*@*.com", "*@*.com", "*@*.com", "*@*.com", "*@*.com", "*@*.com", "*@*.com", "*@*.com", "*@*.com", "*@*",
-	"*@*.org", "*@*.org", "*@*.org", "*@*", "*@*.solutions", "*@*", "*@*", "*@[*]", "*@[IPv6:*]",
-	"*@*.com", "*@*.δοκιμή", "*@*.香港", "*@*.日本", "*@*.рф", "*@*.भारत",
+    "*@*.com",	     "*@*.com",	 "*@*.com", "*@*.com",	"*@*.com",    "*@*.com", "*@*.com",
+    "*@*.com",	     "*@*.com",	 "*@*",	    "*@*.org",	"*@*.org",    "*@*.org", "*@*",
+    "*@*.solutions", "*@*",	 "*@*",	    "*@[*]",	"*@[IPv6:*]", "*@*.com", "*@*.δοκιμή",
+    "*@*.香港",	     "*@*.日本", "*@*.рф",  "*@*.भारत",
 };
 
 START_TEST(smart_matches_boky_test_vectors)
@@ -481,14 +512,16 @@ END_TEST
 
 START_TEST(hash_case_insensitive_lowercases_first)
 {
-	ck_assert_str_eq(anon("hash?salt=hello%20world&case_sensitive=false", "PRETTYANDSIMPLE@EXAMPLE.COM"),
-			 "3052a860ddfde8b50e39843d8f1c9f591bec442823d97948b811d38779e2c757");
+	ck_assert_str_eq(
+	    anon("hash?salt=hello%20world&case_sensitive=false", "PRETTYANDSIMPLE@EXAMPLE.COM"),
+	    "3052a860ddfde8b50e39843d8f1c9f591bec442823d97948b811d38779e2c757");
 }
 END_TEST
 
 START_TEST(hash_split_hashes_local_and_domain_apart)
 {
-	ck_assert_str_eq(anon("hash?salt=hello+world&case_sensitive=false&split=1", "PRETTYANDSIMPLE@EXAMPLE.COM"),
+	ck_assert_str_eq(anon("hash?salt=hello+world&case_sensitive=false&split=1",
+			      "PRETTYANDSIMPLE@EXAMPLE.COM"),
 			 "c58731d3c6216c2cd1b62408c904da3b0678dabeffb82b52ac371c969ebef9df@"
 			 "8bd7a35c91efae81e642e50c7432d16aaa708ebe8f91212a6e5f50843e1cbf97");
 }
@@ -496,9 +529,11 @@ END_TEST
 
 START_TEST(hash_short_sha_with_prefix_and_suffix)
 {
-	ck_assert_str_eq(anon("hash?salt=hello%20world&case_sensitive=no&split=yes&short_sha=t&prefix=~&suffix=~",
-			      "PRETTYANDSIMPLE@EXAMPLE.COM"),
-			 "~c58731d3@8bd7a35c~");
+	ck_assert_str_eq(
+	    anon(
+		"hash?salt=hello%20world&case_sensitive=no&split=yes&short_sha=t&prefix=~&suffix=~",
+		"PRETTYANDSIMPLE@EXAMPLE.COM"),
+	    "~c58731d3@8bd7a35c~");
 }
 END_TEST
 
@@ -524,8 +559,14 @@ END_TEST
 
 START_TEST(bad_specs_are_refused_with_a_reason)
 {
-	static const char *bad[] = {"on-ish", "hash", "hash?salt=", "hash?salt=x&", "hash?salt", "hash?salt=x&bogus=1",
-				    "hash?salt=x&split=perhaps", "smart?salt=x"};
+	static const char *bad[] = {"on-ish",
+				    "hash",
+				    "hash?salt=",
+				    "hash?salt=x&",
+				    "hash?salt",
+				    "hash?salt=x&bogus=1",
+				    "hash?salt=x&split=perhaps",
+				    "smart?salt=x"};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct anonymizer *an = 0;
@@ -563,40 +604,55 @@ static const char *anon_text(const char *spec, const char *text)
 
 START_TEST(text_masks_addresses_in_a_relay_reply)
 {
-	ck_assert_str_eq(anon_text("smart", "554 5.7.1 <root@3f2a1b9c0d1e>: Recipient address rejected: Access denied"),
-			 "554 5.7.1 <r*t@************>: Recipient address rejected: Access denied");
+	ck_assert_str_eq(
+	    anon_text("smart",
+		      "554 5.7.1 <root@3f2a1b9c0d1e>: Recipient address rejected: Access denied"),
+	    "554 5.7.1 <r*t@************>: Recipient address rejected: Access denied");
 }
 END_TEST
 
 START_TEST(text_masks_several_addresses)
 {
-	ck_assert_str_eq(anon_text("paranoid", "from=a@b.example.com to=c@d.org, e@f.net"), "from=*@*.com to=*@*.org, *@*.net");
+	ck_assert_str_eq(anon_text("paranoid", "from=a@b.example.com to=c@d.org, e@f.net"),
+			 "from=*@*.com to=*@*.org, *@*.net");
 }
 END_TEST
 
 START_TEST(text_leaves_message_id_alone)
 {
-	ck_assert_str_eq(anon_text("smart", "message-id=<20211207101128.0805BA272@31bfa77a2cab> from=<a@b.com>"),
-			 "message-id=<20211207101128.0805BA272@31bfa77a2cab> from=<a*a@*.com>");
+	ck_assert_str_eq(
+	    anon_text("smart", "message-id=<20211207101128.0805BA272@31bfa77a2cab> from=<a@b.com>"),
+	    "message-id=<20211207101128.0805BA272@31bfa77a2cab> from=<a*a@*.com>");
 }
 END_TEST
 
 START_TEST(text_without_addresses_is_unchanged)
 {
-	ck_assert_str_eq(anon_text("smart", "250 2.0.0 Ok: queued as 4F2A1B @ noon"), "250 2.0.0 Ok: queued as 4F2A1B @ noon");
+	ck_assert_str_eq(anon_text("smart", "250 2.0.0 Ok: queued as 4F2A1B @ noon"),
+			 "250 2.0.0 Ok: queued as 4F2A1B @ noon");
 }
 END_TEST
 
 START_TEST(delivery_line_addresses_are_anonymised)
 {
 	struct strlist to = two_rcpts();
-	struct log_record rec = {LOG_LEVEL_INFO, "Q1", "app@example.com", &to, "relay:25", "bounced", "5.7.1", 0, 1,
+	struct log_record rec = {LOG_LEVEL_INFO,
+				 "Q1",
+				 "app@example.com",
+				 &to,
+				 "relay:25",
+				 "bounced",
+				 "5.7.1",
+				 0,
+				 1,
 				 "554 5.7.1 <dev@example.com>: Recipient address rejected"};
 
 	use(LOG_FORMAT_PLAIN, "smart");
 	log_delivery(&rec);
-	ck_assert_ptr_nonnull(strstr(logged(), "from=<a*p@*******.com>, to=<d*v@*******.com>,<o*s@*******.org>"));
-	ck_assert_ptr_nonnull(strstr(logged(), "(554 5.7.1 <d*v@*******.com>: Recipient address rejected)"));
+	ck_assert_ptr_nonnull(
+	    strstr(logged(), "from=<a*p@*******.com>, to=<d*v@*******.com>,<o*s@*******.org>"));
+	ck_assert_ptr_nonnull(
+	    strstr(logged(), "(554 5.7.1 <d*v@*******.com>: Recipient address rejected)"));
 	ck_assert_ptr_null(strstr(logged(), "example"));
 	strlist_free(&to);
 }
@@ -605,12 +661,14 @@ END_TEST
 START_TEST(json_delivery_addresses_are_anonymised)
 {
 	struct strlist to = two_rcpts();
-	struct log_record rec = {LOG_LEVEL_INFO, "Q1", "app@example.com", &to, "relay:25", "sent", "2.0.0", 0, 1,
-				 "250 ok"};
+	struct log_record rec = {
+	    LOG_LEVEL_INFO, "Q1", "app@example.com", &to, "relay:25", "sent", "2.0.0", 0, 1,
+	    "250 ok"};
 
 	use(LOG_FORMAT_JSON, "paranoid");
 	log_delivery(&rec);
-	ck_assert_ptr_nonnull(strstr(logged(), "\"from\":\"*@*.com\",\"to\":[\"*@*.com\",\"*@*.org\"]"));
+	ck_assert_ptr_nonnull(
+	    strstr(logged(), "\"from\":\"*@*.com\",\"to\":[\"*@*.com\",\"*@*.org\"]"));
 	strlist_free(&to);
 }
 END_TEST
