@@ -185,6 +185,34 @@ def test_curl_style_bare_lf_without_headers(relay, sendmail_bin, tmp_path):
     assert b"\n" not in m.data.replace(b"\r\n", b"")
 
 
+def test_smtplib_login_is_accepted_and_starttls_never_offered(relay, sendmail_bin, tmp_path):
+    # An application configured with a password must still work ([smtpd] auth = accept).
+    s = open_bs(sendmail_bin, write_config(tmp_path, relay.plain_port))
+    s.ehlo("localhost")
+    assert "PLAIN" in s.esmtp_features.get("auth", "")
+    with pytest.raises(smtplib.SMTPNotSupportedError):
+        s.starttls()
+    code, _ = s.docmd("STARTTLS")
+    assert code == 502
+    s.login("appuser", "any password")
+    s.sendmail("app@example.com", ["rcpt@example.org"], message("after auth"))
+    s.quit()
+    assert s.finish()[0] == 0
+    assert b"Subject: after auth" in relay.capture.wait_for(1, timeout=15)[0].data
+
+
+def test_auth_off_is_not_advertised(relay, sendmail_bin, tmp_path):
+    conf = write_config(tmp_path, relay.plain_port)
+    s = PipeSMTP([sendmail_bin, "-bs"], bs_env(conf, RELAYSHIM_SMTPD_AUTH="off"))
+    s.connect()
+    s.ehlo("localhost")
+    assert not s.has_extn("auth")
+    with pytest.raises(smtplib.SMTPNotSupportedError):
+        s.login("appuser", "pw")
+    s.quit()
+    s.finish()
+
+
 SYMFONY = r"""
 require '/usr/share/php/Symfony/Component/Mailer/autoload.php';
 require '/usr/share/php/Symfony/Component/Mime/autoload.php';
