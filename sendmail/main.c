@@ -414,6 +414,7 @@ static int run_smtpd(struct config *cfg, int daemon)
 
 static int run_verify(struct config *cfg, const struct cmdline *cl)
 {
+	struct caller caller;
 	struct buf out = BUF_INIT;
 	struct error err;
 
@@ -424,8 +425,9 @@ static int run_verify(struct config *cfg, const struct cmdline *cl)
 	}
 	/* No relay is needed to explain rewriting, but derived defaults (domain) are. */
 	(void)config_finish(cfg, &err);
+	caller_init(&caller);
 	for (size_t i = 0; i < cl->args.n; i++)
-		rewrite_explain(cfg, cl->args.v[i], &out);
+		rewrite_explain_host(cfg, caller.hostname, cl->args.v[i], &out);
 	fwrite(out.data ? out.data : "", 1, out.len, stdout);
 	buf_free(&out);
 	return fflush(stdout) == 0 ? 0 : EX_IOERR;
