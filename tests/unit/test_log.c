@@ -399,6 +399,21 @@ START_TEST(several_targets_each_get_the_line)
 }
 END_TEST
 
+static void log_to_syslog(void)
+{
+	free(cfg.log_target);
+	cfg.log_target = strdup("syslog");
+	log_setup(&cfg);
+	log_msg(LOG_LEVEL_INFO, "to syslog only");
+	log_close();
+}
+
+START_TEST(syslog_target_does_not_write_to_stderr)
+{
+	ck_assert_str_eq(with_stderr_captured(log_to_syslog), "");
+}
+END_TEST
+
 /* ---------------------------------------------------------------- */
 /* Anonymisation: boky/postfix's own test vectors                   */
 
@@ -709,6 +724,7 @@ static Suite *log_suite(void)
 	tcase_add_test(tc, before_setup_lines_go_to_stderr);
 	tcase_add_test(tc, unopenable_file_falls_back_to_stderr_with_a_warning);
 	tcase_add_test(tc, several_targets_each_get_the_line);
+	tcase_add_test(tc, syslog_target_does_not_write_to_stderr);
 	tcase_add_loop_test(tc, smart_matches_boky_test_vectors, 0, nvec);
 	tcase_add_loop_test(tc, paranoid_matches_boky_test_vectors, 0, nvec);
 	tcase_add_test(tc, smart_readme_example);
