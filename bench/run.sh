@@ -1,0 +1,805 @@
+#!/bin/sh
+# run.sh - `make bench`: relayshim against its peers, side by side, on loopback.
+#
+#   BUILD=build sh bench/run.sh          (what `make bench` runs)
+#   BENCH_QUICK=1 sh bench/run.sh        (fewer runs, for trying changes; ~1 min)
+#
+# Builds the helpers in bench/ into a scratch directory, fetches the peers
+# that would provide /usr/sbin/sendmail (ssmtp, dma, esmtp) with
+# `apt-get download` and unpacks them with `dpkg -x` into the scratch
+# directory (never installed), starts Postfix's smtp-sink as the relay on a
+# free loopback port, measures every row of SPEC section 10 and prints one
+# markdown table on stdout and into bench/results.md (BENCH_OUT overrides).
+# bench/README.md explains every figure. A component that does not work yet
+# (no sendmail binary, no shim, no -bs, no queue, a peer that cannot be
+# made to run) gives "n/a (reason)" in its cell; the table always comes out.
+#
+# Everything started here is recorded and killed on exit (trap); peers that
+# daemonize run inside private PID namespaces (bench/nsrun.sh).
+set -u
+
+BUILD=${BUILD:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$ROOT/bench
+SM=$ROOT/$BUILD/sendmail/sendmail
+SHIM=$ROOT/$BUILD/shim/librelayshim.so
+QUICK=${BENCH_QUICK:-0}
+OUT=${BENCH_OUT:-$BENCH/results.md}
+CACHE=${BENCH_CACHE:-/var/cache/relayshim-bench}
+CC=${CC:-cc}
+W=$(mktemp -d /tmp/relayshim-bench.XXXXXX)
+# dma drops privileges to user mail and must reach its spool in here.
+chmod 755 "$W"
+BIN=$W/bin
+PIDS=""
+TOOLS="relayshim msmtp esmtp dma ssmtp"
+RCPT=rcpt@example.net
+T_START=$(date +%s)
+
+if [ "$QUICK" = 1 ]; then
+	ROUNDS=3 LAT_N=10 SEQ_N=100 PAR_N=200 TP_LIMIT=5 BIG_N=2 SHIM_N=30 BS_N=300 Q_N=10
+else
+	ROUNDS=5 LAT_N=20 SEQ_N=500 PAR_N=1000 TP_LIMIT=20 BIG_N=3 SHIM_N=100 BS_N=1000 Q_N=30
+fi
+
+note() {
+	echo "bench: $*" >&2
+}
+
+# start_bg - run a command in the background and remember it for cleanup
+start_bg() {
+	"$@" &
+	PIDS="$PIDS $!"
+	LAST_PID=$!
+}
+
+# stop_bg - stop one background command started with start_bg
+stop_bg() {
+	kill "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ')
+}
+
+cleanup() {
+	for p in $PIDS; do kill "$p" 2>/dev/null; done
+	for p in $PIDS; do wait "$p" 2>/dev/null; done
+	rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# kv KEY LINE - value of KEY in a key=value line
+kv() {
+	echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1
+}
+
+# calc EXPR - floating point arithmetic
+calc() {
+	awk "BEGIN { printf \"%.${2:-2}f\", $1 }"
+}
+
+# stats FILE - "median p10 p90 count" of the numbers in FILE
+stats() {
+	sort -g "$1" | awk '{ v[NR] = $1 }
+	function q(p,   pos, lo) { pos = p * (NR - 1) + 1; lo = int(pos);
+		if (lo >= NR) return v[NR]; return v[lo] + (pos - lo) * (v[lo + 1] - v[lo]) }
+	END { if (NR == 0) print "- - - 0"; else printf "%.3f %.3f %.3f %d\n", q(0.5), q(0.1), q(0.9), NR }'
+}
+
+# median_of WORDS... - median of numbers given as arguments
+median_of() {
+	printf '%s\n' "$@" | grep -v '^-*$' | sort -g | awk '{ v[NR] = $1 }
+	END { if (NR == 0) print "-"; else if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2];
+	else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# free_ports N - N free TCP ports on 127.0.0.1
+free_ports() {
+	/usr/bin/python3 -c '
+import socket, sys
+held = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); held.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in held))' "$1"
+}
+
+# wait_port PORT - wait up to 5 s for a listener on 127.0.0.1:PORT
+wait_port() {
+	i=0
+	while [ $i -lt 50 ]; do
+		ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+# set_na VAR REASON - record a cell as not available, with the reason
+set_na() {
+	eval "$1=\"n/a (\$2)\""
+}
+
+# reason_from LOG STATUS - one short line saying why runs failed
+reason_from() {
+	r=$(grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1 | tr -d '|\r' | cut -c1-70)
+	echo "exit $2${r:+: $r}"
+}
+
+# ---------------------------------------------------------------- setup
+
+mkdir -p "$BIN" "$W/err" "$W/cfg" "$W/pkg"
+chmod 755 "$W/cfg"
+note "scratch directory $W"
+for t in timer smtpc rtproxy connloop; do
+	$CC -std=c11 -D_GNU_SOURCE -O2 -o "$BIN/$t" "$BENCH/$t.c" -lpthread || {
+		echo "bench: cannot build bench/$t.c" >&2
+		exit 1
+	}
+done
+STATIC_OK=1
+$CC -static -O2 -o "$BIN/trivial" "$BENCH/trivial.c" 2>"$W/err/static" || STATIC_OK=0
+TIMER=$BIN/timer
+SMTPC=$BIN/smtpc
+
+SINK_BIN=""
+for p in /usr/sbin/smtp-sink /usr/lib/postfix/sbin/smtp-sink; do
+	[ -x "$p" ] && SINK_BIN=$p && break
+done
+[ -n "$SINK_BIN" ] || {
+	echo "bench: smtp-sink not found (package postfix); run make deps" >&2
+	exit 1
+}
+
+# Peers: fetched once into $CACHE, unpacked per run into the scratch dir.
+mkdir -p "$CACHE"
+PEER_DEBS="ssmtp dma esmtp libesmtp6"
+for p in $PEER_DEBS; do
+	if ! ls "$CACHE/${p}_"*.deb >/dev/null 2>&1; then
+		note "fetching $p with apt-get download"
+		(cd "$CACHE" && apt-get download -o APT::Sandbox::User=root "$p") \
+			>"$W/err/fetch-$p" 2>&1
+	fi
+	deb=$(ls "$CACHE/${p}_"*.deb 2>/dev/null | tail -n 1)
+	[ -n "$deb" ] && dpkg -x "$deb" "$W/pkg/$p"
+done
+
+SINK=$(free_ports 1)
+start_bg "$SINK_BIN" -u nobody "127.0.0.1:$SINK" 256
+SINK_PID=$LAST_PID
+wait_port "$SINK" || {
+	echo "bench: smtp-sink did not start on port $SINK" >&2
+	exit 1
+}
+DEAD_PORT=$(free_ports 1)
+
+printf 'From: bench@example.com\nTo: %s\nSubject: bench\n\nhello\n' "$RCPT" >"$W/msg.txt"
+# 25 MiB: 76-character lines, like base64 attachments.
+awk 'BEGIN { printf "From: bench@example.com\nTo: rcpt@example.net\nSubject: big\n\n";
+	line = ""; for (i = 0; i < 76; i++) line = line sprintf("%c", 65 + i % 26);
+	n = int(25 * 1048576 / 77); for (i = 0; i < n; i++) print line }' >"$W/big.txt"
+BIG_MB=$(calc "$(wc -c <"$W/big.txt") / 1048576" 2)
+
+# ---------------------------------------------------------------- tools
+
+# setup_tool TOOL TAG PORT [MODE] - configure TOOL for relay port PORT.
+# MODE: plain (default), tls (STARTTLS+AUTH against the Postfix fixture),
+# queue (relayshim: dead relay + fallback; dma: DEFER = spool only).
+# Sets CMD (argv), PRE (wrapper before the timer), ENVV (env assignments
+# for the timer) or SKIP (why the tool cannot run).
+setup_tool() {
+	st_tool=$1 st_tag=$2 st_port=$3 st_mode=${4:-plain}
+	d=$W/cfg/$st_tool-$st_tag
+	mkdir -p "$d"
+	chmod 755 "$d"
+	CMD="" PRE="" ENVV="" SKIP=""
+	case $st_tool in
+	relayshim)
+		[ -x "$SM" ] || {
+			SKIP="$BUILD/sendmail/sendmail not built"
+			return
+		}
+		{
+			echo "[relay]"
+			if [ "$st_mode" = queue ]; then
+				echo "host = 127.0.0.1:$DEAD_PORT"
+			else
+				echo "host = 127.0.0.1:$st_port"
+			fi
+			if [ "$st_mode" = tls ]; then
+				echo "tls = starttls"
+				echo "tls_ca_file = $PF_CA"
+				echo "username = $PF_USER"
+				echo "password = $PF_PASSWORD"
+			else
+				echo "tls = none"
+			fi
+			echo "[queue]"
+			if [ "$st_mode" = queue ]; then
+				echo "mode = fallback"
+				echo "dir = $d/spool"
+			else
+				echo "mode = never"
+			fi
+			echo "[log]"
+			echo "target = none"
+			echo "[rewrite]"
+			echo "domain = example.com"
+		} >"$d/relayshim.conf"
+		chmod 600 "$d/relayshim.conf"
+		mkdir -p "$d/spool"
+		ENVV="RELAYSHIM_CONFIG=$d/relayshim.conf"
+		CMD="$SM -i $RCPT"
+		# The queue worker must not outlive the benchmark.
+		[ "$st_mode" = queue ] && PRE="sh $BENCH/nsrun.sh --"
+		;;
+	msmtp)
+		command -v msmtp >/dev/null || {
+			SKIP="msmtp not installed"
+			return
+		}
+		{
+			echo "account default"
+			echo "host 127.0.0.1"
+			echo "port $st_port"
+			if [ "$st_mode" = tls ]; then
+				echo "tls on"
+				echo "tls_starttls on"
+				echo "tls_trust_file $PF_CA"
+				echo "auth on"
+				echo "user $PF_USER"
+				echo "password $PF_PASSWORD"
+			else
+				echo "tls off"
+				echo "auth off"
+			fi
+			echo "from bench@example.com"
+			echo "syslog off"
+		} >"$d/msmtprc"
+		chmod 600 "$d/msmtprc"
+		[ "$st_mode" = queue ] && SKIP="no queue"
+		CMD="$(command -v msmtp) -C $d/msmtprc -i $RCPT"
+		;;
+	ssmtp)
+		b=$W/pkg/ssmtp/usr/sbin/ssmtp
+		[ -x "$b" ] || {
+			SKIP="ssmtp package not fetched"
+			return
+		}
+		{
+			echo "mailhub=127.0.0.1:$st_port"
+			echo "rewriteDomain=example.com"
+			echo "hostname=bench.example.com"
+			echo "FromLineOverride=YES"
+			if [ "$st_mode" = tls ]; then
+				echo "UseSTARTTLS=YES"
+				echo "AuthUser=$PF_USER"
+				echo "AuthPass=$PF_PASSWORD"
+			fi
+		} >"$d/ssmtp.conf"
+		[ "$st_mode" = queue ] && SKIP="no queue"
+		CMD="$b -C $d/ssmtp.conf -i $RCPT"
+		;;
+	esmtp)
+		b=$W/pkg/esmtp/usr/bin/esmtp
+		lib=$W/pkg/libesmtp6/usr/lib/x86_64-linux-gnu
+		[ -x "$b" ] && [ -d "$lib" ] || {
+			SKIP="esmtp/libesmtp6 packages not fetched"
+			return
+		}
+		if [ "$st_mode" = tls ]; then
+			# libESMTP trusts $HOME/.config/libesmtp/ca.pem and verifies the
+			# DNS name (the certificate has DNS:localhost); its SASL plugins
+			# are looked up in a compiled-in directory, hence the overlay.
+			mkdir -p "$d/home/.config/libesmtp"
+			cp "$PF_CA" "$d/home/.config/libesmtp/ca.pem"
+			chmod 700 "$d/home/.config/libesmtp"
+			chmod 600 "$d/home/.config/libesmtp/ca.pem"
+			{
+				echo "hostname=localhost:$st_port"
+				echo "username=$PF_USER"
+				echo "password=$PF_PASSWORD"
+				echo "starttls=required"
+			} >"$d/esmtprc"
+			ENVV="HOME=$d/home"
+			PRE="sh $BENCH/nsrun.sh -o /usr/lib/x86_64-linux-gnu=$lib --"
+		else
+			echo "hostname=127.0.0.1:$st_port" >"$d/esmtprc"
+			ENVV="LD_LIBRARY_PATH=$lib"
+		fi
+		chmod 600 "$d/esmtprc"
+		[ "$st_mode" = queue ] && SKIP="no queue"
+		CMD="$b -C $d/esmtprc -f bench@example.com -i $RCPT"
+		;;
+	dma)
+		b=$W/pkg/dma/usr/sbin/dma
+		[ -x "$b" ] || {
+			SKIP="dma package not fetched"
+			return
+		}
+		# dma reads only /etc/dma/dma.conf: overlay /etc in a private
+		# mount namespace; it drops privileges to user mail for the spool.
+		mkdir -p "$d/etc/dma" "$d/spool"
+		chown mail:mail "$d/spool" 2>/dev/null
+		{
+			echo "SMARTHOST 127.0.0.1"
+			echo "PORT $st_port"
+			echo "SPOOLDIR $d/spool"
+			echo "MAILNAME example.com"
+			echo "NULLCLIENT"
+			if [ "$st_mode" = tls ]; then
+				echo "SECURETRANSFER"
+				echo "STARTTLS"
+				echo "AUTHPATH /etc/dma/auth.conf"
+			fi
+			[ "$st_mode" = queue ] && echo "DEFER"
+		} >"$d/etc/dma/dma.conf"
+		if [ "$st_mode" = tls ]; then
+			echo "$PF_USER|127.0.0.1:$PF_PASSWORD" >"$d/etc/dma/auth.conf"
+		else
+			: >"$d/etc/dma/auth.conf"
+		fi
+		if [ "$st_mode" = queue ]; then
+			PRE="sh $BENCH/nsrun.sh -o /etc=$d/etc --"
+		else
+			PRE="sh $BENCH/nsrun.sh -o /etc=$d/etc -s $d/spool --"
+		fi
+		CMD="$b -f bench@example.com -i $RCPT"
+		;;
+	esac
+}
+
+# time_tool TOOL TAG OPTS... - run the timer for the configured tool;
+# prints its key=value line (or "SKIP reason").
+time_tool() {
+	tt_tool=$1 tt_tag=$2
+	shift 2
+	if [ -n "$SKIP" ]; then
+		echo "SKIP $SKIP"
+		return
+	fi
+	# shellcheck disable=SC2086
+	env $ENVV $PRE "$TIMER" -e "$W/err/$tt_tool-$tt_tag.log" "$@" -- $CMD
+}
+
+# cell_or_reason LINE LOG - "" when LINE is a successful measurement,
+# otherwise the reason to print
+cell_or_reason() {
+	case "$1" in
+	SKIP*)
+		echo "${1#SKIP }"
+		return
+		;;
+	"")
+		echo "no output"
+		return
+		;;
+	esac
+	runs=$(kv runs "$1")
+	fails=$(kv fails "$1")
+	if [ "${runs:-0}" = 0 ] || [ "$fails" = "$runs" ]; then
+		reason_from "$2" "$(kv status "$1")"
+	elif [ "$fails" != 0 ]; then
+		echo "PARTIAL $fails/$runs failed, $(reason_from "$2" "$(kv status "$1")")"
+	fi
+}
+
+# ---------------------------------------------------------------- row 1+2: floor and latency
+
+note "rows 1-2: floor and one-message latency, $ROUNDS rounds"
+for t in $TOOLS; do
+	eval "LAT_OK_$t=1"
+	: >"$W/lat-$t"
+done
+: >"$W/lat-floor"
+: >"$W/exec-floor"
+: >"$W/sess-floor"
+for t in $TOOLS; do
+	setup_tool "$t" plain "$SINK"
+	eval "LAT_SKIP_$t=\$SKIP"
+done
+r=1
+while [ $r -le $ROUNDS ]; do
+	if [ $STATIC_OK = 1 ]; then
+		line=$("$SMTPC" session -n "$LAT_N" -w 3 -x "$BIN/trivial" -o "$W/lat-floor" 127.0.0.1 "$SINK")
+		eval "FLOOR_R$r=$(kv med_ms "$line")"
+		kv exec_med_ms "$line" >>"$W/exec-floor"
+		kv session_med_ms "$line" >>"$W/sess-floor"
+	fi
+	for t in $TOOLS; do
+		setup_tool "$t" plain "$SINK"
+		n=$LAT_N
+		[ "$t" = ssmtp ] && n=2
+		line=$(time_tool "$t" lat -n "$n" -w 1 -T 3 -i "$W/msg.txt" -o "$W/lat-$t")
+		why=$(cell_or_reason "$line" "$W/err/$t-lat.log")
+		case "$why" in
+		"" | PARTIAL*) eval "LAT_R${r}_$t=$(kv med_ms "$line")" ;;
+		*)
+			eval "LAT_OK_$t=0"
+			eval "LAT_WHY_$t=\$why"
+			;;
+		esac
+		[ -n "$why" ] && eval "LAT_NOTE_$t=\$why"
+	done
+	r=$((r + 1))
+done
+
+if [ $STATIC_OK = 1 ]; then
+	set -- $(stats "$W/lat-floor")
+	FLOOR_MED=$1
+	CELL_FLOOR_LAT="$(calc "$1" 3) ms ($(calc "$2" 3)–$(calc "$3" 3))"
+	CELL_FLOOR_PARTS="exec $(median_of $(cat "$W/exec-floor")) + session $(median_of $(cat "$W/sess-floor")) ms"
+else
+	FLOOR_MED=""
+	CELL_FLOOR_LAT="n/a (gcc -static failed: $(tail -n 1 "$W/err/static" | cut -c1-50))"
+	CELL_FLOOR_PARTS=""
+fi
+
+for t in $TOOLS; do
+	eval "ok=\$LAT_OK_$t"
+	if [ "$ok" = 1 ]; then
+		set -- $(stats "$W/lat-$t")
+		eval "LAT_MED_$t=$1"
+		cell="$(calc "$1" 2) ms ($(calc "$2" 2)–$(calc "$3" 2))"
+		eval "nt=\${LAT_NOTE_$t:-}"
+		[ -n "$nt" ] && cell="$cell [$nt]"
+		eval "CELL_LAT_$t=\$cell"
+	else
+		eval "why=\${LAT_WHY_$t:-}"
+		eval "LAT_MED_$t="
+		eval "CELL_LAT_$t=\"n/a (\$why)\""
+	fi
+done
+
+# Ratios pair by pair: per round, tool median / relayshim median (and /
+# floor median), then the median over rounds.
+for t in $TOOLS; do
+	rr="" rf=""
+	r=1
+	while [ $r -le $ROUNDS ]; do
+		eval "a=\${LAT_R${r}_$t:-}"
+		eval "b=\${LAT_R${r}_relayshim:-}"
+		eval "f=\${FLOOR_R$r:-}"
+		[ -n "$a" ] && [ -n "$b" ] && rr="$rr $(calc "$a / $b" 3)"
+		[ -n "$a" ] && [ -n "$f" ] && rf="$rf $(calc "$a / $f" 3)"
+		r=$((r + 1))
+	done
+	eval "ok=\$LAT_OK_$t"
+	if [ "$ok" = 1 ] && [ -n "$rr" ]; then
+		eval "CELL_RRS_$t=\"$(calc "$(median_of $rr)" 2)×\""
+	else
+		eval "CELL_RRS_$t=—"
+	fi
+	if [ "$ok" = 1 ] && [ -n "$rf" ]; then
+		eval "RF_$t=$(median_of $rf)"
+		eval "CELL_RFL_$t=\"$(calc "$(median_of $rf)" 2)×\""
+	else
+		eval "RF_$t="
+		eval "CELL_RFL_$t=—"
+	fi
+done
+
+# ---------------------------------------------------------------- row 3: throughput
+
+note "row 3: throughput, $SEQ_N sequential and $PAR_N 8-way parallel (each capped at ${TP_LIMIT}s)"
+for t in $TOOLS; do
+	setup_tool "$t" plain "$SINK"
+	for kind in seq par; do
+		if [ $kind = seq ]; then
+			line=$(time_tool "$t" $kind -n "$SEQ_N" -w 2 -T "$TP_LIMIT" -i "$W/msg.txt")
+			want=$SEQ_N
+		else
+			line=$(time_tool "$t" $kind -n "$PAR_N" -j 8 -w 2 -T "$TP_LIMIT" -i "$W/msg.txt")
+			want=$PAR_N
+		fi
+		why=$(cell_or_reason "$line" "$W/err/$t-$kind.log")
+		case "$why" in
+		"" | PARTIAL*)
+			rate=$(kv rate "$line")
+			runs=$(kv runs "$line")
+			eval "TP_${kind}_$t=$rate"
+			cell="$(calc "$rate" 0) msg/s"
+			[ "$runs" != "$want" ] && cell="$cell (n=$runs)"
+			[ -n "$why" ] && cell="$cell [$why]"
+			;;
+		*)
+			eval "TP_${kind}_$t="
+			cell="n/a ($why)"
+			;;
+		esac
+		eval "CELL_TP_${kind}_$t=\$cell"
+	done
+done
+
+# ---------------------------------------------------------------- row 4: round trips
+
+# rtt_row TAG UPSTREAM MODE - per tool: 3 messages through the counting
+# proxy (1 ms return latency) in front of UPSTREAM; cell = median rt.
+rtt_row() {
+	rt_tag=$1 rt_up=$2 rt_mode=$3
+	for t in $TOOLS; do
+		rt_port=$(free_ports 1)
+		log=$W/rt-$rt_tag-$t.log
+		: >"$log"
+		start_bg "$BIN/rtproxy" -d 1000 "$rt_port" 127.0.0.1 "$rt_up" "$log" >/dev/null
+		ppid=$LAST_PID
+		wait_port "$rt_port"
+		setup_tool "$t" "rt$rt_tag" "$rt_port" "$rt_mode"
+		line=$(time_tool "$t" "rt$rt_tag" -n 3 -T 5 -i "$W/msg.txt")
+		sleep 0.3
+		stop_bg "$ppid"
+		why=$(cell_or_reason "$line" "$W/err/$t-rt$rt_tag.log")
+		case "$why" in
+		"" | PARTIAL*)
+			sed -n 's/.*rt=\([0-9]*\).*/\1/p' "$log" >"$log.n"
+			set -- $(stats "$log.n")
+			if [ "$4" = 0 ]; then
+				cell="n/a (no connection seen)"
+				eval "RT_${rt_tag}_$t="
+			else
+				lo=$(sort -n "$log.n" | head -n 1)
+				hi=$(sort -n "$log.n" | tail -n 1)
+				cell=$(calc "$1" 0)
+				[ "$lo" != "$hi" ] && cell="$cell ($lo–$hi)"
+				eval "RT_${rt_tag}_$t=$(calc "$1" 0)"
+			fi
+			[ -n "$why" ] && cell="$cell [$why]"
+			;;
+		*)
+			cell="n/a ($why)"
+			eval "RT_${rt_tag}_$t="
+			;;
+		esac
+		eval "CELL_RT_${rt_tag}_$t=\$cell"
+	done
+}
+
+note "row 4: SMTP round trips (plain)"
+rtt_row plain "$SINK" plain
+
+note "row 4: SMTP round trips (STARTTLS+AUTH, Postfix fixture)"
+PF_ERROR=""
+if [ -f "$ROOT/tests/harness/postfix.py" ]; then
+	start_bg env PYTHONPATH="$ROOT/tests" /usr/bin/python3 "$BENCH/postfix_relay.py" "$W/pf.info"
+	PF_PID=$LAST_PID
+	i=0
+	while [ $i -lt 300 ] && [ ! -f "$W/pf.info" ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if [ -f "$W/pf.info" ]; then
+		. "$W/pf.info"
+	else
+		PF_ERROR="Postfix fixture did not start in 30 s"
+	fi
+	if [ -z "$PF_ERROR" ]; then
+		rtt_row tls "$PF_SUBMISSION" tls
+	fi
+	stop_bg "$PF_PID"
+else
+	PF_ERROR="tests/harness/postfix.py missing"
+fi
+if [ -n "$PF_ERROR" ]; then
+	for t in $TOOLS; do
+		eval "CELL_RT_tls_$t=\"n/a (\$PF_ERROR)\""
+		eval "RT_tls_$t="
+	done
+fi
+
+# ---------------------------------------------------------------- row 5: 25 MB
+
+note "row 5: a ${BIG_MB} MB message"
+for t in $TOOLS; do
+	setup_tool "$t" big "$SINK"
+	line=$(time_tool "$t" big -n "$BIG_N" -w 1 -T 30 -i "$W/big.txt")
+	why=$(cell_or_reason "$line" "$W/err/$t-big.log")
+	case "$why" in
+	"" | PARTIAL*)
+		med=$(kv med_ms "$line")
+		rss=$(kv rss_max_kb "$line")
+		mbs=$(calc "$BIG_MB / ($med / 1000)" 0)
+		eval "BIG_MBS_$t=$mbs"
+		eval "BIG_RSS_$t=$rss"
+		cell="$mbs MB/s ($(calc "$med" 0) ms)"
+		[ -n "$why" ] && cell="$cell [$why]"
+		eval "CELL_BIG_$t=\$cell"
+		eval "CELL_RSS_$t=\"$(calc "$rss / 1024" 1) MB\""
+		;;
+	*)
+		eval "BIG_MBS_$t= BIG_RSS_$t="
+		eval "CELL_BIG_$t=\"n/a (\$why)\""
+		eval "CELL_RSS_$t=—"
+		;;
+	esac
+done
+for t in dma; do
+	eval "c=\$CELL_BIG_$t"
+	case "$c" in n/a*) ;; *) eval "CELL_BIG_$t=\"\$c spool only\"" ;; esac
+done
+
+# ---------------------------------------------------------------- row 6: the shim
+
+note "row 6: the shim"
+SHIM_NS="" SHIM_SESS=""
+CELL_SHIM_NS="n/a ($BUILD/shim/librelayshim.so not built)"
+CELL_SHIM_SESS=$CELL_SHIM_NS
+CELL_DIRECT_SESS="—"
+if [ -f "$SHIM" ] && [ -x "$SM" ]; then
+	setup_tool relayshim shim "$SINK"
+	base="" with="" errno_ok=1
+	for i in 1 2 3; do
+		l1=$("$BIN/connloop" 2000000 5)
+		l2=$(env LD_PRELOAD="$SHIM" RELAYSHIM_SENDMAIL="$SM" $ENVV "$BIN/connloop" 2000000 5 2>"$W/err/shim-loop.log")
+		base="$base $(kv ns_per_call "$l1")"
+		with="$with $(kv ns_per_call "$l2")"
+		[ "$(kv errno_ok "$l2")" = 1 ] || errno_ok=0
+	done
+	b=$(median_of $base)
+	w=$(median_of $with)
+	if [ "$w" = - ]; then
+		CELL_SHIM_NS="n/a (connect loop under the shim failed: $(tail -n 1 "$W/err/shim-loop.log" | cut -c1-60))"
+	else
+		SHIM_NS=$(calc "$w - $b" 1)
+		CELL_SHIM_NS="+$SHIM_NS ns ($(calc "$b" 0) → $(calc "$w" 0) ns/call)"
+		[ $errno_ok = 1 ] || CELL_SHIM_NS="$CELL_SHIM_NS [errno changed!]"
+	fi
+	ld=$("$SMTPC" session -q -n "$SHIM_N" -w 5 127.0.0.1 "$SINK")
+	ls=$(env LD_PRELOAD="$SHIM" RELAYSHIM_SENDMAIL="$SM" $ENVV "$SMTPC" session -q -n "$SHIM_N" -w 5 127.0.0.1 25 2>"$W/err/shim-sess.log")
+	dmed=$(kv med_ms "$ld")
+	smed=$(kv med_ms "$ls")
+	CELL_DIRECT_SESS="$(calc "$dmed" 3) ms ($(calc "$(kv p10_ms "$ld")" 3)–$(calc "$(kv p90_ms "$ld")" 3))"
+	if [ -z "$smed" ] || [ "$(kv fails "$ls")" != 0 ]; then
+		CELL_SHIM_SESS="n/a (session through the shim failed: $(tail -n 1 "$W/err/shim-sess.log" | cut -c1-60))"
+	else
+		SHIM_SESS=$(calc "$smed - $dmed" 3)
+		CELL_SHIM_SESS="$(calc "$smed" 3) ms ($(calc "$(kv p10_ms "$ls")" 3)–$(calc "$(kv p90_ms "$ls")" 3)), +$SHIM_SESS ms"
+	fi
+elif [ ! -x "$SM" ]; then
+	CELL_SHIM_NS="n/a ($BUILD/sendmail/sendmail not built)"
+	CELL_SHIM_SESS=$CELL_SHIM_NS
+fi
+
+# ---------------------------------------------------------------- row 7: -bs
+
+note "row 7: one -bs session with $BS_N messages"
+BS_RATE="" BS_CONNS=""
+CELL_BS="n/a ($BUILD/sendmail/sendmail not built)"
+CELL_BS_CONNS="—"
+if [ -x "$SM" ]; then
+	setup_tool relayshim bs "$SINK"
+	rates=""
+	for i in 1 2 3; do
+		line=$(env $ENVV "$SMTPC" bs -n "$BS_N" -- "$SM" -bs 2>"$W/err/bs.log")
+		[ "$(kv ok "$line")" = "$BS_N" ] && rates="$rates $(kv rate "$line")"
+	done
+	if [ -n "$rates" ]; then
+		BS_RATE=$(median_of $rates)
+		CELL_BS="$(calc "$BS_RATE" 0) msg/s (median of $(echo $rates | wc -w))"
+		port=$(free_ports 1)
+		start_bg "$BIN/rtproxy" "$port" 127.0.0.1 "$SINK" "$W/bs-conn.log" >/dev/null
+		ppid=$LAST_PID
+		wait_port "$port"
+		setup_tool relayshim bsproxy "$port"
+		env $ENVV "$SMTPC" bs -n "$BS_N" -- "$SM" -bs >/dev/null 2>&1
+		sleep 0.3
+		stop_bg "$ppid"
+		BS_CONNS=$(wc -l <"$W/bs-conn.log" | tr -d ' ')
+		CELL_BS_CONNS="$BS_CONNS"
+	else
+		CELL_BS="n/a (-bs: $(grep -v '^$' "$W/err/bs.log" | tail -n 1 | cut -c1-60))"
+	fi
+fi
+
+# ---------------------------------------------------------------- row 8: queue
+
+note "row 8: time to queue one message"
+for t in relayshim dma; do
+	setup_tool "$t" queue "$SINK" queue
+	line=$(time_tool "$t" queue -n "$Q_N" -w 1 -T 20 -i "$W/msg.txt")
+	why=$(cell_or_reason "$line" "$W/err/$t-queue.log")
+	case "$why" in
+	"" | PARTIAL*)
+		eval "Q_MED_$t=$(kv med_ms "$line")"
+		cell="$(calc "$(kv med_ms "$line")" 2) ms ($(calc "$(kv p10_ms "$line")" 2)–$(calc "$(kv p90_ms "$line")" 2))"
+		files=$(find "$W/cfg/$t-queue/spool" -type f 2>/dev/null | wc -l)
+		[ "$files" = 0 ] && cell="$cell [nothing in the spool!]"
+		[ -n "$why" ] && cell="$cell [$why]"
+		eval "CELL_Q_$t=\$cell"
+		;;
+	*)
+		eval "Q_MED_$t="
+		eval "CELL_Q_$t=\"n/a (\$why)\""
+		;;
+	esac
+done
+
+# ---------------------------------------------------------------- targets
+
+# verdict COND - "met" / "not met" / "n/a" from an awk condition over numbers
+verdict() {
+	case "$1" in
+	*NA*) echo "n/a" ;;
+	*) awk "BEGIN { print (($1) ? \"met\" : \"**not met**\") }" ;;
+	esac
+}
+nz() {
+	[ -n "$1" ] && [ "$1" != - ] && echo "$1" || echo NA
+}
+
+rs_lat=$(nz "${LAT_MED_relayshim:-}")
+fl=$(nz "$FLOOR_MED")
+best_lat=NA best_seq=NA best_par=NA best_mbs=NA best_rt=NA
+for t in msmtp esmtp dma ssmtp; do
+	eval "v=\${LAT_MED_$t:-}"
+	[ -n "$v" ] && { [ "$best_lat" = NA ] || [ "$(calc "$v < $best_lat" 0)" = 1 ]; } && best_lat=$v
+	eval "v=\${TP_seq_$t:-}"
+	[ -n "$v" ] && { [ "$best_seq" = NA ] || [ "$(calc "$v > $best_seq" 0)" = 1 ]; } && best_seq=$v
+	eval "v=\${TP_par_$t:-}"
+	[ -n "$v" ] && { [ "$best_par" = NA ] || [ "$(calc "$v > $best_par" 0)" = 1 ]; } && best_par=$v
+done
+[ "$rs_lat" = NA ] || [ "$fl" = NA ] && V_LAT=n/a || {
+	if [ "$best_lat" = NA ]; then
+		V_LAT=$(verdict "$rs_lat <= 1.5 * $fl")
+	else
+		V_LAT=$(verdict "$rs_lat <= 1.5 * $fl && $rs_lat < $best_lat")
+	fi
+}
+V_SEQ=$(verdict "$(nz "${TP_seq_relayshim:-}") >= 1.5 * $best_seq")
+V_PAR=$(verdict "$(nz "${TP_par_relayshim:-}") >= 1.5 * $best_par")
+V_RTP=$(verdict "$(nz "${RT_plain_relayshim:-}") <= 4")
+V_RTT=$(verdict "$(nz "${RT_tls_relayshim:-}") <= 7")
+V_MBS=$(verdict "$(nz "${BIG_MBS_relayshim:-}") >= 300")
+V_RSS=$(verdict "$(nz "${BIG_RSS_relayshim:-}") <= 4096")
+V_SNS=$(verdict "$(nz "$SHIM_NS") <= 100")
+V_SSS=$(verdict "$(nz "$SHIM_SESS") <= 2")
+V_BS=$(verdict "$(nz "$BS_RATE") >= 2000 && $(nz "$BS_CONNS") == 1")
+V_Q=$(verdict "$(nz "${Q_MED_relayshim:-}") <= $(nz "${Q_MED_dma:-}")")
+
+# ---------------------------------------------------------------- table
+
+row() {
+	# row NUM FIGURE FLOOR CELLPREFIX TARGET VERDICT
+	num=$1 fig=$2 floor=$3 pre=$4 target=$5 v=$6
+	line="| $num | $fig | $floor"
+	for t in $TOOLS; do
+		if [ -n "$pre" ]; then
+			eval "c=\${${pre}_$t:-—}"
+		else
+			c="—"
+		fi
+		line="$line | $c"
+	done
+	echo "$line | $target | $v |"
+}
+
+{
+	echo "# relayshim benchmark"
+	echo
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), Linux $(uname -r)."
+	echo "Relay: Postfix smtp-sink on 127.0.0.1 (PIPELINING). Medians with p10–p90 in parentheses;"
+	echo "ratios pair by pair within the same round, median over $ROUNDS rounds. See bench/README.md."
+	[ "$QUICK" = 1 ] && echo "**BENCH_QUICK=1: reduced run counts.**"
+	echo
+	echo "| # | figure | floor | relayshim | msmtp | esmtp | dma | ssmtp | target (SPEC 10) | relayshim |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
+	row 1 "floor: exec static + 1 SMTP session" "$CELL_FLOOR_LAT" "" "—" "—"
+	row 1 "floor, parts (median)" "$CELL_FLOOR_PARTS" "" "—" "—"
+	row 2 "latency, 1 small message" "$CELL_FLOOR_LAT" CELL_LAT "≤ 1.5× floor, < every peer" "$V_LAT"
+	row 2 "ratio to relayshim" "—" CELL_RRS "—" "—"
+	row 2 "ratio to floor" "1×" CELL_RFL "≤ 1.5×" "$V_LAT"
+	row 3 "sequential, $SEQ_N messages" "—" CELL_TP_seq "≥ 1.5× best peer" "$V_SEQ"
+	row 3 "8-way parallel, $PAR_N messages" "—" CELL_TP_par "≥ 1.5× best peer" "$V_PAR"
+	row 4 "round trips/message, plain" "4" CELL_RT_plain "4" "$V_RTP"
+	row 4 "round trips/message, STARTTLS+AUTH" "—" CELL_RT_tls "7 (TLS 1.3)" "$V_RTT"
+	row 5 "${BIG_MB} MB message: throughput (wall)" "—" CELL_BIG "≥ 300 MB/s" "$V_MBS"
+	row 5 "${BIG_MB} MB message: peak RSS" "—" CELL_RSS "≤ 4 MB" "$V_RSS"
+	echo "| 6 | shim: added per non-intercepted connect() | — | $CELL_SHIM_NS | — | — | — | — | ≤ 100 ns | $V_SNS |"
+	echo "| 6 | shim: intercepted session (direct: $CELL_DIRECT_SESS) | — | $CELL_SHIM_SESS | — | — | — | — | ≤ direct + 2 ms | $V_SSS |"
+	echo "| 7 | one -bs session, $BS_N messages | — | $CELL_BS | n/a (no -bs) | n/a (no -bs) | n/a (-bs ignored) | n/a (no -bs) | ≥ 2000 msg/s | $V_BS |"
+	echo "| 7 | relay connections used by that session | — | $CELL_BS_CONNS | — | — | — | — | 1 | $V_BS |"
+	echo "| 8 | time to queue one message (fsync) | — | ${CELL_Q_relayshim:-—} | n/a (no queue) | n/a (no queue) | ${CELL_Q_dma:-—} | n/a (no queue) | ≤ dma | $V_Q |"
+	echo
+	echo "Total bench time: $(($(date +%s) - T_START)) s."
+} >"$W/results.md"
+
+cat "$W/results.md"
+cp "$W/results.md" "$OUT" 2>/dev/null || note "cannot write $OUT"
