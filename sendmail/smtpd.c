@@ -419,6 +419,12 @@ static int parse_one_endpoint(char *tok, struct smtpd_endpoint **eps, size_t *n,
 		return 0;
 	}
 	if (inet_pton(AF_INET6, host, &sin6.sin6_addr) == 1) {
+		/* ::ffff:127.x is the IPv4 address written as IPv6 (the shim reads it so too). */
+		if (IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr) && sin6.sin6_addr.s6_addr[12] == 127) {
+			memcpy(&sin.sin_addr, &sin6.sin6_addr.s6_addr[12], 4);
+			add_endpoint(eps, n, (struct sockaddr *)&sin, sizeof(sin));
+			return 0;
+		}
 		if (!IN6_IS_ADDR_LOOPBACK(&sin6.sin6_addr))
 			goto not_loopback;
 		add_endpoint(eps, n, (struct sockaddr *)&sin6, sizeof(sin6));

@@ -153,8 +153,12 @@
  *	smtpd_parse_endpoints() parses a RELAYSHIM_INTERCEPT value: endpoints
  *	separated by spaces or commas, each "127.0.0.1:25", "[::1]:25",
  *	an address without port (port 25), or "localhost[:port]" (both
- *	127.0.0.1 and ::1). Only loopback addresses (127.0.0.0/8, ::1) are
- *	allowed: the daemon must never become an open relay on a network.
+ *	127.0.0.1 and ::1); "[::ffff:127.0.0.1]:25" means 127.0.0.1:25. This
+ *	is the shim's syntax (which always wants the port). Only loopback
+ *	addresses (127.0.0.0/8, ::1) are allowed: the daemon must never
+ *	become an open relay on a network. Unlike the shim, which intercepts
+ *	all of 127.0.0.0/8 for "127.0.0.1:25", the daemon listens on exactly
+ *	the addresses given.
  *	*out is an array of *count endpoints; free() it.
  * DIAGNOSTICS
  *	smtpd_serve() returns 0 when the session ended the way sessions end

@@ -1054,6 +1054,9 @@ START_TEST(endpoints_default_and_localhost)
 	ck_assert_int_eq(smtpd_parse_endpoints("::1", &eps, &n, &err), 0);
 	ck_assert_str_eq(eps[0].text, "[::1]:25");
 	free(eps);
+	ck_assert_int_eq(smtpd_parse_endpoints("[::ffff:127.0.0.1]:2525", &eps, &n, &err), 0);
+	ck_assert_str_eq(eps[0].text, "127.0.0.1:2525");
+	free(eps);
 }
 END_TEST
 
@@ -1067,6 +1070,7 @@ START_TEST(endpoints_must_be_loopback_and_well_formed)
 	ck_assert_ptr_nonnull(strstr(err.text, "not a loopback address"));
 	ck_assert_int_eq(smtpd_parse_endpoints("[::]:25", &eps, &n, &err), EX_CONFIG);
 	ck_assert_int_eq(smtpd_parse_endpoints("10.0.0.1", &eps, &n, &err), EX_CONFIG);
+	ck_assert_int_eq(smtpd_parse_endpoints("[::ffff:10.0.0.1]:25", &eps, &n, &err), EX_CONFIG);
 	ck_assert_int_eq(smtpd_parse_endpoints("127.0.0.1:0", &eps, &n, &err), EX_CONFIG);
 	ck_assert_int_eq(smtpd_parse_endpoints("127.0.0.1:99999", &eps, &n, &err), EX_CONFIG);
 	ck_assert_int_eq(smtpd_parse_endpoints("[::1", &eps, &n, &err), EX_CONFIG);
