@@ -1188,6 +1188,14 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 	int status = 0;
 	int mail_ok;
 
+	if (res == 0) {
+		struct smtp_result local;
+
+		smtp_result_init(&local);
+		status = smtp_session_send(s, env, msg, &local, err);
+		smtp_result_free(&local);
+		return status;
+	}
 	smtp_result_free(res);
 	res->relay = util_strdup(s->relay);
 	if (!smtp_session_usable(s))

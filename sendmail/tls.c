@@ -69,6 +69,22 @@ static int accept_any(int ok, X509_STORE_CTX *x)
 	return 1;
 }
 
+/* min_version - tls_min_version (12 = "1.2") as an OpenSSL protocol version */
+
+static int min_version(int v)
+{
+	switch (v) {
+	case 10:
+		return TLS1_VERSION;
+	case 11:
+		return TLS1_1_VERSION;
+	case 13:
+		return TLS1_3_VERSION;
+	default:
+		return TLS1_2_VERSION;
+	}
+}
+
 /* setup_ctx - the SSL_CTX for one connection */
 
 static int setup_ctx(struct tls_conn *t, const struct config *cfg, int verify, struct error *err)
@@ -79,8 +95,7 @@ static int setup_ctx(struct tls_conn *t, const struct config *cfg, int verify, s
 		return error_set(err, EX_TEMPFAIL, "cannot initialise TLS: %s",
 				 openssl_reason(ERR_get_error()));
 	}
-	SSL_CTX_set_min_proto_version(t->ctx,
-				      cfg->tls_min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+	SSL_CTX_set_min_proto_version(t->ctx, min_version(cfg->tls_min_version));
 	/* Our writes go through a retry loop with the same buffer. */
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (cfg->tls_cert_file || cfg->tls_key_file) {

@@ -196,6 +196,35 @@ def test_connect_refused(run_sendmail):
         port, port) in one_line_error(r)
 
 
+def test_connect_timeout(run_sendmail):
+    # A listener with a full accept queue: Linux drops further SYNs, so the
+    # connect hangs - a real connect timeout on loopback.
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(c)
+        time.sleep(0.2)
+        t = time.monotonic()
+        r = send(run_sendmail, cfg("127.0.0.1:%d" % port, timeout_connect="1s"))
+        assert r.returncode == 75
+        assert time.monotonic() - t < 5
+        assert "cannot connect to 127.0.0.1:%d: timed out after 1000 ms" % port in one_line_error(r)
+    finally:
+        for c in fillers:
+            c.close()
+        lsock.close()
+
+
 def test_greeting_never_comes(fault, run_sendmail):
     srv = fault({"greeting": None})
     t = time.monotonic()
@@ -471,6 +500,23 @@ def test_unknown_ca_with_the_system_store(fault, pki, run_sendmail):
     r = send(run_sendmail, cfg(at(srv), tls="tls"))
     assert r.returncode == 75
     assert "TLS certificate of the relay not accepted: unknown CA" in one_line_error(r)
+
+
+def test_client_certificate(fault, pki, run_sendmail):
+    srv = fault({"tls": "starttls", "cert": "valid", "tls_client_ca": True}, pki=pki)
+    r = send(run_sendmail, cfg(at(srv), tls="starttls", tls_ca_file=pki.ca_file,
+                               tls_cert_file=pki.client.cert, tls_key_file=pki.client.key))
+    assert r.returncode == 0, err_of(r)
+    assert srv.wait_for(1)[0].tls
+    assert srv.connections[0].client_cert_subject
+
+
+def test_tls_min_version_1_3(fault, pki, run_sendmail):
+    srv = fault({"tls": "implicit", "cert": "valid"}, pki=pki)
+    r = send(run_sendmail, cfg(at(srv), tls="tls", tls_ca_file=pki.ca_file,
+                               tls_min_version="1.3"), args=["-v"])
+    assert r.returncode == 0, err_of(r)
+    assert "-- TLS: TLSv1.3" in err_of(r)
 
 
 def _fingerprint(pki, kind):
