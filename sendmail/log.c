@@ -724,7 +724,8 @@ static void timestamp(struct buf *out)
 
 /* emit - hand one finished line to every target */
 
-static void emit(enum log_level level, const struct buf *plain, const struct buf *json)
+static void emit(enum log_level level, const struct buf *plain, const struct buf *json,
+		 int skip_stderr)
 {
 	static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
 	struct buf line = BUF_INIT;
@@ -737,6 +738,8 @@ static void emit(enum log_level level, const struct buf *plain, const struct buf
 			syslog(prio[level], "%s", body->data);
 			continue;
 		}
+		if (skip_stderr && t->kind == TARGET_FD && t->fd == 2)
+			continue;
 		buf_reset(&line);
 		if (L.format == LOG_FORMAT_PLAIN) {
 			if (t->kind == TARGET_FILE) {
@@ -786,7 +789,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 		log_json_string(&json, anon.data ? anon.data : "", anon.len);
 		buf_putc(&json, '}');
 	}
-	emit(level, &plain, &json);
+	emit(level, &plain, &json, 0);
 	buf_free(&raw);
 	buf_free(&anon);
 	buf_free(&plain);
@@ -874,7 +877,7 @@ void log_delivery(const struct log_record *rec)
 		log_json_string(&json, a.data ? a.data : "", a.len);
 		buf_putc(&json, '}');
 	}
-	emit(level, &plain, &json);
+	emit(level, &plain, &json, rec->skip_stderr);
 	buf_free(&plain);
 	buf_free(&json);
 	buf_free(&a);

@@ -40,7 +40,10 @@
  *	anonymizer. log_delivery() writes the one line per delivered,
  *	queued or failed message: from, every recipient, relay, status,
  *	DSN code, delay, size and the relay's reply; addresses pass through
- *	[log] anonymize. Nothing here ever sees a secret.
+ *	[log] anonymize. Nothing here ever sees a secret. With
+ *	rec->skip_stderr the record skips a stderr target: sendmail prints
+ *	its own one-line error there for a failure, and one line is the
+ *	contract (SPEC 3).
  *
  *	Plain lines look like Postfix's:
  *	"relayshim[PID]: QUEUEID: from=<a@b>, to=<c@d>,<e@f>, relay=h:25,
@@ -92,6 +95,7 @@ struct log_record {
 	double delay;			/* seconds since submission */
 	unsigned long long size;
 	const char *text;		/* relay reply or reason */
+	int skip_stderr;		/* the caller prints this outcome on stderr itself */
 };
 
 void log_setup(const struct config *cfg);

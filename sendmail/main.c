@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,9 @@
 #define DEFAULT_CONFIG "/etc/relayshim.conf"
 
 extern char **environ;
+
+/* Set in -bs/-bd: failures become SMTP replies, not a line on stderr. */
+static int bs_session;
 
 /* Who called us, filled once. */
 struct caller {
@@ -150,6 +154,8 @@ static void log_outcome(enum log_level level, const char *queue_id, const struct
 	rec.delay = (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 	rec.size = msg ? message_size(msg) : 0;
 	rec.text = text;
+	/* A failure gets main's one line on stderr; the record goes to the other targets. */
+	rec.skip_stderr = level == LOG_LEVEL_ERROR && !bs_session;
 	log_delivery(&rec);
 }
 
@@ -252,6 +258,35 @@ static void submit_from_cmdline(struct submit *sub, const struct cmdline *cl,
 	sub->dsn_notify = cl->dsn_notify;
 	sub->dsn_ret = cl->dsn_ret;
 	sub->dsn_envid = cl->dsn_envid;
+}
+
+/* keep_stdout_clean - in -bs, stdout is the SMTP stream: log lines must not go there */
+
+static void keep_stdout_clean(struct config *cfg)
+{
+	struct buf targets = BUF_INIT;
+	struct error err;
+	const char *p = cfg->log_target ? cfg->log_target : "";
+	int dropped = 0;
+
+	while (*p) {
+		size_t n;
+
+		p += strspn(p, ", \t");
+		n = strcspn(p, ", \t");
+		if (n == 0)
+			break;
+		if (n == 6 && strncmp(p, "stdout", 6) == 0)
+			dropped = 1;
+		else
+			buf_printf(&targets, "%s%.*s", targets.len ? "," : "", (int)n, p);
+		p += n;
+	}
+	if (dropped) {
+		error_clear(&err);
+		(void)config_set(cfg, "log", "target", targets.len ? targets.data : "stderr", &err);
+	}
+	buf_free(&targets);
 }
 
 /* run_deliver - the default mode: one message from stdin */
@@ -398,6 +433,7 @@ static int run_smtpd(struct config *cfg, int daemon)
 	error_clear(&err);
 	if (config_finish(cfg, &err))
 		return die(&err);
+	bs_session = 1;
 	caller_init(&caller);
 	ctx.cfg = cfg;
 	ctx.caller = &caller;
@@ -514,6 +550,8 @@ int main(int argc, char **argv)
 	int rc;
 
 	ensure_std_fds();
+	/* A reader that went away (a pipe, the -bs client) is an EPIPE error, not a kill. */
+	signal(SIGPIPE, SIG_IGN);
 	error_clear(&err);
 	if (cmdline_parse(&cl, argc, argv, &err)) {
 		if (err.status == EX_USAGE)
@@ -551,6 +589,8 @@ int main(int argc, char **argv)
 	if (config_load(&cfg, path, explicit_path, environ, &err))
 		return die(&err);
 	cfg.verbose = cl.verbose;
+	if (cl.mode == CMD_SMTP)
+		keep_stdout_clean(&cfg);
 	log_setup(&cfg);
 
 	switch (cl.mode) {
