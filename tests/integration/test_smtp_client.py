@@ -234,6 +234,23 @@ def test_greeting_never_comes(fault, run_sendmail):
     assert "relay %s: timed out after 1.000 s waiting for the greeting" % at(srv) in one_line_error(r)
 
 
+def test_trickling_relay_cannot_stretch_the_timeout(fault, run_sendmail):
+    # One byte every 0.2 s: bytes keep coming, but the deadline is absolute.
+    srv = fault({"trickle": {"greeting": 0.2}})
+    t = time.monotonic()
+    r = send(run_sendmail, cfg(at(srv), timeout="1s"))
+    assert r.returncode == 75
+    assert time.monotonic() - t < 4
+    assert "timed out after 1.000 s waiting for the greeting" in one_line_error(r)
+
+
+def test_split_replies_are_reassembled(fault, run_sendmail):
+    srv = fault({"trickle": {"ehlo": 0.001, "rcpt": 0.001}})
+    r = send(run_sendmail, cfg(at(srv)))
+    assert r.returncode == 0, err_of(r)
+    assert srv.wait_for(1)
+
+
 def test_greeting_421(fault, run_sendmail):
     srv = fault({"greeting": "421 4.3.2 Service shutting down"})
     r = send(run_sendmail, cfg(at(srv)))
