@@ -43,26 +43,58 @@ def bs_env(conf, **extra):
     return env
 
 
-class PipeSMTP(smtplib.SMTP):
-    """smtplib talking to `sendmail -bs` over a socketpair instead of TCP."""
+class _PipePair:
+    """The socket methods smtplib uses, over the two pipes of a child process."""
 
-    def __init__(self, argv, env):
+    def __init__(self, proc):
+        self.proc = proc
+
+    def sendall(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def makefile(self, mode):
+        return self.proc.stdout
+
+    def close(self):
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class PipeSMTP(smtplib.SMTP):
+    """smtplib talking to `sendmail -bs` over two pipes (Symfony, swaks --pipe)
+    or one socketpair (nodemailer's spawn) instead of TCP."""
+
+    def __init__(self, argv, env, transport="socketpair"):
         self._argv = argv
         self._env = env
+        self._transport = transport
         self.proc = None
         super().__init__()
 
     def connect(self, host="localhost", port=0, source_address=None):
-        ours, theirs = socket.socketpair()
-        self.proc = subprocess.Popen(self._argv, stdin=theirs, stdout=theirs,
-                                     stderr=subprocess.PIPE, env=self._env)
-        theirs.close()
-        self.sock = ours
+        if self._transport == "pipes":
+            self.proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         env=self._env, bufsize=0)
+            self.sock = _PipePair(self.proc)
+        else:
+            ours, theirs = socket.socketpair()
+            self.proc = subprocess.Popen(self._argv, stdin=theirs, stdout=theirs,
+                                         stderr=subprocess.PIPE, env=self._env)
+            theirs.close()
+            self.sock = ours
         self.file = None
         return self.getreply()
 
     def finish(self, timeout=15):
         """Wait for sendmail to exit; return (status, stderr)."""
+        if self._transport == "pipes":
+            _PipePair(self.proc).close()
+            self.proc.stdin = self.proc.stdout = None
         try:
             _, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -72,8 +104,8 @@ class PipeSMTP(smtplib.SMTP):
         return self.proc.returncode, err
 
 
-def open_bs(sendmail_bin, conf):
-    s = PipeSMTP([sendmail_bin, "-bs"], bs_env(conf))
+def open_bs(sendmail_bin, conf, transport="socketpair"):
+    s = PipeSMTP([sendmail_bin, "-bs"], bs_env(conf), transport)
     code, greeting = s.connect()
     assert code == 220, greeting
     return s
@@ -127,8 +159,9 @@ def test_swaks_pipeline_bs(relay, sendmail_bin, tmp_path):
     assert b"Subject: swaks pipeline" in m.data
 
 
-def test_smtplib_two_messages_in_one_session(relay, sendmail_bin, tmp_path):
-    s = open_bs(sendmail_bin, write_config(tmp_path, relay.plain_port))
+@pytest.mark.parametrize("transport", ["pipes", "socketpair"])
+def test_smtplib_two_messages_in_one_session(relay, sendmail_bin, tmp_path, transport):
+    s = open_bs(sendmail_bin, write_config(tmp_path, relay.plain_port), transport)
     s.ehlo("localhost")
     assert s.has_extn("pipelining") and s.has_extn("size") and not s.has_extn("starttls")
     s.sendmail("django@example.com", ["one@example.org"], message("first"))
