@@ -1855,16 +1855,20 @@ static void worker_main(const struct config *cfg, int dirfd, int lockfd)
 			seen = kick_size(dirfd);
 		}
 		run_pass(cfg, force, 0, 0, &st);
-		force = 0;
 		if (st.remaining == 0) {
+			force = 0;
 			close(lockfd);
 			if ((lockfd = worker_relock(cfg, dirfd)) < 0)
 				return;
 			continue;
 		}
 		if (st.aborted) {
-			/* The relay looks down: back off as a whole, not per message. */
-			idle_rounds++;
+			/* The relay looks down: back off as a whole, not per message.
+			 * A pass forced by a kick does not count: 200 submitters
+			 * kicking during an outage must not push the next retry to
+			 * the cap. */
+			if (!force || idle_rounds == 0)
+				idle_rounds++;
 			wake = spool_now() + spool_backoff(idle_rounds);
 		} else {
 			idle_rounds = 0;
@@ -1872,8 +1876,7 @@ static void worker_main(const struct config *cfg, int dirfd, int lockfd)
 		}
 		if (wake == HUGE_VAL)
 			wake = spool_now() + spool_retry_base();
-		if (worker_sleep(dirfd, wake, &seen))
-			force = 1;
+		force = worker_sleep(dirfd, wake, &seen);
 	}
 }
 
