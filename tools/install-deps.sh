@@ -11,7 +11,7 @@ set -eu
 PACKAGES="build-essential pkg-config clang llvm libclang-rt-14-dev
 libssl-dev openssl libsasl2-dev libsasl2-2 libsasl2-modules libsasl2-modules-db sasl2-bin
 libiniparser-dev check valgrind groff-base
-postfix swaks php-cli curl perl libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl
+postfix swaks php-cli curl perl libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libdigest-hmac-perl
 python3 python3-aiosmtpd python3-yaml python3-pytest iproute2 procps util-linux
 msmtp hyperfine time php-symfony-mailer"
 
