@@ -44,6 +44,12 @@ if [ "$mode" = tsan ]; then
 	$CC -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=thread -o "$bin" tests/shim/conformance.c -lpthread || exit 1
 fi
 helper=${SHIM_HELPER:-$top/$BUILD/tests/tools/fake_bs}
+# make SAN=1: an ASan-built shim must come after the ASan runtime in LD_PRELOAD.
+preload=$shim
+if ldd "$shim" 2>/dev/null | grep -q libasan; then
+	preload="$($CC -print-file-name=libasan.so):$shim"
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+fi
 
 if [ $# -gt 0 ]; then
 	cases="$*"
@@ -69,11 +75,11 @@ for c in $cases; do
 		MASQUERADED_DOMAINS=example.com CONFORMANCE_SECRET=leak
 	case "$mode" in
 	noshim) ;;
-	helgrind) set -- "$@" CONFORMANCE_SESSIONS=50 LD_PRELOAD="$shim" \
+	helgrind) set -- "$@" CONFORMANCE_SESSIONS=50 LD_PRELOAD="$preload" \
 		valgrind -q --tool=helgrind --error-exitcode=99 ;;
 	tsan) set -- "$@" CONFORMANCE_SESSIONS=50 TSAN_OPTIONS=halt_on_error=1:exitcode=99 \
 		LD_PRELOAD="$shim" ;;
-	*) set -- "$@" LD_PRELOAD="$shim" ;;
+	*) set -- "$@" LD_PRELOAD="$preload" ;;
 	esac
 	[ "$c" = pid1 ] && set -- unshare --pid --fork --mount-proc "$@"
 	out=$(timeout 120 "$@" "$bin" "$c" 2>&1)
