@@ -1922,7 +1922,9 @@ void spool_kick(const struct config *cfg)
 	int lockfd;
 	pid_t pid;
 
-	if (area_open(cfg->queue_dir, geteuid(), 1, &a, &err) != 0)
+	/* No area yet: nothing of ours is queued. Do not create one: this
+	 * runs after every successful delivery, queue in use or not. */
+	if (area_open(cfg->queue_dir, geteuid(), 0, &a, &err) != 0)
 		return;
 	for (;;) {
 		lockfd = openat(a.dir, "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
