@@ -159,7 +159,7 @@ int msgbuild_line(struct msgbuild *mb, const char *line, size_t len, struct erro
 	case 0:
 		mb->state = 1;
 		/* mbox "From " envelope line: Postfix skip_from_, sendmail 8 eatfrom. */
-		if (len >= 5 && memcmp(line, "From ", 5) == 0)
+		if (!mb->keep_from_line && len >= 5 && memcmp(line, "From ", 5) == 0)
 			return 0;
 		/* FALLTHROUGH */
 	case 1:

@@ -36,7 +36,9 @@
  *	INPUT_SPILL_BYTES are moved to an unlinked temporary file in $TMPDIR
  *	(or /tmp), so memory stays bounded whatever the message size.
  *	msgbuild_abort() releases a half-built message (the caller's msg is
- *	then reset).
+ *	then reset). The mbox "From " line is dropped only from command-line
+ *	input: the -bs server sets keep_from_line after msgbuild_init(), as
+ *	Postfix keeps such a line in SMTP DATA.
  *
  *	The header section is bounded by INPUT_MAX_HEADER_BYTES: past it, the
  *	remaining lines go to the body, as Postfix does past
@@ -60,6 +62,7 @@ struct msgbuild {
 	struct buf wbuf;	/* pending body bytes once spilled */
 	int state;		/* 0 first line, 1 header, 2 body */
 	int spilled;
+	int keep_from_line;	/* SMTP DATA: a first "From " line is data (Postfix keeps it) */
 };
 
 int input_read(int fd, int ignore_dots, struct message *msg, struct error *err);

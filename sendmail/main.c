@@ -218,7 +218,9 @@ static int deliver_or_queue(struct config *cfg, struct smtp_session **session,
 	if (rc == 0) {
 		log_rejected(queue_id, res);
 		log_outcome(LOG_LEVEL_INFO, queue_id, env, msg, res, "sent", res->reply, start);
-		spool_kick(cfg);
+		/* A working relay is the moment to retry the queue; -bs kicks once per session. */
+		if (session == 0)
+			spool_kick(cfg);
 		return 0;
 	}
 	if (!err->temporary || cfg->queue_mode == QUEUE_NEVER) {
@@ -388,8 +390,10 @@ static int bs_deliver(void *vctx, struct envelope *env, struct message *msg, str
 		if (queued)
 			buf_printf(reply, "250 2.0.0 Ok: queued as %s (relay unavailable, will retry)",
 				   queue_id);
+		else if (res.reply && res.reply[0] == '2')
+			buf_puts(reply, res.reply);	/* the relay's own queue id reaches the client */
 		else
-			buf_printf(reply, "250 2.0.0 Ok: %s", res.reply ? res.reply : queue_id);
+			buf_printf(reply, "250 2.0.0 Ok: queued as %s", queue_id);
 	} else {
 		bs_reply(reply, &res, &err);
 	}
@@ -416,6 +420,8 @@ static void bs_end(void *vctx)
 {
 	struct bs_ctx *ctx = vctx;
 
+	if (ctx->session)
+		spool_kick(ctx->cfg);
 	smtp_session_close(ctx->session);
 	ctx->session = 0;
 }

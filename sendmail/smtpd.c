@@ -901,6 +901,7 @@ static void read_data(struct smtpd *s)
 
 	message_init(&msg);
 	msgbuild_init(&mb, &msg);
+	mb.keep_from_line = 1;
 	error_clear(&build_err);
 	for (;;) {
 		if (!in_line(s, s->lim->data_line_max, &line, &len, &long_line)) {

@@ -145,6 +145,23 @@ START_TEST(mbox_from_line_is_dropped)
 }
 END_TEST
 
+START_TEST(smtp_data_keeps_a_from_line)
+{
+	struct msgbuild mb;
+	char *b;
+
+	message_init(&msg);
+	msgbuild_init(&mb, &msg);
+	mb.keep_from_line = 1;
+	ck_assert_int_eq(msgbuild_line(&mb, "From the desk of Bob", 20, &err), 0);
+	ck_assert_int_eq(msgbuild_finish(&mb, &err), 0);
+	ck_assert_uint_eq(msg.header.len, 0);
+	b = body_string();
+	ck_assert_str_eq(b, "From the desk of Bob\r\n");
+	free(b);
+}
+END_TEST
+
 START_TEST(message_without_headers_is_all_body)
 {
 	char *b;
@@ -273,6 +290,7 @@ int main(void)
 	tcase_add_test(tc, double_dot_loses_one_dot_without_i);
 	tcase_add_test(tc, double_dot_kept_with_i);
 	tcase_add_test(tc, mbox_from_line_is_dropped);
+	tcase_add_test(tc, smtp_data_keeps_a_from_line);
 	tcase_add_test(tc, message_without_headers_is_all_body);
 	tcase_add_test(tc, folded_header_continuation_stays_in_header);
 	tcase_add_test(tc, non_header_line_ends_the_header_without_separator);
