@@ -11,6 +11,7 @@
  *--*/
 
 #include <ctype.h>
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -19,10 +20,75 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
+#include <dlfcn.h>
 #include <sasl/sasl.h>
 
 #include "auth.h"
+
+/*
+ * libsasl2 is opened with dlopen() when AUTH is first needed, not
+ * linked: most deliveries (to a relay on the container network) never
+ * authenticate, and every library loaded at exec costs start-up time
+ * (tls.c has the measurements). Calls go through pointers typed from
+ * the header's prototypes, so they stay checked. Base64 is done here
+ * rather than with OpenSSL for the same reason.
+ */
+#define AUTH_STR2(x) #x
+#define AUTH_STR(x) AUTH_STR2(x)
+#define AUTH_LIBSASL "libsasl2.so." AUTH_STR(SASL_VERSION_MAJOR)
+
+#define SASL_SYMBOLS(X)                                                                            \
+	X(sasl_client_init)                                                                        \
+	X(sasl_client_new)                                                                         \
+	X(sasl_setprop)                                                                            \
+	X(sasl_client_start)                                                                       \
+	X(sasl_client_step)                                                                        \
+	X(sasl_dispose)                                                                            \
+	X(sasl_errdetail)                                                                          \
+	X(sasl_errstring)
+
+#define SASL_DECLARE(name) static __typeof__(&name) dl_##name;
+SASL_SYMBOLS(SASL_DECLARE)
+
+/* sasl_load - open libsasl2 once; 0 or err filled */
+
+static int sasl_load(struct error *err)
+{
+	static int loaded;
+	static char failed[256];
+	void *h;
+
+	if (loaded)
+		return 0;
+	if (failed[0] == 0) {
+		/* RTLD_GLOBAL: the mechanism plugins it loads may look for its symbols. */
+		h = dlopen(AUTH_LIBSASL, RTLD_LAZY | RTLD_GLOBAL);
+		if (h == 0) {
+			snprintf(failed, sizeof(failed), "cannot load %s: %s", AUTH_LIBSASL,
+				 dlerror());
+		} else {
+#define SASL_RESOLVE(name)                                                                         \
+	if (failed[0] == 0 && (dl_##name = (__typeof__(dl_##name))dlsym(h, #name)) == 0)           \
+		snprintf(failed, sizeof(failed), "%s lacks %s", AUTH_LIBSASL, #name);
+			SASL_SYMBOLS(SASL_RESOLVE)
+#undef SASL_RESOLVE
+		}
+		if (failed[0] == 0) {
+			loaded = 1;
+			return 0;
+		}
+	}
+	return error_set(err, EX_UNAVAILABLE, "SASL is not available: %s", failed);
+}
+
+#define sasl_client_init dl_sasl_client_init
+#define sasl_client_new dl_sasl_client_new
+#define sasl_setprop dl_sasl_setprop
+#define sasl_client_start dl_sasl_client_start
+#define sasl_client_step dl_sasl_client_step
+#define sasl_dispose dl_sasl_dispose
+#define sasl_errdetail dl_sasl_errdetail
+#define sasl_errstring dl_sasl_errstring
 
 #define AUTH_TOKEN_MAX 65536 /* an OAuth2 access token is a few KiB at most */
 
@@ -42,26 +108,47 @@ int auth_may_send_credentials(int tls_verified, int peer_loopback, int auth_inse
 	return tls_verified || peer_loopback || auth_insecure;
 }
 
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 /* auth_base64_encode - append base64 without line breaks */
 
 void auth_base64_encode(struct buf *out, const void *p, size_t n)
 {
-	size_t need;
+	const unsigned char *in = p;
+	size_t i;
 
 	if (n > ((size_t)-1) / 2)
 		util_oom();
-	need = (n + 2) / 3 * 4;
-	buf_reserve(out, need + 1);
-	/* EVP_EncodeBlock takes an int length; chunk by multiples of 3. */
-	while (n > 0) {
-		size_t chunk = n > 3 * 1024 * 1024 ? 3 * 1024 * 1024 : n;
-		int w = EVP_EncodeBlock((unsigned char *)out->data + out->len, p, (int)chunk);
+	buf_reserve(out, (n + 2) / 3 * 4);
+	for (i = 0; i + 2 < n; i += 3) {
+		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
 
-		out->len += (size_t)w;
-		p = (const char *)p + chunk;
-		n -= chunk;
+		buf_putc(out, b64_alphabet[v >> 18]);
+		buf_putc(out, b64_alphabet[(v >> 12) & 63]);
+		buf_putc(out, b64_alphabet[(v >> 6) & 63]);
+		buf_putc(out, b64_alphabet[v & 63]);
 	}
+	if (i < n) {
+		unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0);
+
+		buf_putc(out, b64_alphabet[v >> 18]);
+		buf_putc(out, b64_alphabet[(v >> 12) & 63]);
+		buf_putc(out, i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=');
+		buf_putc(out, '=');
+	}
+	if (out->data == 0)
+		buf_reserve(out, 0);
 	out->data[out->len] = 0;
+}
+
+/* b64_value - the 6-bit value of a base64 character, -1 if none */
+
+static int b64_value(unsigned char c)
+{
+	const char *p = c ? strchr(b64_alphabet, c) : 0;
+
+	return p ? (int)(p - b64_alphabet) : -1;
 }
 
 /* auth_base64_decode - append decoded bytes; -1 on malformed input */
@@ -69,32 +156,30 @@ void auth_base64_encode(struct buf *out, const void *p, size_t n)
 int auth_base64_decode(struct buf *out, const char *p, size_t n)
 {
 	size_t pad = 0;
-	int w;
 
 	while (n > 0 && isspace((unsigned char)p[n - 1]))
 		n--;
 	if (n == 0)
 		return 0;
-	if (n % 4 != 0 || n > 0x3fffffff)
+	if (n % 4 != 0)
 		return -1;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
+	if (p[n - 1] == '=')
+		pad = p[n - 2] == '=' ? 2 : 1;
+	for (size_t i = 0; i < n; i += 4) {
+		int v[4];
+		int last = i + 4 == n;
 
-		if (c == '=') {
-			if (i < n - 2)
+		for (int k = 0; k < 4; k++) {
+			v[k] = b64_value((unsigned char)p[i + k]);
+			if (v[k] < 0 && !(last && k >= 4 - (int)pad))
 				return -1;
-			pad++;
-		} else if (pad || !(isalnum(c) || c == '+' || c == '/')) {
-			return -1;
 		}
+		buf_putc(out, (char)(v[0] << 2 | v[1] >> 4));
+		if (!(last && pad == 2))
+			buf_putc(out, (char)((v[1] & 15) << 4 | v[2] >> 2));
+		if (!(last && pad >= 1))
+			buf_putc(out, (char)((v[2] & 3) << 6 | v[3]));
 	}
-	buf_reserve(out, n / 4 * 3 + 1);
-	w = EVP_DecodeBlock((unsigned char *)out->data + out->len, (const unsigned char *)p,
-			    (int)n);
-	if (w < 0 || (size_t)w < pad)
-		return -1;
-	out->len += (size_t)w - pad; /* EVP_DecodeBlock counts the padding as zero bytes */
-	out->data[out->len] = 0;
 	return 0;
 }
 
@@ -107,7 +192,7 @@ void auth_xoauth2_response(struct buf *out, const char *user, const char *token)
 	buf_printf(&raw, "user=%s\001auth=Bearer %s\001\001", user, token);
 	auth_base64_encode(out, raw.data, raw.len);
 	/* The token is a secret: do not leave it in freed memory. */
-	OPENSSL_cleanse(raw.data, raw.len);
+	explicit_bzero(raw.data, raw.len);
 	buf_free(&raw);
 }
 
@@ -264,6 +349,8 @@ static int start_sasl(struct auth_session *a, const char *mechs, const char *hos
 	const char *mech = 0;
 	int r;
 
+	if ((r = sasl_load(err)) != 0)
+		return r;
 	if (!sasl_ready) {
 		r = sasl_client_init(0);
 		if (r != SASL_OK)
@@ -330,7 +417,7 @@ int auth_start(struct auth_session **out, const struct config *cfg, const char *
 			a->has_initial = 1;
 		}
 		if (tok.data)
-			OPENSSL_cleanse(tok.data, tok.cap);
+			explicit_bzero(tok.data, tok.cap);
 		buf_free(&tok);
 		goto done;
 	}
@@ -410,7 +497,7 @@ void auth_free(struct auth_session *a)
 		sasl_dispose(&a->conn);
 	free(a->mech);
 	if (a->initial.data)
-		OPENSSL_cleanse(a->initial.data, a->initial.cap);
+		explicit_bzero(a->initial.data, a->initial.cap);
 	buf_free(&a->initial);
 	free(a);
 }

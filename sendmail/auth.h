@@ -48,6 +48,8 @@
  *	auth_choose_mechanisms() is the pure intersection (upper-cased,
  *	space separated, in the relay's order), returning the number found.
  *	auth_base64_decode() returns 0, or -1 on malformed input.
+ *	libsasl2 is opened with dlopen() by the first auth_start() that
+ *	needs it, not linked (start-up time, see tls.h); base64 is built in.
  *	auth_xoauth2_response() appends base64 of
  *	"user=<user>\x01auth=Bearer <token>\x01\x01".
  * DIAGNOSTICS

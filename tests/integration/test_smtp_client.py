@@ -9,43 +9,22 @@ fixture offers.
 
 import base64
 import hashlib
-import os
 import socket
 import ssl
-import subprocess
-import sys
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from harness.faultsrv import FaultServer  # noqa: E402
-from harness.pki import PKI  # noqa: E402
 
 MESSAGE = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: test\r\n\r\nHello.\r\n.dot line\r\n"
 
 
-@pytest.fixture(scope="module")
-def pki():
-    p = PKI.create()
-    yield p
-    p.cleanup()
-
-
 @pytest.fixture
-def fault():
-    """Factory: fault(script) -> started FaultServer, stopped after the test."""
-    servers = []
-
+def fault(fault_server):
+    """fault(script, **kw) -> a started FaultServer (conftest's fault_server)."""
     def make(script=None, **kw):
-        srv = FaultServer(script if script is not None else {}, **kw)
-        srv.start()
-        servers.append(srv)
-        return srv
-
-    yield make
-    for srv in servers:
-        srv.stop()
+        return fault_server(script if script is not None else {}, **kw)
+    return make
 
 
 def cfg(*hosts, **relay):
