@@ -632,3 +632,84 @@ def test_kill_while_the_relay_holds_back_its_250_keeps_the_message(queue, relay)
     r = queue.run(["-q"])
     assert r.returncode == 0, err(r)
     assert subjects(relay.capture.wait_for(1)) == {b"queue test 1": 1}
+
+
+# ---------------------------------------------------------------------------
+# Giving up: max_age, permanent failures, notices
+# ---------------------------------------------------------------------------
+
+
+def _notices(msgs):
+    return [m for m in msgs if m.mail_from == ""]
+
+
+def test_max_age_moves_to_failed_and_bounces_to_the_sender(queue, relay):
+    conf = queue.config(extra="max_age = 1s\nbounce_to = sender\n")
+    r = queue.send(1, sender="owner@example.com", config=conf,
+                   env={"RELAYSHIM_RETRY_BASE": "3600"})
+    assert r.returncode == 0, err(r)
+    queue.kill_workers()
+    time.sleep(1.5)
+    queue.relay_back(relay)
+    r = queue.run(["-q"], config=conf)
+    assert r.returncode == 0, err(r)
+    assert "expired" in err(r)                           # the error-level log line
+    failed = queue.entries(sub="failed")
+    assert len(failed) == 1
+    with open(os.path.join(queue.dir, "0", "failed", failed[0] + ".reason")) as f:
+        assert "expired" in f.read()
+    msgs = relay.capture.wait_for(1)
+    time.sleep(0.5)
+    msgs = relay.capture.messages()
+    assert len(msgs) == 1                                # the notice, not the original
+    notice = msgs[0]
+    assert notice.mail_from == "" and notice.rcpt_tos == ["owner@example.com"]
+    assert b"Subject: Undelivered Mail Returned to Sender" in notice.data
+    assert b"Subject: queue test 1" in notice.data      # the original header is quoted
+
+
+def test_a_queued_message_refused_for_one_recipient_is_recorded_and_bounced(queue):
+    srv = FaultServer({"rcpt": ["250 2.1.5 ok", "550 5.1.1 <nope@example.com>: no such user"]})
+    srv.start()
+    queue.servers.append(srv)
+    down = queue.config(extra="bounce_to = sender\n")
+    msg = b"From: s@example.com\r\nSubject: partial\r\n\r\nhi\r\n"
+    r = queue.run(["-i", "-f", "s@example.com", "ok@example.com", "nope@example.com"],
+                  message=msg, config=down, env={"RELAYSHIM_RETRY_BASE": "3600"})
+    assert r.returncode == 0, err(r)
+    queue.kill_workers()
+    up = queue.config(port=srv.port, extra="bounce_to = sender\n")
+    r = queue.run(["-q"], config=up)
+    assert r.returncode == 0, err(r)
+    msgs = srv.wait_for(2)
+    assert msgs[0].rcpt_tos == ["ok@example.com"]
+    failed = queue.entries(sub="failed")
+    assert len(failed) == 1
+    with open(os.path.join(queue.dir, "0", "failed", failed[0] + ".reason")) as f:
+        reason = f.read()
+    assert "<nope@example.com>" in reason and "550 5.1.1" in reason
+    notice = _notices(msgs)
+    assert len(notice) == 1 and notice[0].rcpt_tos == ["s@example.com"]
+    assert b"nope@example.com" in notice[0].data
+    assert queue.entries() == []
+
+
+def test_root_retrying_a_users_message_leaves_it_usable_for_that_user(queue, relay):
+    os.mkdir(queue.dir)
+    os.chmod(queue.dir, 0o1733)
+    slow = {"RELAYSHIM_RETRY_BASE": "3600"}
+    r = queue.send(1, sender="www@example.com", env=slow, user=NOBODY)
+    assert r.returncode == 0, err(r)
+    queue.kill_workers()
+    r = queue.run(["-q"], env=slow)                    # root, relay still down
+    assert r.returncode == 75, err(r)
+    area = os.path.join(queue.dir, str(NOBODY), "q")
+    for name in os.listdir(area):                      # state written by root ...
+        assert os.stat(os.path.join(area, name)).st_uid == NOBODY   # ... handed over
+    out = queue.run(["-bp"], user=NOBODY).stdout.decode()
+    assert "attempts: 0" not in out                    # nobody reads root's record
+    assert "Connection refused" in out
+    queue.relay_back(relay)
+    r = queue.run(["-q"], user=NOBODY)
+    assert r.returncode == 0, err(r)
+    assert subjects(relay.capture.wait_for(1)) == {b"queue test 1": 1}
