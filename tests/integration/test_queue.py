@@ -1,7 +1,7 @@
 """test_queue - the durable fallback queue through the sendmail binary (issue 6).
 
-Drills of issue 6, each against the real Postfix relay fixture (harness.postfix)
-unless it needs a fault the relay cannot produce:
+Drills of issue 6, each against the real Postfix relay fixture (conftest's
+`relay`) unless it needs a fault the relay cannot produce:
 
   * outage: the relay address answers nothing (or 451) while 20 processes submit
     200 messages (all exit 0); then the relay comes back on the same address
@@ -33,8 +33,6 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from harness.faultsrv import FaultServer  # noqa: E402
-from harness.pki import PKI  # noqa: E402
-from harness.postfix import PostfixRelay  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SENDMAIL = os.path.join(TOP, os.environ.get("BUILD", "build"), "sendmail", "sendmail")
@@ -46,22 +44,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the queue drills need
 # ---------------------------------------------------------------------------
 # Fixtures and helpers
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postfix():
-    pki = PKI.create()
-    relay = PostfixRelay(pki)
-    relay.start()
-    yield relay
-    relay.stop()
-    pki.cleanup()
-
-
-@pytest.fixture
-def relay(postfix):
-    postfix.capture.clear()
-    return postfix
 
 
 class Forwarder:
