@@ -29,6 +29,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1097,6 +1098,103 @@ static int t_closed_stdio(void)
 	return 0;
 }
 
+
+/* spawn_helper - start the helper by hand the way the shim does (no shim involved) */
+
+static pid_t spawn_helper(int lfd, int ctl)
+{
+	extern char **environ;
+	posix_spawn_file_actions_t fa;
+	char env_dir[1100];
+	char *envp[3];
+	char *argv[3];
+	const char *path = getenv("RELAYSHIM_SENDMAIL");
+	pid_t pid;
+
+	(void)environ;
+	snprintf(env_dir, sizeof(env_dir), "RELAYSHIM_FAKE_BS_DIR=%s", dir);
+	envp[0] = (char *)"RELAYSHIM_SHIM_ACCEPT=1";
+	envp[1] = env_dir;
+	envp[2] = NULL;
+	argv[0] = (char *)path;
+	argv[1] = (char *)"-bs";
+	argv[2] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, lfd, 0);
+	posix_spawn_file_actions_adddup2(&fa, ctl, 1);
+	if (path == NULL || posix_spawn(&pid, path, &fa, NULL, argv, envp) != 0)
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
+	return pid;
+}
+
+/* local_line - "ADDRESS PORT\n" of a socket's local address, as the shim sends it */
+
+static int local_line(int fd, char *out, size_t size)
+{
+	struct sockaddr_in sin;
+	socklen_t l = sizeof(sin);
+	char host[INET_ADDRSTRLEN];
+
+	if (getsockname(fd, (struct sockaddr *)&sin, &l) != 0)
+		return -1;
+	inet_ntop(AF_INET, &sin.sin_addr, host, sizeof(host));
+	return snprintf(out, size, "%s %d\n", host, ntohs(sin.sin_port));
+}
+
+static int t_helper_serves_only_its_peer(void)
+{
+	int port;
+	int l = listener("127.0.0.1", &port);
+	int ctl[2];
+	int stray = socket(AF_INET, SOCK_STREAM, 0);
+	int mine = socket(AF_INET, SOCK_STREAM, 0);
+	char line[128];
+	char c;
+	pid_t pid;
+	int n;
+
+	CHECK(l >= 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) == 0, "setup");
+	pid = spawn_helper(l, ctl[1]);
+	CHECK(pid > 0, "cannot start the helper");
+	close(l);
+	close(ctl[1]);
+	/* Another local process gets to the listener first. */
+	CHECK(raw_connect(stray, "127.0.0.1", port) == 0, "stray connect: %s", strerror(errno));
+	CHECK(raw_connect(mine, "127.0.0.1", port) == 0, "connect: %s", strerror(errno));
+	n = local_line(mine, line, sizeof(line));
+	CHECK(n > 0 && write(ctl[0], line, (size_t)n) == n, "control write");
+	close(ctl[0]);
+	waitpid(pid, NULL, 0);
+	CHECK(session(mine) == 0, "the helper did not serve its peer");
+	CHECK(wait_io(stray, POLLIN, 5000) == 0, "stray connection neither served nor closed");
+	n = (int)recv(stray, &c, 1, 0);
+	CHECK(n <= 0, "the helper talked to a stray connection");
+	return 0;
+}
+
+static int t_helper_gives_up_when_abandoned(void)
+{
+	int port;
+	int l = listener("127.0.0.1", &port);
+	int ctl[2];
+	pid_t pid;
+
+	CHECK(l >= 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) == 0, "setup");
+	pid = spawn_helper(l, ctl[1]);
+	CHECK(pid > 0, "cannot start the helper");
+	close(l);
+	close(ctl[1]);
+	/* The application's connect() failed: the shim closes the control socket unwritten. */
+	close(ctl[0]);
+	waitpid(pid, NULL, 0);
+	for (int i = 0; i < 500 && count_files("fail.", "") == 0; i++)
+		usleep(10000);
+	CHECK(count_files("fail.", "") == 1, "the helper did not give up");
+	CHECK(count_files("", ".rec") == 0, "the helper served something");
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(void);
@@ -1131,6 +1229,8 @@ static const struct {
     {"helper_environment", t_helper_environment},
     {"closed_stdio", t_closed_stdio},
     {"no_zombie", t_no_zombie},
+    {"helper_serves_only_its_peer", t_helper_serves_only_its_peer},
+    {"helper_gives_up_when_abandoned", t_helper_gives_up_when_abandoned},
 };
 
 int main(int argc, char **argv)
