@@ -1238,6 +1238,27 @@ enum entry_result {
 	ENTRY_UNREADABLE,		/* not ours to read */
 };
 
+/* failure_is_permanent - give up on the message? */
+
+static int failure_is_permanent(const struct error *err)
+{
+	if (err->temporary)
+		return 0;
+	/* A configuration mistake (credentials over an unprotected link) or
+	 * a local fault is fixed on our side: keep the mail until it is. */
+	switch (err->status) {
+	case EX_CONFIG:
+	case EX_SOFTWARE:
+	case EX_OSERR:
+	case EX_OSFILE:
+	case EX_IOERR:
+	case EX_CANTCREAT:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
 /* entry_deliver - lock, load, send, and settle one entry */
 
 static enum entry_result entry_deliver(const struct config *cfg, const struct spool_area *a,
@@ -1286,6 +1307,17 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 	if (!force && e.next_try > now) {
 		if (e.next_try < *next_due)
 			*next_due = e.next_try;
+		entry_free(&e);
+		close(fd);
+		return ENTRY_NOT_DUE;
+	}
+	/* An entry we could send but not remove (spool remounted read-only)
+	 * would go out again at every pass: leave it alone until it can. */
+	if (faccessat(a->q, ".", W_OK, AT_EACCESS) != 0) {
+		log_msg(LOG_LEVEL_WARNING, "%s: not delivering: cannot remove it afterwards from %s/q: %s",
+			id, a->path, strerror(errno));
+		if (now + spool_retry_base() < *next_due)
+			*next_due = now + spool_retry_base();
 		entry_free(&e);
 		close(fd);
 		return ENTRY_NOT_DUE;
@@ -1374,7 +1406,9 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 			char stname[SPOOL_ID_MAX + 4];
 
 			snprintf(stname, sizeof(stname), "%s.st", id);
-			(void)unlinkat(a->q, id, 0);
+			if (unlinkat(a->q, id, 0) != 0 && errno != ENOENT)
+				log_msg(LOG_LEVEL_ERROR, "%s: delivered but cannot remove %s/q/%s: %s; "
+					"it may be sent again", id, a->path, id, strerror(errno));
 			(void)unlinkat(a->q, stname, 0);
 			spool_crash_point("deliver-removed");
 			/* Without this fsync a crash could bring the entry
@@ -1383,7 +1417,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 			result = ENTRY_DONE;
 		}
 		strlist_free(&accepted);
-	} else if (err->temporary) {
+	} else if (!failure_is_permanent(err)) {
 		e.attempts++;
 		e.last_try = now;
 		e.next_try = now + spool_backoff(e.attempts);
@@ -1860,6 +1894,10 @@ static void worker_main(const struct config *cfg, int dirfd, int lockfd)
 			close(lockfd);
 			if ((lockfd = worker_relock(cfg, dirfd)) < 0)
 				return;
+			/* New work arrived meanwhile; should anything else keep the
+			 * queue non-empty without a pass seeing it, do not spin. */
+			if (st.tried == 0)
+				(void)worker_sleep(dirfd, spool_now() + 0.05, &seen);
 			continue;
 		}
 		if (st.aborted) {

@@ -530,15 +530,21 @@ def test_read_only_spool_falls_back_to_synchronous_delivery(queue, relay):
     queue.kill_workers()
     queue.run(["-q"])                                           # leave it as it is
     subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
-    # relay up: delivered synchronously (always mode says it could not queue)
     queue.relay_back(relay)
+    # the entry already queued cannot be removed after sending: it stays put
+    r = queue.run(["-q"])
+    assert r.returncode == 75, err(r)
+    assert "cannot remove it afterwards" in err(r)
+    # relay up: new mail is delivered synchronously (always mode says it
+    # could not queue)
     r = queue.send(2, config=queue.config(mode="always"))
     assert r.returncode == 0, err(r)
     assert "delivering synchronously" in err(r)
     r = queue.send(3)
     assert r.returncode == 0, err(r)
     msgs = relay.capture.wait_for(2)
-    assert {b"queue test 2", b"queue test 3"} <= set(subjects(msgs))
+    time.sleep(0.3)
+    assert set(subjects(relay.capture.messages())) == {b"queue test 2", b"queue test 3"}
     # relay down: never 0
     queue.forwarder.stop()
     queue.forwarder = None

@@ -27,7 +27,7 @@ static struct error err;
 
 /* ---- a scriptable transport in place of smtp_deliver() ---- */
 
-enum mock_mode { MOCK_OK, MOCK_TEMP, MOCK_PERM, MOCK_PARTIAL, MOCK_DOWN_WHILE_FLAG };
+enum mock_mode { MOCK_OK, MOCK_TEMP, MOCK_PERM, MOCK_CONFIG, MOCK_PARTIAL, MOCK_DOWN_WHILE_FLAG };
 
 static enum mock_mode mock_mode;
 static int mock_calls;
@@ -100,6 +100,9 @@ static int mock_deliver(const struct config *c, const struct envelope *env,
 	case MOCK_PERM:
 		e->temporary = 0;
 		return error_set(e, EX_UNAVAILABLE, "relay refused at DATA: 554 5.7.1 no thanks");
+	case MOCK_CONFIG:
+		e->temporary = 0;
+		return error_set(e, EX_CONFIG, "credentials would go over an unprotected connection");
 	case MOCK_PARTIAL:
 		/* first recipient accepted, second refused 5xx, third deferred 4xx */
 		mock_log(env);
@@ -641,6 +644,18 @@ START_TEST(permanent_failure_moves_to_failed_and_notifies_the_sender)
 }
 END_TEST
 
+START_TEST(a_configuration_error_keeps_the_message_queued)
+{
+	cfg.bounce_to = "sender";
+	store_one("C1", "s@example.com");
+	mock_mode = MOCK_CONFIG;
+	ck_assert_int_eq(spool_run(&cfg, &err), EX_TEMPFAIL);
+	ck_assert_ptr_nonnull(strstr(err.text, "credentials"));
+	ck_assert_int_eq(count_dir(area, "q", 0), 1);
+	ck_assert_int_eq(count_dir(area, "failed", 0), 0);
+}
+END_TEST
+
 START_TEST(a_message_with_the_null_sender_gets_no_notice)
 {
 	cfg.bounce_to = "sender";
@@ -878,6 +893,7 @@ static Suite *spool_suite(void)
 	tcase_add_test(tc, list_of_an_empty_queue_says_so);
 	tcase_add_test(tc, three_temporary_failures_end_the_pass);
 	tcase_add_test(tc, permanent_failure_moves_to_failed_and_notifies_the_sender);
+	tcase_add_test(tc, a_configuration_error_keeps_the_message_queued);
 	tcase_add_test(tc, a_message_with_the_null_sender_gets_no_notice);
 	tcase_add_test(tc, a_notice_to_a_fixed_address_is_not_sent_about_a_notice);
 	tcase_add_test(tc, max_age_moves_to_failed_without_trying);
