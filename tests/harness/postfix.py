@@ -211,6 +211,27 @@ class PostfixRelay:
         except OSError:
             return ""
 
+    def queued(self, queues=("maildrop", "incoming", "active", "deferred", "hold")):
+        """Queue IDs of messages Postfix still holds (empty once all were relayed)."""
+        ids = []
+        for q in queues:
+            for _root, _dirs, files in os.walk(os.path.join(self.dir, "queue", q)):
+                ids.extend(files)
+        return ids
+
+    def wait_idle(self, timeout=5):
+        """Wait until nothing is queued, so a test does not see the last one's mail.
+
+        Returns True when idle. Deferred mail would be retried to the sink
+        later, so it counts as busy too.
+        """
+        deadline = time.monotonic() + timeout
+        while self.queued():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def sendmail_config(self, listener="plain", user="alice", extra=""):
         """relayshim INI text (SPEC section 2 keys) aimed at one listener.
 

@@ -3,7 +3,8 @@
     pki             session: throwaway CA and certificates (harness.pki.PKI)
     relay           a private Postfix relay (harness.postfix.PostfixRelay),
                     started once per session; its capture is cleared before
-                    each test that uses it. relay.plain_port, .submission_port,
+                    each test that uses it (after Postfix's queue drained).
+                    relay.plain_port, .submission_port,
                     .smtps_port, .ca_file, .tls_hostname, .users,
                     .capture.wait_for(n), .sendmail_config(listener)
     make_relay      factory for an extra relay with options (size limit,
@@ -61,6 +62,9 @@ def _session_relay(pki):
 
 @pytest.fixture
 def relay(_session_relay):
+    # Mail a previous test left in Postfix's queue would otherwise reach
+    # this test's capture.
+    _session_relay.wait_idle()
     _session_relay.capture.clear()
     yield _session_relay
 

@@ -155,6 +155,14 @@ def test_plain_listener_relays_smtplib_message_to_capture(relay):
     assert any(o.upper().startswith("SIZE=") for o in m.mail_options)
 
 
+def test_relay_queue_drains_once_the_capture_has_the_message(relay):
+    with smtplib.SMTP("127.0.0.1", relay.plain_port, timeout=10) as s:
+        s.sendmail("a@example.com", ["b@example.org"], msg("drain"))
+    relay.capture.wait_for(1)
+    assert relay.wait_idle()
+    assert relay.queued() == []
+
+
 def test_plain_listener_relays_swaks_message_to_capture(relay):
     proc = swaks("--server", "127.0.0.1", "--port", str(relay.plain_port),
                  "--from", "swaks@example.com", "--to", "dest@example.org",
