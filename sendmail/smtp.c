@@ -12,6 +12,7 @@
  *--*/
 
 #include <ctype.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,12 +35,15 @@ struct smtp_session {
 	const struct config *cfg;
 	struct net_conn conn;
 	struct smtp_caps caps;
-	char *relay;	    /* "host:port" as configured */
-	const char *host;   /* host name or address, for TLS */
-	struct buf out;	    /* commands not yet written */
-	struct buf *report; /* --relay-check: lines appended here */
-	int in_sync;	    /* connected, and every reply read */
-	int transactions;   /* started on this connection */
+	char *relay;		     /* "host:port" as configured */
+	const char *host;	     /* host name or address, for TLS */
+	struct buf out;		     /* commands not yet written */
+	struct buf *report;	     /* --relay-check: lines appended here */
+	int in_sync;		     /* connected, and every reply read */
+	int transactions;	     /* started on this connection */
+	unsigned timeout_ms;	     /* per command */
+	unsigned eod_timeout_ms;     /* the reply to the final dot: 5x */
+	unsigned connect_timeout_ms; /* per address */
 };
 
 /* ---------------------------------------------------------------- */
@@ -500,8 +504,7 @@ static int flush_out(struct smtp_session *s, const char *stage, struct error *er
 
 	if (s->out.len == 0)
 		return 0;
-	status =
-	    net_write(&s->conn, s->out.data, s->out.len, net_deadline(s->cfg->timeout_ms), err);
+	status = net_write(&s->conn, s->out.data, s->out.len, net_deadline(s->timeout_ms), err);
 	buf_reset(&s->out);
 	if (status)
 		return fail_net(s, err, stage);
@@ -583,8 +586,7 @@ static int ehlo(struct smtp_session *s, struct error *err)
 	smtp_reply_init(&r);
 	queue_cmd(s, "EHLO %s", name);
 	if ((status = flush_out(s, "sending EHLO", err)) != 0 ||
-	    (status =
-		 read_reply(s, &r, s->cfg->timeout_ms, "waiting for the reply to EHLO", err)) != 0)
+	    (status = read_reply(s, &r, s->timeout_ms, "waiting for the reply to EHLO", err)) != 0)
 		goto done;
 	if (r.code == 250) {
 		smtp_parse_ehlo(&r, &s->caps);
@@ -598,8 +600,7 @@ static int ehlo(struct smtp_session *s, struct error *err)
 	smtp_caps_free(&s->caps);
 	queue_cmd(s, "HELO %s", name);
 	if ((status = flush_out(s, "sending HELO", err)) != 0 ||
-	    (status =
-		 read_reply(s, &r, s->cfg->timeout_ms, "waiting for the reply to HELO", err)) != 0)
+	    (status = read_reply(s, &r, s->timeout_ms, "waiting for the reply to HELO", err)) != 0)
 		goto done;
 	if (r.code != 250)
 		status = fail_reply(s, err, &r, EX_UNAVAILABLE, "refused EHLO and HELO");
@@ -631,8 +632,8 @@ static int starttls(struct smtp_session *s, struct error *err)
 	smtp_reply_init(&r);
 	queue_cmd(s, "STARTTLS");
 	if ((status = flush_out(s, "sending STARTTLS", err)) != 0 ||
-	    (status =
-		 read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to STARTTLS", err)) != 0)
+	    (status = read_reply(s, &r, s->timeout_ms, "waiting for the reply to STARTTLS", err)) !=
+		0)
 		goto done;
 	if (r.code != 220) {
 		if (cfg->tls == TLS_MAY && r.code >= 400) {
@@ -652,8 +653,8 @@ static int starttls(struct smtp_session *s, struct error *err)
 			      s->relay);
 		goto done;
 	}
-	if ((status = tls_start(&s->conn.tls, s->conn.fd, cfg, s->host,
-				net_deadline(cfg->timeout_ms), err)) != 0) {
+	if ((status = tls_start(&s->conn.tls, s->conn.fd, cfg, s->host, net_deadline(s->timeout_ms),
+				err)) != 0) {
 		status = fail_tls(s, err);
 		goto done;
 	}
@@ -715,7 +716,7 @@ static int authenticate(struct smtp_session *s, struct error *err)
 	buf_puts(&s->out, "\r\n");
 	for (;;) {
 		if ((status = flush_out(s, "during AUTH", err)) != 0 ||
-		    (status = read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to AUTH",
+		    (status = read_reply(s, &r, s->timeout_ms, "waiting for the reply to AUTH",
 					 err)) != 0)
 			break;
 		if (r.code == 235) {
@@ -744,7 +745,7 @@ static int authenticate(struct smtp_session *s, struct error *err)
 			buf_puts(&s->out, "*\r\n");
 			verbose_line(s, "C: ", "*", 1);
 			if (flush_out(s, "during AUTH", err) == 0)
-				(void)read_reply(s, &r, cfg->timeout_ms, "cancelling AUTH", err);
+				(void)read_reply(s, &r, s->timeout_ms, "cancelling AUTH", err);
 			status = fail(err, status, 0, "relay %s: authentication as %s: %s",
 				      s->relay, cfg->username, text);
 			break;
@@ -768,7 +769,7 @@ static int open_address(struct smtp_session *s, const struct addrinfo *ai, struc
 	struct smtp_reply r;
 	int status;
 
-	if ((status = net_connect(&s->conn, ai, cfg->timeout_connect_ms, err)) != 0) {
+	if ((status = net_connect(&s->conn, ai, s->connect_timeout_ms, err)) != 0) {
 		char text[sizeof(err->text)];
 
 		snprintf(text, sizeof(text), "%s", err->text);
@@ -787,7 +788,7 @@ static int open_address(struct smtp_session *s, const struct addrinfo *ai, struc
 		struct buf b = BUF_INIT;
 
 		if ((status = tls_start(&s->conn.tls, s->conn.fd, cfg, s->host,
-					net_deadline(cfg->timeout_ms), err)) != 0)
+					net_deadline(s->timeout_ms), err)) != 0)
 			return fail_tls(s, err);
 		tls_describe(s->conn.tls, &b);
 		report(s, "TLS: %s", b.data);
@@ -795,7 +796,7 @@ static int open_address(struct smtp_session *s, const struct addrinfo *ai, struc
 		buf_free(&b);
 	}
 	smtp_reply_init(&r);
-	if ((status = read_reply(s, &r, cfg->timeout_ms, "waiting for the greeting", err)) != 0)
+	if ((status = read_reply(s, &r, s->timeout_ms, "waiting for the greeting", err)) != 0)
 		goto done;
 	if (r.code / 100 != 2) {
 		status =
@@ -847,6 +848,10 @@ static struct smtp_session *session_new(const struct config *cfg, size_t i)
 
 	s->cfg = cfg;
 	net_conn_init(&s->conn);
+	/* Zero means unset (config_init fills the SPEC defaults; be defensive). */
+	s->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 120000;
+	s->connect_timeout_ms = cfg->timeout_connect_ms ? cfg->timeout_connect_ms : 10000;
+	s->eod_timeout_ms = s->timeout_ms > UINT_MAX / 5 ? UINT_MAX : 5 * s->timeout_ms;
 	s->host = ra->host;
 	if (strchr(ra->host, ':'))
 		buf_printf(&b, "[%s]:%u", ra->host, relay_port(cfg, ra));
@@ -1127,7 +1132,7 @@ static int send_message(struct smtp_session *s, const struct message *msg, struc
 		smtp_dot_stuff(&dot, chunk, (size_t)n, &out);
 		if (out.len >= SMTP_CHUNK && off < msg->body.len) {
 			if ((status = net_write(&s->conn, out.data, out.len,
-						net_deadline(s->cfg->timeout_ms), err)) != 0) {
+						net_deadline(s->timeout_ms), err)) != 0) {
 				status = fail_net(s, err, "while sending the message");
 				goto done;
 			}
@@ -1135,8 +1140,8 @@ static int send_message(struct smtp_session *s, const struct message *msg, struc
 		}
 	}
 	smtp_dot_finish(&dot, &out);
-	if ((status = net_write(&s->conn, out.data, out.len, net_deadline(s->cfg->timeout_ms),
-				err)) != 0)
+	if ((status = net_write(&s->conn, out.data, out.len, net_deadline(s->timeout_ms), err)) !=
+	    0)
 		status = fail_net(s, err, "while sending the message");
 
 done:
@@ -1179,7 +1184,6 @@ static int rcpt_failure(struct smtp_session *s, const struct smtp_result *res, s
 int smtp_session_send(struct smtp_session *s, const struct envelope *env, const struct message *msg,
 		      struct smtp_result *res, struct error *err)
 {
-	const struct config *cfg = s->cfg;
 	struct smtp_reply r;
 	int utf8 = env->smtputf8;
 	int pipelining = s->caps.pipelining;
@@ -1225,7 +1229,7 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 		queue_cmd(s, "RSET");
 	if (rset && !pipelining) {
 		if ((status = flush_out(s, "sending RSET", err)) != 0 ||
-		    (status = read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to RSET",
+		    (status = read_reply(s, &r, s->timeout_ms, "waiting for the reply to RSET",
 					 err)) != 0)
 			goto done;
 		if (r.code != 250) {
@@ -1246,13 +1250,13 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 		if ((status = flush_out(s, "sending the envelope", err)) != 0)
 			goto done;
 		if (rset) {
-			if ((status = read_reply(s, &r, cfg->timeout_ms,
+			if ((status = read_reply(s, &r, s->timeout_ms,
 						 "waiting for the reply to RSET", err)) != 0)
 				goto done;
 		}
 	}
-	if ((status = read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to MAIL FROM",
-				 err)) != 0)
+	if ((status =
+		 read_reply(s, &r, s->timeout_ms, "waiting for the reply to MAIL FROM", err)) != 0)
 		goto done;
 	mail_ok = r.code / 100 == 2;
 	if (!mail_ok) {
@@ -1263,14 +1267,14 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 
 			error_clear(&e2);
 			for (size_t i = 0; i <= env->rcpts.n; i++)
-				if (read_reply(s, &r, cfg->timeout_ms, "after a refused MAIL FROM",
+				if (read_reply(s, &r, s->timeout_ms, "after a refused MAIL FROM",
 					       &e2) != 0)
 					break;
 			if (r.code == 354) {
 				/* A relay that says 354 anyway gets an empty message. */
 				buf_puts(&s->out, ".\r\n");
 				if (flush_out(s, "ending DATA", &e2) == 0)
-					(void)read_reply(s, &r, cfg->timeout_ms, "after DATA", &e2);
+					(void)read_reply(s, &r, s->timeout_ms, "after DATA", &e2);
 			}
 		}
 		goto done;
@@ -1281,7 +1285,7 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 			if ((status = flush_out(s, "sending RCPT TO", err)) != 0)
 				goto done;
 		}
-		if ((status = read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to RCPT TO",
+		if ((status = read_reply(s, &r, s->timeout_ms, "waiting for the reply to RCPT TO",
 					 err)) != 0)
 			goto done;
 		if (r.code / 100 == 2)
@@ -1300,15 +1304,14 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 		if ((status = flush_out(s, "sending DATA", err)) != 0)
 			goto done;
 	}
-	if ((status = read_reply(s, &r, cfg->timeout_ms, "waiting for the reply to DATA", err)) !=
-	    0)
+	if ((status = read_reply(s, &r, s->timeout_ms, "waiting for the reply to DATA", err)) != 0)
 		goto done;
 	if (accepted == 0) {
 		if (r.code == 354) {
 			/* RFC 2920 3.1: DATA was accepted though no recipient was. */
 			buf_puts(&s->out, ".\r\n");
 			if ((status = flush_out(s, "ending DATA", err)) != 0 ||
-			    (status = read_reply(s, &r, cfg->timeout_ms,
+			    (status = read_reply(s, &r, s->timeout_ms,
 						 "waiting for the reply to an empty DATA", err)) !=
 				0)
 				goto done;
@@ -1322,7 +1325,7 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 	}
 	if ((status = send_message(s, msg, err)) != 0)
 		goto done;
-	if ((status = read_reply(s, &r, 5 * cfg->timeout_ms,
+	if ((status = read_reply(s, &r, s->eod_timeout_ms,
 				 "waiting for the reply to the end of data", err)) != 0)
 		goto done;
 	if (r.code / 100 != 2) {
