@@ -1364,7 +1364,7 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 			rc = error_set(err, EX_CONFIG,
 				       "%s: \"%s\" is outside a section (put it under [relay], "
 				       "[rewrite], ...)",
-				       path, colon + 1);
+				       path, colon ? colon + 1 : "[]"); /* "[]" alone: no key */
 		} else if (!section_known(section)) {
 			rc = error_set(err, EX_CONFIG,
 				       "%s: [%s]: unknown section (use relay, rewrite, aliases, "
