@@ -1031,6 +1031,19 @@ fail:
 	buf_free(&text);
 }
 
+/* reason_file_safe - root appends only to a plain file of the area's owner */
+
+static int reason_file_safe(const struct spool_area *a, int fd)
+{
+	struct stat sb;
+
+	/* In another user's area a planted hard link (where
+	 * protected_hardlinks is off) could make root append to any file. */
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1)
+		return 0;
+	return sb.st_uid == a->uid || sb.st_uid == geteuid();
+}
+
 /* reason_append - add one record to failed/ID.reason */
 
 static void reason_append(const struct spool_area *a, const char *id, const char *text)
@@ -1047,6 +1060,11 @@ static void reason_append(const struct spool_area *a, const char *id, const char
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	buf_printf(&line, "%s %s\n", when, text);
 	fd = openat(a->failed, name, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0 && !reason_file_safe(a, fd)) {
+		close(fd);
+		fd = -1;
+		errno = EPERM;
+	}
 	if (fd < 0 || write_all(fd, line.data, line.len) != 0 || fsync(fd) != 0)
 		log_msg(LOG_LEVEL_WARNING, "%s: cannot write %s/failed/%s: %s", id, a->path, name,
 			strerror(errno));
