@@ -222,8 +222,19 @@ int shim_accept(struct error *err)
 	pid = fork();
 	if (pid < 0)
 		return error_set(err, EX_OSERR, "shim: fork: %s", strerror(errno));
-	if (pid > 0)
+	if (pid > 0) {
+		char line[32];
+		int n = snprintf(line, sizeof(line), "PID %d\n", (int)pid);
+
+		/*
+		 * Tell the shim who serves: when the application is PID 1 or
+		 * a subreaper, the child becomes its child again, and the
+		 * shim reaps it (shim/README.md).
+		 */
+		if (send(1, line, (size_t)n, MSG_NOSIGNAL) < 0)
+			(void)0;
 		_exit(0);
+	}
 	setsid();
 	shim_accept_close_from(3);
 

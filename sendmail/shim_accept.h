@@ -22,8 +22,9 @@
  *
  *	shim_accept() must be the first thing -bs mode does, before any
  *	file is opened and before stdin is read: it
- *	1. forks; the parent exits at once (the shim waits for it), the
- *	   child calls setsid(), so the application never has to reap us;
+ *	1. forks; the parent writes "PID <child>\n" on fd 1 and exits at
+ *	   once (the shim waits for it), the child calls setsid(), so the
+ *	   application never has to reap us;
  *	2. closes every descriptor >= 3 (an application descriptor without
  *	   close-on-exec that leaked through posix_spawn on glibc < 2.34);
  *	3. reads the expected peer from fd 1 (10 s at most);

@@ -30,7 +30,10 @@
  *	   (sendmail/shim_accept.c);
  *	5. the helper forks once and its first process exits at once; the
  *	   shim waits for that process, so the application is left with no
- *	   child and no zombie of ours (it does see one SIGCHLD).
+ *	   child and no zombie of ours (it does see one SIGCHLD). If the
+ *	   application is PID 1 or a subreaper, the helper is re-parented to
+ *	   it; the shim then reaps finished helpers at the next intercepted
+ *	   connect() (ORPHANED HELPERS below).
  *	Spawning before connecting means a helper that cannot be started
  *	leaves the application's socket untouched: connect() then fails with
  *	ECONNREFUSED and one line on stderr.
@@ -62,8 +65,8 @@
  * DIAGNOSTICS
  *	One line on stderr ("relayshim: ...") when a helper cannot be
  *	started, for an unusable RELAYSHIM_INTERCEPT entry, and once when
- *	the process is PID 1 or a child subreaper (helpers it does not reap
- *	stay zombies).
+ *	the process is PID 1 or a child subreaper (the helpers of the last
+ *	sessions stay zombies until the next intercepted connect()).
  * BUGS
  *	getpeername() shows the listener's ephemeral port, not 25.
  *	Statically linked programs, raw syscall(SYS_connect) and io_uring
@@ -127,6 +130,7 @@ static struct shim_config {
 	size_t ntargets;
 	struct shim_target targets[SHIM_MAX_TARGETS];
 	char *sendmail;
+	char comm[16];		/* the helper's /proc comm: basename, 15 bytes */
 	char **envp;
 } shim;
 
@@ -134,6 +138,9 @@ static struct shim_config {
 static int shim_state;
 /* Set once the PID 1 / subreaper warning was written. */
 static int shim_reaper_warned;
+/* Helpers re-parented to us (PID 1 or subreaper), to reap later; 0 = free slot. */
+#define SHIM_MAX_ORPHANS 64
+static pid_t shim_orphans[SHIM_MAX_ORPHANS];
 
 /*
  * ==================================================================
@@ -395,6 +402,11 @@ static void shim_init(void)
 	}
 	v = getenv("RELAYSHIM_SENDMAIL");
 	shim.sendmail = strdup(v != NULL && *v != 0 ? v : "/usr/sbin/sendmail");
+	if (shim.sendmail != NULL) {
+		const char *base = strrchr(shim.sendmail, '/');
+
+		snprintf(shim.comm, sizeof(shim.comm), "%s", base ? base + 1 : shim.sendmail);
+	}
 	v = getenv("RELAYSHIM_INTERCEPT");
 	shim_parse_intercept(v != NULL ? v : "127.0.0.1:25 [::1]:25");
 	if (shim.sendmail == NULL || shim_capture_env() != 0) {
@@ -708,20 +720,115 @@ static void shim_reap(pid_t pid)
 	errno = saved;
 }
 
-/* shim_warn_reaper - warn once when orphaned helpers would become our zombies */
+/*
+ * ==================================================================
+ * ORPHANED HELPERS (the application is PID 1 or a subreaper)
+ * ==================================================================
+ *
+ * The detached helper is re-parented to the nearest subreaper or PID 1.
+ * When that is the application (node or php-fpm as a container's PID 1
+ * without --init), every finished helper would stay its zombie forever.
+ * The helper's first process reports the serving child's pid on the
+ * control socket; the shim remembers it and reaps finished helpers at
+ * the next intercepted connect(), so at most the helpers of the last
+ * sessions remain zombies. Before reaping, /proc confirms that the pid is
+ * still our child and runs the helper program, so that a pid the
+ * application reaped and reused for a child of its own is never touched.
+ */
 
-static void shim_warn_reaper(void)
+/* shim_is_reaper - are orphans re-parented to this process? */
+
+static int shim_is_reaper(void)
 {
 	int sub = 0;
 
-	if (__atomic_load_n(&shim_reaper_warned, __ATOMIC_RELAXED))
-		return;
-	if (getpid() != 1 && (prctl(PR_GET_CHILD_SUBREAPER, &sub, 0, 0, 0) != 0 || sub == 0))
-		return;
+	return getpid() == 1 || (prctl(PR_GET_CHILD_SUBREAPER, &sub, 0, 0, 0) == 0 && sub != 0);
+}
+
+/* shim_warn_reaper - warn once about the zombies of the last sessions */
+
+static void shim_warn_reaper(void)
+{
 	if (__atomic_exchange_n(&shim_reaper_warned, 1, __ATOMIC_RELAXED) == 0)
 		shim_log("this process is PID 1 or a child subreaper: finished sendmail helpers "
-			 "stay zombies unless it reaps its children (run it under an init, e.g. "
-			 "docker run --init)");
+			 "are reaped at the next intercepted connect() only (run it under an init, "
+			 "e.g. docker run --init)");
+}
+
+/* shim_orphan_state - 1: our finished helper, 0: our helper still running, -1: not ours */
+
+static int shim_orphan_state(pid_t pid)
+{
+	char path[64];
+	char buf[512];
+	char *open_paren;
+	char *close_paren;
+	char state;
+	int ppid;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	/* "pid (comm) S ppid ...": comm may contain anything, even ")". */
+	open_paren = strchr(buf, '(');
+	close_paren = strrchr(buf, ')');
+	if (open_paren == NULL || close_paren == NULL || close_paren < open_paren)
+		return -1;
+	*close_paren = 0;
+	if (strcmp(open_paren + 1, shim.comm) != 0 ||
+	    sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2 || ppid != getpid())
+		return -1;
+	return state == 'Z' ? 1 : 0;
+}
+
+/* shim_reap_orphans - reap the finished helpers we were left with */
+
+static void shim_reap_orphans(void)
+{
+	for (size_t i = 0; i < SHIM_MAX_ORPHANS; i++) {
+		pid_t pid = __atomic_exchange_n(&shim_orphans[i], 0, __ATOMIC_ACQ_REL);
+		int state;
+
+		if (pid <= 0)
+			continue;
+		state = shim_orphan_state(pid);
+		if (state == 1)
+			waitpid(pid, NULL, WNOHANG);
+		else if (state == 0)
+			__atomic_store_n(&shim_orphans[i], pid, __ATOMIC_RELEASE);
+	}
+}
+
+/* shim_remember_orphan - note the pid reported on the control socket */
+
+static void shim_remember_orphan(int ctl)
+{
+	char line[32];
+	ssize_t n;
+	long pid;
+
+	/* The first process wrote the line before exiting, and we reaped it. */
+	n = recv(ctl, line, sizeof(line) - 1, MSG_DONTWAIT);
+	if (n < 5 || memcmp(line, "PID ", 4) != 0)
+		return;
+	line[n] = 0;
+	pid = strtol(line + 4, NULL, 10);
+	if (pid <= 1)
+		return;
+	for (size_t i = 0; i < SHIM_MAX_ORPHANS; i++) {
+		pid_t zero = 0;
+
+		if (__atomic_compare_exchange_n(&shim_orphans[i], &zero, (pid_t)pid, 0,
+						__ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			return;
+	}
 }
 
 /* shim_intercept - serve one connect() to an intercepted endpoint */
@@ -739,6 +846,7 @@ static int shim_intercept(int fd, const struct sockaddr *addr, socklen_t addrlen
 	int err;
 	int result;
 	int mapped = 0;
+	int reaper;
 
 	/* connect(-1, ...) loops measure the call path: keep them syscall-free. */
 	if (fd < 0)
@@ -753,7 +861,11 @@ static int shim_intercept(int fd, const struct sockaddr *addr, socklen_t addrlen
 		errno = saved;
 		return shim_real_connect(fd, addr, addrlen);
 	}
-	shim_warn_reaper();
+	reaper = shim_is_reaper();
+	if (reaper) {
+		shim_warn_reaper();
+		shim_reap_orphans();
+	}
 
 	if ((lfd = shim_listen(addr, &to, &tolen)) < 0) {
 		err = errno;
@@ -789,8 +901,10 @@ static int shim_intercept(int fd, const struct sockaddr *addr, socklen_t addrlen
 		if (n > 0 && send(pair[0], peer, (size_t)n, MSG_NOSIGNAL) != n)
 			(void)0;
 	}
-	shim_close(&pair[0]);
 	shim_reap(pid);
+	if (reaper)
+		shim_remember_orphan(pair[0]);
+	shim_close(&pair[0]);
 	errno = result == 0 ? saved : err;
 	return result;
 
