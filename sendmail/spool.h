@@ -65,8 +65,19 @@
  *	factor in [0.75, 1.25)), and exits when no message is left. After
  *	three consecutive temporary failures in one pass it stops the pass
  *	(the relay is down: no need to time out 200 times) and sleeps with
- *	its own backoff. A kick while it sleeps makes it retry within a
- *	second.
+ *	its own backoff (a pass forced by a kick does not grow it). A kick
+ *	while it sleeps makes it retry within a second. Its stdio is
+ *	/dev/null, so with [log] target = stderr its log lines are lost:
+ *	containers should log to /proc/1/fd/1 or a file. The worker is
+ *	reparented to PID 1 and stays a zombie after it exits unless PID 1
+ *	reaps orphans (docker run --init, tini; php-fpm and supervisord do).
+ *
+ *	What is permanent: the relay's 5xx (EX_UNAVAILABLE, EX_NOUSER) and
+ *	EX_DATAERR (too big, SMTPUTF8 missing). A configuration error
+ *	(EX_CONFIG) or a local fault keeps the message queued: it is fixed
+ *	on our side, and bouncing would lose the mail. An entry whose
+ *	directory is not writable (spool remounted read-only) is not sent
+ *	at all: it could not be removed and would go out at every pass.
  *
  *	spool_run() is sendmail -q: deliver everything the caller may read,
  *	due or not, in the foreground, then run the notices this produced.
@@ -88,7 +99,10 @@
  *			or remove what is not theirs), made by whoever comes
  *			first, root normally. An existing dir is used as it
  *			is: an administrator may pre-create it 0700 for one
- *			user, or 1733 (root) on a volume for several.
+ *			user, or 1733 (root) on a volume for several. A user
+ *			who cannot create it (parent not writable) gets 73:
+ *			images should create it at build time
+ *			(install -d -m 1733 /var/spool/relayshim).
  *	dir/UID/	the area of user UID: mode 0700, owned by UID, made by
  *			that user at its first submission. Another owner or
  *			group/other bits make the area unusable (exit 73 /
@@ -106,7 +120,11 @@
  *	and root's -q handle every area (dir/N owned by uid N); files root
  *	writes there are chown'ed to N so that N's own worker can go on.
  *	Each delivery holds flock() on the entry, so two workers, or a
- *	worker and -q, never send one message twice.
+ *	worker and -q, never send one message twice. Root opens entries in
+ *	other areas with O_NOFOLLOW, creates files there with O_EXCL, and
+ *	appends to failed/ID.reason only when it is a plain file with one
+ *	link: a user cannot turn root's writes against another file. Root
+ *	delivers a user's messages with root's configuration.
  * CRASH CONSISTENCY
  *	spool_store(): write tmp/ID, fsync it, renameat2(RENAME_NOREPLACE)
  *	to q/ID, fsync q/. A crash before the rename leaves only tmp/ID
