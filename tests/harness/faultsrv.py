@@ -48,7 +48,8 @@ DESCRIPTION
       drop_data_after: n  close the connection once n bytes of message data
                           (after the 354) have arrived.
       tls: "starttls" | "implicit"   cert: "valid" | "expired" | "wrong_name"
-                          | "self_signed" (needs pki=); tls_client_ca: true to
+                          | "self_signed" (from pki=, default PKI.shared());
+                          tls_client_ca: true to
                           request and verify a client certificate.
       starttls_garbage: str|bytes    after "220" to STARTTLS, send these bytes
                           instead of a TLS handshake, then close.
@@ -70,7 +71,8 @@ DESCRIPTION
     rcpt_options, data (dot-unstuffed, CRLF kept, without the final dot
     line), raw_data (as on the wire), accepted), tls, tls_error,
     client_cert_subject, plaintext_after_starttls, closed_by ("client",
-    "server", "stop"). srv.connection_count counts accepted connections.
+    "server", "stop"). srv.connection_count counts accepted connections;
+    srv.errors lists tracebacks of harness bugs (empty in a good run).
 
 DIAGNOSTICS
     stop() joins every thread; a thread that does not finish within 5 s
@@ -91,6 +93,7 @@ import ssl
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field, asdict
 
 STAGES = ("connect", "greeting", "ehlo", "helo", "starttls", "auth", "mail", "rcpt",
@@ -634,6 +637,9 @@ class FaultServer:
         self.port = port
         self.pki = pki
         self.hostname = hostname
+        # Unexpected exceptions in connection threads: harness bugs, which
+        # must not pass for client behaviour (the pytest fixture fails on them).
+        self.errors = []
         self.connections = []
         self.stopping = threading.Event()
         self._lock = threading.Condition()
@@ -763,7 +769,8 @@ class FaultServer:
         key = (kind, client_ca)
         if key not in self._contexts:
             if self.pki is None:
-                raise RuntimeError("TLS scripted but the FaultServer has no pki")
+                from harness.pki import PKI
+                self.pki = PKI.shared()
             cert = self.pki.cert(kind)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(cert.cert, cert.key)
@@ -802,9 +809,11 @@ class FaultServer:
             session.run()
         except Drop:
             pass
-        except Exception as e:  # a harness bug must be visible in the log
+        except Exception as e:  # a harness bug must be visible
             conn.closed_by = conn.closed_by or "server"
-            conn.tls_error = conn.tls_error or "harness error: %r" % (e,)
+            text = "connection %d: %s" % (conn.index, traceback.format_exc())
+            self.errors.append(text)
+            sys.stderr.write("faultsrv: harness error in " + text)
         finally:
             if conn.closed_by is None:
                 conn.closed_by = "server"

@@ -3,6 +3,8 @@
 SYNOPSIS
     from harness.pki import PKI
     pki = PKI.create()            # or PKI.create("/some/dir")
+    pki = PKI.shared()            # the one PKI of this process (the pytest
+                                  # fixture and FaultServer's default use it)
     pki.ca_file                   # PEM of the CA (trust anchor for clients)
     pki.server.cert, .key         # SAN relay.test, localhost, 127.0.0.1, ::1
     pki.expired                   # same names, validity ended in 2020
@@ -24,15 +26,19 @@ DIAGNOSTICS
     A failing openssl command raises RuntimeError with its stderr.
 """
 
+import atexit
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 
 from harness import TMP_PREFIX
 
 TLS_HOSTNAME = "relay.test"
+_shared = None
+_shared_lock = threading.Lock()
 SERVER_SAN = "DNS:relay.test, DNS:localhost, IP:127.0.0.1, IP:::1"
 
 _CA_CONFIG = """\
@@ -129,6 +135,16 @@ class PKI:
                 shutil.rmtree(directory, ignore_errors=True)
             raise
         return pki
+
+    # shared - one PKI per process, made on first use and removed at exit
+    @classmethod
+    def shared(cls):
+        global _shared
+        with _shared_lock:
+            if _shared is None:
+                _shared = cls.create()
+                atexit.register(_shared.cleanup)
+            return _shared
 
     # cert - the Cert of a kind name ("valid", "expired", ...)
     def cert(self, kind):

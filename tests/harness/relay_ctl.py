@@ -2,7 +2,7 @@
 """relay_ctl - start and stop the test Postfix relay from a shell (for `make demo`).
 
 SYNOPSIS
-    /usr/bin/python3 tests/harness/relay_ctl.py start DIR
+    /usr/bin/python3 tests/harness/relay_ctl.py start DIR [--owner PID]
     . DIR/env            # RELAY_HOST, RELAY_PLAIN_PORT, RELAY_SUBMISSION_PORT,
                          # RELAY_SMTPS_PORT, RELAY_CA_FILE, RELAY_TLS_HOSTNAME,
                          # RELAY_USER, RELAY_PASSWORD, CAPTURE_DIR, RELAY_LOG,
@@ -16,7 +16,9 @@ DESCRIPTION
     message to DIR/capture as NNNN.eml (exact data) and NNNN.json (envelope),
     and writes DIR/env (shell variable assignments). start returns only once
     Postfix answers on every listener and DIR/env exists; exit 1 with the
-    reason otherwise (nothing left running).
+    reason otherwise (nothing left running). With --owner PID, the relay also
+    stops by itself once process PID is gone (a test run killed mid-test, or
+    `make demo` interrupted: pass the shell's $$).
 
     wait returns once DIR/capture holds N messages (exit 1 after TIMEOUT
     seconds, default 20).
@@ -41,7 +43,7 @@ from harness.postfix import PostfixRelay, instance_pids  # noqa: E402
 
 
 # serve - the background process: run the relay until SIGTERM/SIGINT
-def serve(d):
+def serve(d, owner=None):
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
@@ -68,8 +70,9 @@ def serve(d):
             for k, v in values.items():
                 f.write("%s=%s\n" % (k, shlex.quote(str(v))))
         os.rename(tmp, os.path.join(d, "env"))
-        while not done.wait(0.5):
-            pass
+        while not done.wait(0.2):
+            if owner and not _alive(owner):
+                break
     finally:
         relay.stop()
         try:
@@ -80,7 +83,7 @@ def serve(d):
 
 
 # start - launch serve detached and wait until it is ready
-def start(d):
+def start(d, owner=None):
     os.makedirs(d, exist_ok=True)
     env_file = os.path.join(d, "env")
     if os.path.exists(env_file):
@@ -88,7 +91,10 @@ def start(d):
               file=sys.stderr)
         return 1
     log = open(os.path.join(d, "serve.log"), "wb")
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", d],
+    cmd = [sys.executable, os.path.abspath(__file__), "serve", d]
+    if owner:
+        cmd += ["--owner", str(owner)]
+    proc = subprocess.Popen(cmd,
                             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                             start_new_session=True)
     deadline = time.monotonic() + 30
@@ -178,17 +184,24 @@ def _instance_owner(pid):
 
 
 def main(argv):
-    usage = "usage: relay_ctl.py start|stop|serve DIR | wait DIR N [TIMEOUT]"
+    usage = ("usage: relay_ctl.py start|serve DIR [--owner PID] | stop DIR"
+             " | wait DIR N [TIMEOUT]")
     if len(argv) < 3:
         print(usage, file=sys.stderr)
         return 64
     cmd, d = argv[1], os.path.abspath(argv[2])
+    owner = None
+    if cmd in ("start", "serve") and len(argv) == 5 and argv[3] == "--owner":
+        owner = int(argv[4])
+    elif cmd in ("start", "serve", "stop") and len(argv) != 3:
+        print(usage, file=sys.stderr)
+        return 64
     if cmd == "start":
-        return start(d)
+        return start(d, owner)
     if cmd == "stop":
         return stop(d)
     if cmd == "serve":
-        return serve(d)
+        return serve(d, owner)
     if cmd == "wait" and len(argv) >= 4:
         return wait(d, int(argv[3]), float(argv[4]) if len(argv) > 4 else 20.0)
     print(usage, file=sys.stderr)

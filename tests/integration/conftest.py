@@ -47,9 +47,8 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def pki():
-    p = PKI.create()
-    yield p
-    p.cleanup()
+    # The process-wide PKI: a FaultServer built without pki= uses the same CA.
+    return PKI.shared()
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +99,7 @@ def fault_server(pki):
             srv.stop()
         except RuntimeError as e:
             errors.append(str(e))
+        errors.extend(srv.errors)
     if errors:
         pytest.fail("; ".join(errors))
 

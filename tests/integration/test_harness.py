@@ -369,7 +369,8 @@ def test_relay_extra_params_and_files_reach_main_cf(make_relay):
 def test_relay_ctl_starts_and_stops_the_demo_relay(tmp_path):
     d = str(tmp_path / "demo")
     ctl = [sys.executable, os.path.join(TESTS_DIR, "harness", "relay_ctl.py")]
-    proc = subprocess.run(ctl + ["start", d], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(ctl + ["start", d, "--owner", str(os.getpid())],
+                          capture_output=True, text=True, timeout=30)
     try:
         assert proc.returncode == 0, proc.stderr
         env = dict(line.split("=", 1) for line in open(os.path.join(d, "env")).read().split()
@@ -388,6 +389,24 @@ def test_relay_ctl_starts_and_stops_the_demo_relay(tmp_path):
         stop = subprocess.run(ctl + ["stop", d], capture_output=True, text=True, timeout=30)
     assert stop.returncode == 0, stop.stderr
     assert not [p for p in instance_pids() if _owned_by(p, d)]
+
+
+def test_relay_ctl_relay_stops_by_itself_when_its_owner_dies(tmp_path):
+    d = str(tmp_path / "demo")
+    ctl = [sys.executable, os.path.join(TESTS_DIR, "harness", "relay_ctl.py")]
+    owner = subprocess.Popen(["sleep", "30"])
+    try:
+        proc = subprocess.run(ctl + ["start", d, "--owner", str(owner.pid)],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 10
+    while os.path.exists(os.path.join(d, "env")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(os.path.join(d, "env"))
+    assert subprocess.run(ctl + ["stop", d], capture_output=True).returncode == 0
 
 
 def _owned_by(pid, demo_dir):
@@ -618,6 +637,15 @@ def test_fault_implicit_tls(fault_server, pki):
                           context=tls_context(pki.ca_file)) as s:
         s.sendmail("a@b.test", ["c@d.test"], msg())
     assert srv.wait_for(1)[0].tls
+
+
+def test_fault_server_without_pki_uses_the_session_ca(pki):
+    from harness.faultsrv import FaultServer
+    with FaultServer({"tls": "implicit"}) as srv:
+        with smtplib.SMTP_SSL(srv.host, srv.port, timeout=5,
+                              context=tls_context(pki.ca_file)) as s:
+            s.noop()
+    assert srv.errors == []
 
 
 def test_fault_garbage_after_starttls_fails_the_handshake(fault_server, pki):
