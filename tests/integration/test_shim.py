@@ -266,6 +266,49 @@ def test_node_net_localhost(relay, shim_env):
     delivered(relay, tok)
 
 
+NODEMAILER = r"""
+const nodemailer = require("nodemailer");
+// Defaults as an application has them: localhost:25, pipelining, opportunistic
+// STARTTLS (relayshim never offers it), and no QUIT wait after the last 250.
+const t = nodemailer.createTransport({host: "localhost", port: 25, secure: false});
+t.sendMail({from: "%s", to: "%s", subject: process.argv[1], text: "via nodemailer"})
+  .then(() => process.exit(0), e => { console.error(e.message); process.exit(1); });
+""" % (SENDER, RCPT)
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/nodejs/nodemailer"),
+                    reason="node-nodemailer not installed")
+def test_nodemailer_smtp(relay, shim_env):
+    tok = token()
+    env = dict(shim_env, NODE_PATH="/usr/share/nodejs")
+    run(["node", "-e", NODEMAILER, tok], env)
+    delivered(relay, tok)
+
+
+PHPMAILER = r"""
+require "/usr/share/php/libphp-phpmailer/autoload.php";
+$m = new PHPMailer\PHPMailer\PHPMailer(true);
+$m->isSMTP();
+$m->Host = "localhost";
+$m->Port = 25;
+$m->SMTPAutoTLS = true;
+$m->setFrom("%s");
+$m->addAddress("%s");
+$m->Subject = $argv[1];
+$m->Body = "via PHPMailer";
+$m->send();
+""" % (SENDER, RCPT)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/php/libphp-phpmailer/autoload.php"),
+                    reason="libphp-phpmailer not installed")
+def test_phpmailer_smtp(relay, shim_env):
+    skip_php_under_asan(shim_env)
+    tok = token()
+    run(["php", "-r", PHPMAILER, tok], shim_env)
+    delivered(relay, tok)
+
+
 def test_intercepted_connect_leaves_no_child(relay, shim_env):
     # An application that sends and then lists its own children: none left.
     tok = token()
