@@ -40,7 +40,7 @@ struct smtp_session {
 	struct buf out;		     /* commands not yet written */
 	struct buf *report;	     /* --relay-check: lines appended here */
 	int in_sync;		     /* connected, and every reply read */
-	int transactions;	     /* started on this connection */
+	int needs_rset;		     /* a transaction was left unfinished */
 	unsigned timeout_ms;	     /* per command */
 	unsigned eod_timeout_ms;     /* the reply to the final dot: 5x */
 	unsigned connect_timeout_ms; /* per address */
@@ -870,7 +870,7 @@ static void session_reset(struct smtp_session *s)
 	smtp_caps_free(&s->caps);
 	buf_free(&s->out);
 	s->in_sync = 0;
-	s->transactions = 0;
+	s->needs_rset = 0;
 }
 
 /* session_free - release without QUIT */
@@ -1187,7 +1187,7 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 	struct smtp_reply r;
 	int utf8 = env->smtputf8;
 	int pipelining = s->caps.pipelining;
-	int rset = s->transactions > 0;
+	int rset = s->needs_rset;
 	size_t accepted = 0;
 	int status = 0;
 	int mail_ok;
@@ -1224,7 +1224,8 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 			    s->relay);
 
 	smtp_reply_init(&r);
-	s->transactions++;
+	/* Cleared by the reply to the final dot, which ends a transaction either way. */
+	s->needs_rset = 1;
 	if (rset)
 		queue_cmd(s, "RSET");
 	if (rset && !pipelining) {
@@ -1328,6 +1329,7 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 	if ((status = read_reply(s, &r, s->eod_timeout_ms,
 				 "waiting for the reply to the end of data", err)) != 0)
 		goto done;
+	s->needs_rset = 0;
 	if (r.code / 100 != 2) {
 		status = fail_reply(s, err, &r, EX_UNAVAILABLE,
 				    r.code >= 500 ? "refused the message at end of data"

@@ -51,8 +51,9 @@
  *	SMTPUTF8, RET=/ENVID= when DSN is offered), every RCPT (NOTIFY=),
  *	DATA - all in one write when the relay offers PIPELINING - then the
  *	header section, the separator, the body streamed in large chunks and
- *	dot-stuffed on the fly, the final dot in the last write. A second
- *	transaction on the same session starts with RSET. Recipients the
+ *	dot-stuffed on the fly, the final dot in the last write. A
+ *	transaction that follows one left unfinished (refused sender or
+ *	recipients, refused DATA) starts with RSET, pipelined with MAIL. Recipients the
  *	relay refuses while it accepts others are listed in res->rejected
  *	(5xx) or res->deferred (4xx); the message goes to the accepted ones
  *	and the call returns 0.

@@ -673,7 +673,7 @@ def test_postfix_relay_check(pf, run_sendmail):
 # ---------------------------------------------------------------------------
 
 
-def test_bs_session_reuses_the_relay_connection_with_rset(fault, run_sendmail):
+def test_bs_session_reuses_the_relay_connection(fault, run_sendmail):
     srv = fault({})
     msg = b"Subject: x\r\n\r\nbody\r\n.\r\n"
     script = (b"EHLO client\r\n"
@@ -687,7 +687,25 @@ def test_bs_session_reuses_the_relay_connection_with_rset(fault, run_sendmail):
     assert [m.rcpt_tos for m in msgs] == [["b@example.com"], ["c@example.com"]]
     assert srv.connection_count == 1
     cmds = [c.split()[0].upper() for c in commands(srv) if c]
-    assert cmds.count("EHLO") == 1 and "RSET" in cmds
+    # Each transaction ended with the reply to its final dot: no RSET needed.
+    assert cmds.count("EHLO") == 1 and "RSET" not in cmds
+
+
+def test_bs_session_resets_after_a_failed_transaction(fault, run_sendmail):
+    srv = fault({"rcpt": ["550 5.1.1 User unknown", "250 2.1.5 Ok"]})
+    msg = b"Subject: x\r\n\r\nbody\r\n.\r\n"
+    script = (b"EHLO client\r\n"
+              b"MAIL FROM:<a@example.com>\r\nRCPT TO:<nobody@example.com>\r\nDATA\r\n" + msg +
+              b"MAIL FROM:<a@example.com>\r\nRCPT TO:<c@example.com>\r\nDATA\r\n" + msg +
+              b"QUIT\r\n")
+    r = run_sendmail(["-bs"], input=script, config=cfg(at(srv)))
+    out = r.stdout.decode() if isinstance(r.stdout, bytes) else r.stdout
+    msgs = srv.wait_for(1)
+    assert [m.rcpt_tos for m in msgs] == [["c@example.com"]], out
+    assert srv.connection_count == 1
+    cmds = [c.split()[0].upper() for c in commands(srv) if c]
+    assert cmds.count("RSET") == 1
+    assert cmds.index("RSET") > cmds.index("RCPT")
 
 
 def test_relay_size_refusal_at_mail_is_a_data_error(fault, run_sendmail):
