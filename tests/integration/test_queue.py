@@ -701,3 +701,36 @@ def test_root_retrying_a_users_message_leaves_it_usable_for_that_user(queue, rel
     r = queue.run(["-q"], user=NOBODY)
     assert r.returncode == 0, err(r)
     assert subjects(relay.capture.wait_for(1)) == {b"queue test 1": 1}
+
+
+# ---------------------------------------------------------------------------
+# -bs: the 250 after the final dot follows the durable commit
+# ---------------------------------------------------------------------------
+
+
+def _bs_session(queue, env=None):
+    e = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "RELAYSHIM_RETRY_BASE": "0.2"}
+    e.update(env or {})
+    script = (b"EHLO client.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+              b"DATA\r\nSubject: queue test bs\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+    return subprocess.run([SENDMAIL, "-C", queue.config(), "-bs"], input=script,
+                          capture_output=True, env=e, timeout=60)
+
+
+def test_bs_acknowledges_a_queued_message_and_the_worker_delivers_it(queue, relay):
+    r = _bs_session(queue)
+    replies = r.stdout.decode().splitlines()
+    final = [l for l in replies if l.startswith("250 ") and "queued" in l.lower()]
+    assert final, replies
+    assert len(queue.entries()) == 1 or relay.capture.messages()
+    queue.relay_back(relay)
+    msgs, _ = wait_count(relay.capture, 1, 20)
+    assert subjects(msgs) == {b"queue test bs": 1}
+
+
+def test_bs_gives_no_250_when_it_dies_before_the_commit(queue):
+    r = _bs_session(queue, env={"RELAYSHIM_TEST_CRASH_AT": "store-fsynced"})
+    assert r.returncode == -signal.SIGKILL
+    replies = r.stdout.decode().splitlines()
+    assert not [l for l in replies if "queued" in l.lower()], replies
+    assert queue.entries() == []
