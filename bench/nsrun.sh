@@ -2,7 +2,8 @@
 # nsrun.sh - run a command in private mount and PID namespaces, with
 # directories of the peers' unpacked packages overlaid on the system ones.
 #
-#   sh bench/nsrun.sh [-o TARGET=LOWER[:LOWER...]]... [-s SPOOL] -- command [args]
+#   sh bench/nsrun.sh [-o TARGET=LOWER[:LOWER...]]... [-b TARGET=DIR]... [-s SPOOL]
+#                     -- command [args]
 #
 # Why: dma and libESMTP's plugins only look in compiled-in paths
 # (/etc/dma/dma.conf, /usr/lib/x86_64-linux-gnu/esmtp-plugins-*). Rather
@@ -13,6 +14,9 @@
 # when the command ends, every process it left behind (dma's background
 # deliverers, relayshim's queue worker) is killed with the namespace, so
 # the benchmark leaves nothing running.
+#
+# -b TARGET=DIR bind-mounts a writable DIR on TARGET (after the overlays,
+# so TARGET may be a directory that only exists in an overlay): a spool.
 #
 # -s SPOOL: after the command, wait up to 10 s for SPOOL to become empty,
 # so background deliveries reach the sink before the namespace is torn
@@ -34,6 +38,13 @@ while [ $# -gt 0 ]; do
 		lower=${2#*=}
 		mount -t overlay overlay -o "lowerdir=$lower:$target" "$target" || {
 			echo "nsrun: cannot overlay $target" >&2
+			exit 71
+		}
+		shift 2
+		;;
+	-b)
+		mount --bind "${2#*=}" "${2%%=*}" || {
+			echo "nsrun: cannot bind ${2#*=} on ${2%%=*}" >&2
 			exit 71
 		}
 		shift 2

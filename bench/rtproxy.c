@@ -4,7 +4,7 @@
  * SUMMARY
  *	TCP proxy that counts SMTP round trips per connection
  * SYNOPSIS
- *	rtproxy [-d microseconds] listen-port upstream-host upstream-port logfile
+ *	rtproxy [-d microseconds] [-t] listen-port upstream-host upstream-port logfile
  * DESCRIPTION
  *	rtproxy listens on 127.0.0.1:listen-port, connects every
  *	accepted client to upstream and copies bytes both ways (one
@@ -30,6 +30,9 @@
  *	like netem would give) and client data that arrived meanwhile is
  *	forwarded first: it was sent without waiting, so it is not a new
  *	round trip. With -d 1000 the counts are exact and repeatable.
+ *
+ *	With -t, every read is also logged ("# conn=N C|S bytes start"),
+ *	to see where a client's round trips go.
  *
  *	When a connection ends, one line is appended to logfile:
  *	"conn=N rt=R c2s=BYTES s2c=BYTES". The number of lines is the
@@ -67,6 +70,7 @@ static int log_fd;
 static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
 static int next_id;
 static long delay_us;
+static int trace;
 
 /* write_all - copy everything, 0 or -1 */
 
@@ -86,8 +90,28 @@ static int write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
+/* trace_burst - with -t, log one line per read: direction, size, start */
+
+static void trace_burst(int id, char dir, const char *p, ssize_t n)
+{
+    char line[160];
+    int len, i, k;
+
+    len = snprintf(line, sizeof(line), "# conn=%d %c %zd ", id, dir, n);
+    if (len < 0 || (size_t) len >= sizeof(line))
+        return;
+    /* Printable start of the data (TLS records show as dots). */
+    for (i = 0, k = len; i < n && i < 60 && k < (int) sizeof(line) - 2; i++)
+        line[k++] = (p[i] >= 32 && p[i] < 127) ? p[i] : '.';
+    line[k++] = '\n';
+    pthread_mutex_lock(&id_lock);
+    (void) write_all(log_fd, line, (size_t) k);
+    pthread_mutex_unlock(&id_lock);
+}
+
 /* Per-connection state. */
 struct link {
+    int id;
     int client;
     int server;
     int client_open;
@@ -113,6 +137,8 @@ static void client_event(struct link *l)
     if (l->server_turn)
         l->rt++;
     l->server_turn = 0;
+    if (trace)
+        trace_burst(l->id, 'C', l->buf, n);
     if (n > 0) {
         l->c2s += (size_t) n;
         if (write_all(l->server, l->buf, (size_t) n) < 0)
@@ -148,6 +174,8 @@ static void server_event(struct link *l)
     n = read(l->server, l->buf, COPY_BUF_LEN);
     if (n < 0 && errno == EINTR)
         return;
+    if (trace)
+        trace_burst(l->id, 'S', l->buf, n);
     if (n <= 0) {
         l->server_open = 0;
         (void) shutdown(l->client, SHUT_WR);
@@ -184,6 +212,7 @@ static void *relay(void *arg)
 
     memset(&l, 0, sizeof(l));
     l.client = c->client;
+    l.id = c->id;
     l.client_open = l.server_open = l.client_writable = 1;
     l.buf = malloc(COPY_BUF_LEN);
     l.server = socket(AF_INET, SOCK_STREAM, 0);
@@ -231,13 +260,21 @@ int main(int argc, char **argv)
     pthread_t tid;
     int lfd, one = 1, fd;
 
-    if (argc >= 3 && strcmp(argv[1], "-d") == 0) {
-        delay_us = atol(argv[2]);
-        argc -= 2;
-        argv += 2;
+    for (;;) {
+        if (argc >= 3 && strcmp(argv[1], "-d") == 0) {
+            delay_us = atol(argv[2]);
+            argc -= 2;
+            argv += 2;
+        } else if (argc >= 2 && strcmp(argv[1], "-t") == 0) {
+            trace = 1;
+            argc -= 1;
+            argv += 1;
+        } else {
+            break;
+        }
     }
     if (argc != 5) {
-        fprintf(stderr, "usage: rtproxy [-d usec] listen-port upstream-host "
+        fprintf(stderr, "usage: rtproxy [-d usec] [-t] listen-port upstream-host "
                         "upstream-port logfile\n");
         return 2;
     }

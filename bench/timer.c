@@ -22,8 +22,8 @@
  *	from the same wait4(). Warm-up runs are not recorded.
  *
  *	Output: one line of key=value pairs on stdout:
- *	runs, fails (non-zero exit or signal), status (of the last
- *	failure, or 0), wall_s (whole measured phase), rate (runs per
+ *	runs, fails (non-zero exit, signal, or could not be started: 127),
+ *	status (of the last failure, or 0), wall_s (whole measured phase), rate (runs per
  *	second over wall_s), med_ms, p10_ms, p90_ms, min_ms, max_ms,
  *	rss_med_kb, rss_max_kb. With -o, every recorded run's latency
  *	(ms) is also appended to "samples", one per line, so that the
@@ -62,7 +62,8 @@ static double phase_start;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int next_run;
-static int done_runs;
+static int done_runs;           /* runs that have a sample */
+static int attempted_runs;      /* including those that could not start */
 static int failed_runs;
 static int last_status;
 static struct sample *samples;
@@ -77,7 +78,8 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* run_once - spawn the command once, wait, return status; fill sample */
+/* run_once - spawn the command once, wait, return status; fill sample;
+   -1 when the command could not be started (no sample) */
 
 static int run_once(struct sample *s)
 {
@@ -87,6 +89,7 @@ static int run_once(struct sample *s)
     struct rusage ru;
     double t0;
     int err;
+    int fd;
 
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, input_path, O_RDONLY, 0);
@@ -97,9 +100,13 @@ static int run_once(struct sample *s)
     err = posix_spawnp(&pid, cmd_argv[0], &fa, NULL, cmd_argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (err != 0) {
-        fprintf(stderr, "timer: cannot start %s: %s\n", cmd_argv[0],
-                strerror(err));
-        exit(2);
+        /* Say why in the error log the caller reads; count a failed run. */
+        if ((fd = open(errlog_path, O_WRONLY | O_APPEND | O_CREAT, 0600)) >= 0) {
+            dprintf(fd, "timer: cannot start %s: %s\n", cmd_argv[0],
+                    strerror(err));
+            close(fd);
+        }
+        return -1;
     }
     while (wait4(pid, &status, 0, &ru) < 0) {
         if (errno != EINTR) {
@@ -134,6 +141,13 @@ static void *worker(void *unused)
         status = run_once(&s);
 
         pthread_mutex_lock(&lock);
+        attempted_runs++;
+        if (status == -1) {
+            failed_runs++;
+            last_status = 127;
+            pthread_mutex_unlock(&lock);
+            continue;
+        }
         slot = done_runs++;
         samples[slot] = s;
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -250,7 +264,8 @@ int main(int argc, char **argv)
     wall = now_s() - phase_start;
 
     if (done_runs == 0) {
-        printf("runs=0 fails=0 status=0 wall_s=%.6f\n", wall);
+        printf("runs=%d fails=%d status=%d wall_s=%.6f\n", attempted_runs,
+               failed_runs, last_status, wall);
         return 0;
     }
     if (samples_path != NULL && (out = fopen(samples_path, "a")) != NULL) {
@@ -265,7 +280,7 @@ int main(int argc, char **argv)
     qsort(samples, (size_t) done_runs, sizeof(*samples), cmp_ms);
     printf("runs=%d fails=%d status=%d wall_s=%.6f rate=%.2f med_ms=%.4f "
            "p10_ms=%.4f p90_ms=%.4f min_ms=%.4f max_ms=%.4f\n",
-           done_runs, failed_runs, last_status, wall, done_runs / wall,
+           attempted_runs, failed_runs, last_status, wall, done_runs / wall,
            quantile(samples, done_runs, 0.5), quantile(samples, done_runs, 0.1),
            quantile(samples, done_runs, 0.9), samples[0].ms,
            samples[done_runs - 1].ms);
