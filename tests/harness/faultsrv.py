@@ -809,7 +809,7 @@ class FaultServer:
             session.run()
         except Drop:
             pass
-        except Exception as e:  # a harness bug must be visible
+        except Exception:  # a harness bug must be visible
             conn.closed_by = conn.closed_by or "server"
             text = "connection %d: %s" % (conn.index, traceback.format_exc())
             self.errors.append(text)

@@ -260,7 +260,23 @@ class PostfixRelay:
         return False
 
     def start(self):
+        """Start the sink and Postfix; return once every listener answers.
+
+        The free ports are picked before Postfix binds them, so another
+        process may take one in between: then start over with new ports.
+        """
         t0 = time.monotonic()
+        for attempt in range(3):
+            try:
+                self._start_once()
+                break
+            except _PortTaken:
+                if attempt == 2:
+                    raise RuntimeError("postfix could not bind its ports three times")
+        self.startup_seconds = time.monotonic() - t0
+        return self
+
+    def _start_once(self):
         self.dir = tempfile.mkdtemp(prefix=TMP_PREFIX + "postfix-")
         _live.add(self)
         try:
@@ -271,13 +287,17 @@ class PostfixRelay:
                 f.write("%d\n" % os.getpid())
             self.capture = CaptureSink(spool_dir=self.spool_dir).start()
             self._configure()
-            self._postfix("start")
+            proc = self._postfix("start", check=False)
+            if proc.returncode != 0:
+                text = proc.stderr.decode(errors="replace") + self.log_text()
+                if "already in use" in text:
+                    raise _PortTaken()
+                raise RuntimeError("postfix start failed (exit %d): %s"
+                                   % (proc.returncode, text))
             self._wait_listening()
         except BaseException:
             self.stop()
             raise
-        self.startup_seconds = time.monotonic() - t0
-        return self
 
     def stop(self):
         """Stop Postfix, kill leftovers, stop the sink, remove the directory."""
@@ -472,6 +492,10 @@ class PostfixRelay:
         # they answer it listens too (master binds every inet socket at start).
         with socket.create_connection((self.host, self.smtps_port), timeout=5):
             pass
+
+
+class _PortTaken(Exception):
+    """Postfix could not bind a port picked as free a moment earlier."""
 
 
 # Instances this process started and has not stopped: stopped at exit even

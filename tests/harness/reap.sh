@@ -23,7 +23,7 @@ dirs=""
 for envfile in /proc/[0-9]*/environ; do
 	pid=${envfile#/proc/}
 	pid=${pid%/environ}
-	conf=$({ tr '\0' '\n' <"$envfile"; } 2>/dev/null | sed -n "s|^MAIL_CONFIG=\($prefix[^/]*\)/conf\$|\1|p")
+	conf=$({ tr '\0' '\n' <"$envfile"; } 2>/dev/null | sed -n "s|^MAIL_CONFIG=\(${prefix}[^/]*\)/conf\$|\1|p")
 	[ -n "$conf" ] || continue
 	owner=$(cat "$conf/owner.pid" 2>/dev/null || true)
 	if [ -n "$owner" ] && [ "$owner" != "$pid" ] && kill -0 "$owner" 2>/dev/null; then
