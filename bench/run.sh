@@ -144,6 +144,13 @@ for t in timer smtpc rtproxy connloop; do
 done
 STATIC_OK=1
 $CC -static -O2 -o "$BIN/trivial" "$BENCH/trivial.c" 2>"$W/err/static" || STATIC_OK=0
+# The same do-nothing program, linked dynamically: against libc only, and
+# against the libraries relayshim's sendmail links (what exec costs it
+# before main() runs).
+$CC -O2 -o "$BIN/trivial-libc" "$BENCH/trivial.c" 2>/dev/null
+# shellcheck disable=SC2046
+$CC -O2 -o "$BIN/trivial-libs" "$BENCH/trivial.c" -Wl,--no-as-needed \
+	$(pkg-config --libs openssl libsasl2 2>/dev/null) -liniparser 2>/dev/null
 TIMER=$BIN/timer
 SMTPC=$BIN/smtpc
 
@@ -193,7 +200,11 @@ BIG_MB=$(calc "$(wc -c <"$W/big.txt") / 1048576" 2)
 # Sets CMD (argv), PRE (wrapper before the timer), ENVV (env assignments
 # for the timer) or SKIP (why the tool cannot run).
 setup_tool() {
-	st_tool=$1 st_tag=$2 st_port=$3 st_mode=${4:-plain}
+	st_tool=$1 st_tag=$2 st_port=$3 st_mode=${4:-plain} st_auth=""
+	# tlsplain: like tls, with the SASL mechanism forced to PLAIN.
+	if [ "$st_mode" = tlsplain ]; then
+		st_mode=tls st_auth=PLAIN
+	fi
 	d=$W/cfg/$st_tool-$st_tag
 	mkdir -p "$d"
 	chmod 755 "$d"
@@ -216,6 +227,7 @@ setup_tool() {
 				echo "tls_ca_file = $PF_CA"
 				echo "username = $PF_USER"
 				echo "password = $PF_PASSWORD"
+				[ -n "$st_auth" ] && echo "auth_mechanisms = $st_auth"
 			else
 				echo "tls = none"
 			fi
@@ -251,7 +263,11 @@ setup_tool() {
 				echo "tls on"
 				echo "tls_starttls on"
 				echo "tls_trust_file $PF_CA"
-				echo "auth on"
+				if [ -n "$st_auth" ]; then
+					echo "auth plain"
+				else
+					echo "auth on"
+				fi
 				echo "user $PF_USER"
 				echo "password $PF_PASSWORD"
 			else
@@ -439,6 +455,9 @@ while [ $r -le $ROUNDS ]; do
 		kv exec_med_ms "$line" >>"$W/exec-floor"
 		kv session_med_ms "$line" >>"$W/sess-floor"
 	fi
+	for b in trivial trivial-libc trivial-libs; do
+		[ -x "$BIN/$b" ] && "$TIMER" -n "$LAT_N" -w 2 -o "$W/exec-$b" -- "$BIN/$b" >/dev/null
+	done
 	for t in $TOOLS; do
 		setup_tool "$t" plain "$SINK"
 		n=$LAT_N
@@ -467,6 +486,19 @@ else
 	CELL_FLOOR_LAT="n/a (gcc -static failed: $(tail -n 1 "$W/err/static" | cut -c1-50))"
 	CELL_FLOOR_PARTS=""
 fi
+
+# exec_cell NAME - median exec time of one of the do-nothing programs
+exec_cell() {
+	if [ -s "$W/exec-$1" ]; then
+		set -- $(stats "$W/exec-$1")
+		echo "$(calc "$1" 3) ms ($(calc "$2" 3)–$(calc "$3" 3))"
+	else
+		echo "n/a (could not build it)"
+	fi
+}
+CELL_EXEC_STATIC=$(exec_cell trivial)
+CELL_EXEC_LIBC=$(exec_cell trivial-libc)
+CELL_EXEC_LIBS=$(exec_cell trivial-libs)
 
 for t in $TOOLS; do
 	eval "ok=\$LAT_OK_$t"
@@ -552,11 +584,11 @@ done
 
 # ---------------------------------------------------------------- row 4: round trips
 
-# rtt_row TAG UPSTREAM MODE - per tool: 3 messages through the counting
+# rtt_row TAG UPSTREAM MODE [TOOLS] - per tool: 3 messages through the counting
 # proxy (1 ms return latency) in front of UPSTREAM; cell = median rt.
 rtt_row() {
 	rt_tag=$1 rt_up=$2 rt_mode=$3
-	for t in $TOOLS; do
+	for t in ${4:-$TOOLS}; do
 		rt_port=$(free_ports 1)
 		log=$W/rt-$rt_tag-$t.log
 		: >"$log"
@@ -613,6 +645,7 @@ if [ -f "$ROOT/tests/harness/postfix.py" ]; then
 	fi
 	if [ -z "$PF_ERROR" ]; then
 		rtt_row tls "$PF_SUBMISSION" tls
+		rtt_row tlsplain "$PF_SUBMISSION" tlsplain "relayshim msmtp"
 	fi
 	stop_bg "$PF_PID"
 else
@@ -621,6 +654,7 @@ fi
 if [ -n "$PF_ERROR" ]; then
 	for t in $TOOLS; do
 		eval "CELL_RT_tls_$t=\"n/a (\$PF_ERROR)\""
+		eval "CELL_RT_tlsplain_$t=\"n/a (\$PF_ERROR)\""
 		eval "RT_tls_$t="
 	done
 fi
@@ -787,6 +821,7 @@ V_SEQ=$(verdict "$(nz "${TP_seq_relayshim:-}") >= 1.5 * $best_seq")
 V_PAR=$(verdict "$(nz "${TP_par_relayshim:-}") >= 1.5 * $best_par")
 V_RTP=$(verdict "$(nz "${RT_plain_relayshim:-}") <= 4")
 V_RTT=$(verdict "$(nz "${RT_tls_relayshim:-}") <= 7")
+V_RTTP=$(verdict "$(nz "${RT_tlsplain_relayshim:-}") <= 7")
 V_MBS=$(verdict "$(nz "${BIG_MBS_relayshim:-}") >= 300")
 V_RSS=$(verdict "$(nz "${BIG_RSS_relayshim:-}") <= 4096")
 V_SNS=$(verdict "$(nz "$SHIM_NS") <= 100")
@@ -823,13 +858,17 @@ row() {
 	echo "|---|---|---|---|---|---|---|---|---|---|---|"
 	row 1 "floor: exec static + 1 SMTP session" "$CELL_FLOOR_LAT" "" "—" "—"
 	row 1 "floor, parts (median)" "$CELL_FLOOR_PARTS" "" "—" "—"
+	row 1 "exec of a do-nothing program: static" "$CELL_EXEC_STATIC" "" "—" "—"
+	row 1 "… dynamic, libc only" "$CELL_EXEC_LIBC" "" "—" "—"
+	row 1 "… dynamic, linked like relayshim (libssl, libcrypto, libsasl2, libiniparser)" "$CELL_EXEC_LIBS" "" "—" "—"
 	row 2 "latency, 1 small message" "$CELL_FLOOR_LAT" CELL_LAT "≤ 1.5× floor, < every peer" "$V_LAT"
 	row 2 "ratio to relayshim" "—" CELL_RRS "—" "—"
 	row 2 "ratio to floor" "1×" CELL_RFL "≤ 1.5×" "$V_LAT"
 	row 3 "sequential, $SEQ_N messages" "—" CELL_TP_seq "≥ 1.5× best peer" "$V_SEQ"
 	row 3 "8-way parallel, $PAR_N messages" "—" CELL_TP_par "≥ 1.5× best peer" "$V_PAR"
 	row 4 "round trips/message, plain" "4" CELL_RT_plain "4" "$V_RTP"
-	row 4 "round trips/message, STARTTLS+AUTH" "—" CELL_RT_tls "7 (TLS 1.3)" "$V_RTT"
+	row 4 "round trips/message, STARTTLS+AUTH (mechanism: the tool's choice)" "—" CELL_RT_tls "7 (TLS 1.3)" "$V_RTT"
+	row 4 "… with AUTH PLAIN forced (auth_mechanisms = PLAIN; msmtp: auth plain)" "—" CELL_RT_tlsplain "7 (TLS 1.3)" "$V_RTTP"
 	row 5 "${BIG_MB} MB message: throughput (wall)" "—" CELL_BIG "≥ 300 MB/s" "$V_MBS"
 	row 5 "${BIG_MB} MB message: peak RSS" "—" CELL_RSS "≤ 4 MB" "$V_RSS"
 	echo "| 6 | shim: added per non-intercepted connect() | — | $CELL_SHIM_NS | — | — | — | — | — | ≤ 100 ns | $V_SNS |"
