@@ -221,6 +221,16 @@ static int take_line(struct msgbuild *mb, const char *line, size_t len, int igno
 	return msgbuild_line(mb, line, len, err);
 }
 
+/* line_too_long - the INPUT_LINE_MAX error (a CR before the LF is not counted) */
+
+static int line_too_long(size_t lineno, struct error *err)
+{
+	return error_set(err, EX_DATAERR,
+			 "line %zu of the message is longer than %d bytes; encode long lines "
+			 "(quoted-printable or base64) before sending",
+			 lineno, INPUT_LINE_MAX);
+}
+
 /* input_read - read a whole message from fd */
 
 int input_read(int fd, int ignore_dots, struct message *msg, struct error *err)
@@ -228,6 +238,7 @@ int input_read(int fd, int ignore_dots, struct message *msg, struct error *err)
 	struct msgbuild mb;
 	struct buf partial = BUF_INIT;
 	char *chunk = util_malloc(READ_CHUNK);
+	size_t lineno = 1;
 	int done = 0;
 	int rc = 0;
 
@@ -248,6 +259,12 @@ int input_read(int fd, int ignore_dots, struct message *msg, struct error *err)
 		p = chunk;
 		end = chunk + n;
 		while (!done && p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != 0) {
+			/* One CR before the LF belongs to the line ending. */
+			if (partial.len + (size_t)(nl - p) > INPUT_LINE_MAX + 1) {
+				rc = line_too_long(lineno, err);
+				goto out;
+			}
+			lineno++;
 			if (partial.len > 0) {
 				buf_append(&partial, p, (size_t)(nl - p));
 				rc = take_line(&mb, partial.data, partial.len, ignore_dots, &done, err);
@@ -259,8 +276,14 @@ int input_read(int fd, int ignore_dots, struct message *msg, struct error *err)
 				goto out;
 			p = nl + 1;
 		}
-		if (!done && p < end)
+		if (!done && p < end) {
+			/* Memory stays bounded: a line never grows past the limit. */
+			if (partial.len + (size_t)(end - p) > INPUT_LINE_MAX + 1) {
+				rc = line_too_long(lineno, err);
+				goto out;
+			}
 			buf_append(&partial, p, (size_t)(end - p));
+		}
 	}
 	/* A last line without a newline is delivered (fail2ban's printf has none). */
 	if (!done && partial.len > 0)

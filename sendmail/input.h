@@ -43,9 +43,18 @@
  *	The header section is bounded by INPUT_MAX_HEADER_BYTES: past it, the
  *	remaining lines go to the body, as Postfix does past
  *	header_size_limit.
+ *
+ *	input_read() bounds a line to INPUT_LINE_MAX bytes (line ending not
+ *	counted), the same bound as a DATA line in -bs (SMTPD_DATA_LINE_MAX):
+ *	a longer line is refused rather than held in memory whole. RFC 5322
+ *	allows 998; Postfix's own sendmail takes longer lines, so the bound is
+ *	generous. The -bs reader bounds its lines itself before
+ *	msgbuild_line().
  * DIAGNOSTICS
  *	EX_IOERR when reading fd or writing the spill file fails
  *	("cannot read the message: ...", "cannot write temporary file ...").
+ *	EX_DATAERR for a line longer than INPUT_LINE_MAX ("line N of the
+ *	message is longer than 1048576 bytes; ...").
  *--*/
 
 #include <stddef.h>
@@ -56,6 +65,7 @@
 
 #define INPUT_SPILL_BYTES (256 * 1024)
 #define INPUT_MAX_HEADER_BYTES (1024 * 1024)
+#define INPUT_LINE_MAX (1024 * 1024) /* bytes per line, line ending excluded */
 
 struct msgbuild {
 	struct message *msg;

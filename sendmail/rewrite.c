@@ -802,6 +802,15 @@ int rewrite_message(const struct config *cfg, const struct submit *sub, struct m
 				 "no recipients: give addresses as arguments or use -t"
 				 " with To:, Cc: or Bcc: headers");
 	}
+	if (env->rcpts.n > REWRITE_RCPT_MAX) {
+		size_t n = env->rcpts.n;
+
+		header_free(&h);
+		return error_set(err, EX_DATAERR,
+				 "too many recipients: %zu (at most %d per message; send the "
+				 "message several times, or to a list address)",
+				 n, REWRITE_RCPT_MAX);
+	}
 	if ((status = check_envelope(env, err)) != 0) {
 		header_free(&h);
 		return status;

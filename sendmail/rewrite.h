@@ -65,10 +65,14 @@
  *	local domain, as rewrite_message() does with sub->hostname.
  * DIAGNOSTICS
  *	rewrite_message() returns 0, or a sysexits.h status with one line
- *	in err: EX_DATAERR (65) for CR or LF in -f/-F or a message larger
- *	than max_size, EX_CONFIG (78) for CR or LF in [rewrite] from or
- *	header_tag, EX_USAGE (64) when there are no recipients, EX_NOPERM
- *	(77) when the sender is not in allowed_sender_domains.
+ *	in err: EX_DATAERR (65) for CR or LF in -f/-F, a message larger
+ *	than max_size or more than REWRITE_RCPT_MAX recipients after aliases
+ *	and duplicates (the -bs server refuses the 1001st RCPT itself,
+ *	SMTPD_RCPT_MAX; Postfix's smtpd_recipient_limit is 1000 too, so a
+ *	longer list would be cut by the relay), EX_CONFIG (78) for CR or
+ *	LF in [rewrite] from or header_tag, EX_USAGE (64) when there are no
+ *	recipients, EX_NOPERM (77) when the sender is not in
+ *	allowed_sender_domains.
  *--*/
 
 #include <stddef.h>
@@ -78,6 +82,8 @@
 #include "config.h"
 #include "message.h"
 #include "util.h"
+
+#define REWRITE_RCPT_MAX 1000 /* envelope recipients per message */
 
 int rewrite_message(const struct config *cfg, const struct submit *sub, struct message *msg,
 		    struct envelope *env, time_t now, const unsigned char *random, size_t nrandom,
