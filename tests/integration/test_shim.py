@@ -45,8 +45,25 @@ def test_conformance_cases_fail_without_the_shim():
     r = run_conformance("--no-shim")
     passes_alone = [l.split()[1] for l in r.stdout.splitlines() if l.startswith("--")]
     assert sorted(passes_alone) == ["errno_untouched_on_failures", "helper_gives_up_when_abandoned",
-                                    "helper_serves_only_its_peer", "other_targets_untouched",
-                                    "udp_untouched", "unix_untouched"], r.stdout
+                                    "helper_serves_only_its_peer", "intercept_none",
+                                    "other_targets_untouched", "udp_untouched",
+                                    "unix_untouched"], r.stdout
+
+
+def test_library_exports_connect_only_and_loads_on_old_glibc():
+    # A preloaded object whose symbol versions the C library lacks stops the
+    # application from starting: nothing newer than glibc 2.17 may be needed.
+    r = subprocess.run(["objdump", "-T", SHIM], capture_output=True, text=True, check=True)
+    versions, exported = set(), []
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if "GLIBC_" in line:
+            versions.add(line[line.index("GLIBC_") + 6:].split(")")[0].split()[0])
+        if len(f) >= 7 and f[2] != "*UND*" and " DF " in line and f[3] == ".text":
+            exported.append(f[-1])
+    newest = max(versions, key=lambda v: tuple(int(x) for x in v.split(".")))
+    assert tuple(int(x) for x in newest.split(".")) <= (2, 17), sorted(versions)
+    assert exported == ["connect"], exported
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")

@@ -1208,6 +1208,81 @@ static int t_helper_gives_up_when_abandoned(void)
 	return 0;
 }
 
+
+/* served - does a connect to host:port reach the (fake) helper? 1 yes, 0 refused, -1 odd */
+
+static int served(const char *host, int port)
+{
+	int fd = socket(family_of(host), SOCK_STREAM, 0);
+	int raw = socket(family_of(host), SOCK_STREAM, 0);
+	int r;
+
+	/* nothing may really listen there, or the answer proves nothing */
+	if (raw_connect(raw, host, port) == 0 || errno != ECONNREFUSED)
+		return -1;
+	close(raw);
+	r = do_connect(fd, host, port);
+	if (r != 0) {
+		r = errno == ECONNREFUSED ? 0 : -1;
+	} else {
+		r = session(fd) == 0 ? 1 : -1;
+	}
+	close(fd);
+	return r;
+}
+
+static int intercept_list_checks(void)
+{
+	CHECK(served("127.0.0.1", 2525) == 1, "localhost:2525 does not cover 127.0.0.1");
+	CHECK(served("127.9.9.9", 2525) == 1, "localhost:2525 does not cover 127.0.0.0/8");
+	CHECK(served("::1", 2525) == 1, "localhost:2525 does not cover [::1]");
+	CHECK(served("::1", 2587) == 1, "[::1]:2587 not served");
+	CHECK(served("127.0.0.1", 2587) == 0, "[::1]:2587 also served 127.0.0.1");
+	CHECK(served("127.0.0.5", 2526) == 1, "127.0.0.5:2526 not served");
+	CHECK(served("::ffff:127.0.0.5", 2526) == 1, "127.0.0.5:2526 not served as v4-mapped");
+	CHECK(served("127.0.0.6", 2526) == 0, "127.0.0.5:2526 also served 127.0.0.6");
+	CHECK(served("127.0.0.1", 25) == 0, "the default list still applies");
+	return 0;
+}
+
+static int t_intercept_list(void)
+{
+	/* run.sh: RELAYSHIM_INTERCEPT="localhost:2525, [::1]:2587 127.0.0.5:2526 bogus 10.0.0.1:25" */
+	char path[1100];
+	char text[4096];
+	int status;
+	pid_t pid;
+
+	if (getenv("CONFORMANCE_CHILD"))
+		return intercept_list_checks();
+	/* The list is parsed when the library loads: watch a fresh process's stderr. */
+	snprintf(path, sizeof(path), "%s/.stderr", dir);
+	pid = fork();
+	if (pid == 0) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		dup2(fd, 2);
+		setenv("CONFORMANCE_CHILD", "1", 1);
+		execl("/proc/self/exe", "conformance", "intercept_list", (char *)NULL);
+		_exit(127);
+	}
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork");
+	file_text(path, text, sizeof(text));
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s", text);
+	CHECK(count_lines(text) == 2 && strstr(text, "\"bogus\"") && strstr(text, "\"10.0.0.1:25\""),
+	      "want one warning for each bad entry, got: %s", text);
+	return 0;
+}
+
+static int t_intercept_none(void)
+{
+	/* run.sh: RELAYSHIM_INTERCEPT=none */
+	CHECK(served("127.0.0.1", 25) == 0, "127.0.0.1:25 served with RELAYSHIM_INTERCEPT=none");
+	CHECK(served("::1", 25) == 0, "[::1]:25 served with RELAYSHIM_INTERCEPT=none");
+	CHECK(count_files("start.", "") == 0, "a helper was started");
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(void);
@@ -1245,6 +1320,8 @@ static const struct {
     {"no_zombie", t_no_zombie},
     {"helper_serves_only_its_peer", t_helper_serves_only_its_peer},
     {"helper_gives_up_when_abandoned", t_helper_gives_up_when_abandoned},
+    {"intercept_list", t_intercept_list},
+    {"intercept_none", t_intercept_none},
 };
 
 int main(int argc, char **argv)

@@ -76,8 +76,13 @@ for c in $cases; do
 		helper_inherits_nothing | helper_environment | helper_missing | helper_serves_only_its_peer | helper_gives_up_when_abandoned) echo "skip $c (needs fake_bs records)"; continue ;;
 		esac
 	fi
+	intercept="127.0.0.1:25 [::1]:25"
+	case "$c" in
+	intercept_list) intercept="localhost:2525, [::1]:2587 127.0.0.5:2526 bogus 10.0.0.1:25" ;;
+	intercept_none) intercept=none ;;
+	esac
 	set -- env RELAYSHIM_SENDMAIL="$sendmail" RELAYSHIM_FAKE_BS_DIR="$d" \
-		MASQUERADED_DOMAINS=example.com CONFORMANCE_SECRET=leak
+		RELAYSHIM_INTERCEPT="$intercept" MASQUERADED_DOMAINS=example.com CONFORMANCE_SECRET=leak
 	case "$mode" in
 	noshim) ;;
 	helgrind) set -- "$@" CONFORMANCE_SESSIONS=50 LD_PRELOAD="$preload" \
