@@ -216,12 +216,21 @@ static int id_valid(const char *id)
 
 void spool_make_id(char *id, size_t size)
 {
+	static unsigned seq;
+	static pid_t seq_pid;
 	struct timespec ts;
 
+	/* time + pid is unique across processes; a sequence number (from a
+	 * random start, fresh in every process) separates the ids one
+	 * process makes within one microsecond. */
+	if (seq_pid != getpid()) {
+		seq_pid = getpid();
+		seq = spool_random();
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	snprintf(id, size, "%08llX%05lX%06lX%04X", (unsigned long long)ts.tv_sec,
-		 (unsigned long)(ts.tv_nsec / 1000), (unsigned long)getpid() & 0xffffffUL,
-		 spool_random() & 0xffffU);
+		 (unsigned long)(ts.tv_nsec / 1000), (unsigned long)seq_pid & 0xffffffUL,
+		 seq++ & 0xffffU);
 }
 
 /* ====================================================================
@@ -1277,11 +1286,39 @@ static int failure_is_permanent(const struct error *err)
 	}
 }
 
+/* entry_send - one transaction, on the pass's relay session when there is one */
+
+static int entry_send(const struct config *cfg, struct smtp_session **session,
+		      const struct envelope *env, const struct message *msg, struct smtp_result *res,
+		      struct error *err)
+{
+	int rc;
+
+	if (spool_transport)
+		return spool_transport(cfg, env, msg, res, err);
+	if (session == 0)
+		return smtp_deliver(cfg, env, msg, res, err);
+	/* After an outage 200 messages go out over one connection, not 200. */
+	if (*session && !smtp_session_usable(*session)) {
+		smtp_session_close(*session);
+		*session = 0;
+	}
+	if (*session == 0 && (rc = smtp_session_open(session, cfg, err)) != 0)
+		return rc;
+	rc = smtp_session_send(*session, env, msg, res, err);
+	if (rc != 0 && (err->temporary || !smtp_session_usable(*session))) {
+		/* The next message starts afresh, with relay failover. */
+		smtp_session_close(*session);
+		*session = 0;
+	}
+	return rc;
+}
+
 /* entry_deliver - lock, load, send, and settle one entry */
 
 static enum entry_result entry_deliver(const struct config *cfg, const struct spool_area *a,
 				       const char *id, int force, int wait_lock, double *next_due,
-				       struct error *err)
+				       struct smtp_session **session, struct error *err)
 {
 	struct spool_entry e;
 	struct envelope denv;
@@ -1291,7 +1328,6 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 	enum entry_result result;
 	double now;
 	int fd, rc;
-	spool_transport_fn transport = spool_transport ? spool_transport : smtp_deliver;
 
 	error_clear(err);
 	fd = openat(a->q, id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -1381,7 +1417,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		rc = EX_IOERR;
 	} else {
 		spool_crash_point("deliver-before");
-		rc = transport(cfg, &denv, &msg, &res, err);
+		rc = entry_send(cfg, session, &denv, &msg, &res, err);
 	}
 
 	if (rc == 0) {
@@ -1629,6 +1665,7 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 	struct spool_area *areas;
 	size_t nareas;
 	struct error err;
+	struct smtp_session *session = 0;	/* one relay connection per pass */
 
 	memset(st, 0, sizeof(*st));
 	st->next_due = HUGE_VAL;
@@ -1645,7 +1682,7 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 				continue;
 			}
 			r = entry_deliver(cfg, &areas[ai], ids.v[i], force, wait_lock, &st->next_due,
-					  &err);
+					  &session, &err);
 			switch (r) {
 			case ENTRY_DONE:
 				st->delivered++;
@@ -1683,6 +1720,7 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 		}
 		strlist_free(&ids);
 	}
+	smtp_session_close(session);
 	scope_free(areas, nareas);
 }
 
@@ -1759,7 +1797,7 @@ int spool_deliver(const struct config *cfg, const char *queue_id, struct error *
 
 	if (area_open(cfg->queue_dir, geteuid(), 0, &a, err) != 0)
 		return err->status;
-	r = entry_deliver(cfg, &a, queue_id, 1, 1, &next_due, err);
+	r = entry_deliver(cfg, &a, queue_id, 1, 1, &next_due, 0, err);
 	area_close(&a);
 	switch (r) {
 	case ENTRY_DONE:

@@ -34,7 +34,7 @@
  *
  *	spool_make_id() writes a new queue id (at most SPOOL_ID_MAX bytes
  *	with the NUL) into id: hex time in seconds and microseconds, pid
- *	and 16 random bits. Ids sort by submission time and are unique
+ *	and a per-process sequence number. Ids sort by submission time and are unique
  *	across concurrent processes; the commit refuses to replace an
  *	existing entry anyway (renameat2 RENAME_NOREPLACE).
  *
