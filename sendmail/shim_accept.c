@@ -155,8 +155,9 @@ static int shim_accept_read_expected(int ctl, char *buf, size_t size,
 			return error_set(err, EX_OSERR, "shim: cannot read the control socket: %s",
 					 strerror(errno));
 		if (n == 0)
-			return error_set(err, EX_NOINPUT,
-					 "shim: the application's connect() failed or was abandoned");
+			return error_set(
+			    err, EX_NOINPUT,
+			    "shim: the application's connect() failed or was abandoned");
 		len += (size_t)n;
 		buf[len] = 0;
 		if (memchr(buf, '\n', len) != NULL)
@@ -192,7 +193,8 @@ static int shim_accept_peer(int lfd, const char *expected, const struct timespec
 			error_set(err, EX_OSERR, "shim: accept: %s", strerror(errno));
 			return -1;
 		}
-		if (shim_accept_peer_text(&ss, got, sizeof(got)) == 0 && strcmp(got, expected) == 0) {
+		if (shim_accept_peer_text(&ss, got, sizeof(got)) == 0 &&
+		    strcmp(got, expected) == 0) {
 			/* The -bs server expects an ordinary blocking stdin. */
 			fcntl(conn, F_SETFL, fcntl(conn, F_GETFL) & ~O_NONBLOCK);
 			return conn;
@@ -243,7 +245,8 @@ int shim_accept(struct error *err)
 
 	/* Non-blocking listener: a connection reset between poll and accept must not hang us. */
 	fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
-	if ((status = shim_accept_read_expected(1, expected, sizeof(expected), &deadline, err)) != 0)
+	if ((status = shim_accept_read_expected(1, expected, sizeof(expected), &deadline, err)) !=
+	    0)
 		return status;
 	conn = shim_accept_peer(0, expected, &deadline, err);
 	if (conn < 0)

@@ -116,8 +116,8 @@ typedef int (*addclosefrom_fn)(posix_spawn_file_actions_t *, int);
 
 /* One intercepted endpoint; addresses and port in network byte order. */
 struct shim_target {
-	int v6;			/* [::1] */
-	int whole_net;		/* 127.0.0.1 stands for all of 127.0.0.0/8 */
+	int v6;	       /* [::1] */
+	int whole_net; /* 127.0.0.1 stands for all of 127.0.0.0/8 */
 	uint32_t v4;
 	uint16_t port;
 };
@@ -125,12 +125,12 @@ struct shim_target {
 /* Written once by shim_init(), read-only afterwards. */
 static struct shim_config {
 	connect_fn real_connect;
-	addclosefrom_fn addclosefrom;	/* glibc >= 2.34, looked up at run time */
+	addclosefrom_fn addclosefrom; /* glibc >= 2.34, looked up at run time */
 	int disabled;
 	size_t ntargets;
 	struct shim_target targets[SHIM_MAX_TARGETS];
 	char *sendmail;
-	char comm[16];		/* the helper's /proc comm: basename, 15 bytes */
+	char comm[16]; /* the helper's /proc comm: basename, 15 bytes */
 	char **envp;
 } shim;
 
@@ -320,9 +320,10 @@ static void shim_parse_intercept(const char *spec)
 			p++;
 		n = (size_t)(p - start);
 		if (shim_parse_target(start, n, t, &got) != 0) {
-			shim_log("RELAYSHIM_INTERCEPT: ignoring \"%.*s\" (use 127.0.0.1:25, [::1]:25 "
-				 "or localhost:25; loopback addresses only)",
-				 (int)(n > 100 ? 100 : n), start);
+			shim_log(
+			    "RELAYSHIM_INTERCEPT: ignoring \"%.*s\" (use 127.0.0.1:25, [::1]:25 "
+			    "or localhost:25; loopback addresses only)",
+			    (int)(n > 100 ? 100 : n), start);
 			continue;
 		}
 		for (size_t i = 0; i < got && shim.ntargets < SHIM_MAX_TARGETS; i++)
@@ -335,12 +336,27 @@ static void shim_parse_intercept(const char *spec)
 static int shim_env_wanted(const char *entry)
 {
 	/* SPEC section 2 policy variables, and what a program expects to have. */
-	static const char *const names[] = {
-	    "MASQUERADED_DOMAINS", "OVERWRITE_FROM", "SMTP_HEADER_TAG",
-	    "ALWAYS_ADD_MISSING_HEADERS", "ALLOWED_SENDER_DOMAINS", "ALLOW_EMPTY_SENDER_DOMAINS",
-	    "MESSAGE_SIZE_LIMIT", "POSTFIX_message_size_limit", "LOG_FORMAT", "ANONYMIZE_EMAILS",
-	    "DEBUG", "PATH", "HOME", "TZ", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME",
-	    "HOSTNAME", NULL};
+	static const char *const names[] = {"MASQUERADED_DOMAINS",
+					    "OVERWRITE_FROM",
+					    "SMTP_HEADER_TAG",
+					    "ALWAYS_ADD_MISSING_HEADERS",
+					    "ALLOWED_SENDER_DOMAINS",
+					    "ALLOW_EMPTY_SENDER_DOMAINS",
+					    "MESSAGE_SIZE_LIMIT",
+					    "POSTFIX_message_size_limit",
+					    "LOG_FORMAT",
+					    "ANONYMIZE_EMAILS",
+					    "DEBUG",
+					    "PATH",
+					    "HOME",
+					    "TZ",
+					    "LANG",
+					    "LC_ALL",
+					    "TMPDIR",
+					    "USER",
+					    "LOGNAME",
+					    "HOSTNAME",
+					    NULL};
 	const char *eq = strchr(entry, '=');
 	size_t n;
 
@@ -698,8 +714,8 @@ static int shim_spawn(int lfd, int ctl, pid_t *pid)
 	    (shim.addclosefrom != NULL && (rc = shim.addclosefrom(&fa, 3)) != 0) ||
 	    (rc = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
 	    (rc = posix_spawnattr_setsigdefault(&attr, &all)) != 0 ||
-	    (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) !=
-		0)
+	    (rc = posix_spawnattr_setflags(&attr,
+					   POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0)
 		goto done;
 	rc = posix_spawn(pid, shim.sendmail, &fa, &attr, argv, shim.envp);
 done:
@@ -869,7 +885,8 @@ static int shim_intercept(int fd, const struct sockaddr *addr, socklen_t addrlen
 
 	if ((lfd = shim_listen(addr, &to, &tolen)) < 0) {
 		err = errno;
-		shim_log("cannot create a loopback listener (%s); connect() refused", strerror(err));
+		shim_log("cannot create a loopback listener (%s); connect() refused",
+			 strerror(err));
 		goto refuse;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0 ||

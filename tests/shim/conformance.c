@@ -472,7 +472,8 @@ static int epoll_case(int before)
 	ev.events = EPOLLIN;
 	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev) == 0, "epoll_ctl MOD: %s (registration lost)",
 	      strerror(errno));
-	CHECK(epoll_wait(ep, &got, 1, 5000) == 1 && (got.events & EPOLLIN), "no greeting via epoll");
+	CHECK(epoll_wait(ep, &got, 1, 5000) == 1 && (got.events & EPOLLIN),
+	      "no greeting via epoll");
 	CHECK(session(fd) == 0, "session failed");
 	return 0;
 }
@@ -575,8 +576,7 @@ static int t_errno_success(void)
 
 /* same_answer - the shim and the raw system call agree on a non-target call */
 
-static int same_answer(const char *what, int fd1, int fd2, const struct sockaddr *sa,
-		       socklen_t len)
+static int same_answer(const char *what, int fd1, int fd2, const struct sockaddr *sa, socklen_t len)
 {
 	int r1, e1, r2, e2;
 
@@ -655,7 +655,8 @@ static int t_tcp_nodelay(void)
 	CHECK(do_connect(fd, "127.0.0.1", 25) == 0, "connect: %s", strerror(errno));
 	CHECK(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0, "TCP_NODELAY: %s",
 	      strerror(errno));
-	CHECK(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) == 0 && v == 1, "TCP_NODELAY not set");
+	CHECK(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) == 0 && v == 1,
+	      "TCP_NODELAY not set");
 	l = sizeof(ka);
 	CHECK(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &ka, &l) == 0 && ka == 1,
 	      "SO_KEEPALIVE set before connect() was lost");
@@ -748,7 +749,8 @@ static int t_unix_untouched(void)
 	int c = socket(AF_UNIX, SOCK_STREAM, 0);
 
 	snprintf(un.sun_path, sizeof(un.sun_path), "%.90s/.sock", dir);
-	CHECK(bind(l, (struct sockaddr *)&un, sizeof(un)) == 0 && listen(l, 4) == 0, "unix listener");
+	CHECK(bind(l, (struct sockaddr *)&un, sizeof(un)) == 0 && listen(l, 4) == 0,
+	      "unix listener");
 	CHECK(connect(a, (struct sockaddr *)&un, sizeof(un)) == 0, "unix connect: %s",
 	      strerror(errno));
 	snprintf(un.sun_path, sizeof(un.sun_path), "%.90s/.missing", dir);
@@ -797,7 +799,8 @@ static int t_other_targets_untouched(void)
 	      "-");
 	/* a non-loopback address on port 25: non-blocking, compare the immediate answer */
 	len = sa_make(&ss, "192.0.2.1", 25);
-	CHECK(same_answer("192.0.2.1:25 (TEST-NET)", socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0),
+	CHECK(same_answer("192.0.2.1:25 (TEST-NET)",
+			  socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0),
 			  socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), (struct sockaddr *)&ss,
 			  len) == 0,
 	      "-");
@@ -854,7 +857,7 @@ static int t_sigchld_handler(void)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sigchld;	/* no SA_RESTART, like the lab's raw handler */
+	sa.sa_handler = on_sigchld; /* no SA_RESTART, like the lab's raw handler */
 	sigaction(SIGCHLD, &sa, NULL);
 	if (sessions_then_no_zombies(5))
 		return 1;
@@ -893,7 +896,7 @@ static int reaper_case(const char *warning)
 	for (int i = 0; i < 4; i++) {
 		CHECK(one_session(i % 2 ? "::1" : "127.0.0.1") == 0, "session %d failed", i);
 		CHECK(wait_records(i + 1) == i + 1, "helper record %d missing", i + 1);
-		usleep(20000);	/* the helper exits just after writing its record */
+		usleep(20000); /* the helper exits just after writing its record */
 	}
 	children(&z);
 	CHECK(z <= 1, "%d zombie helpers: only the last session's may be left", z);
@@ -967,7 +970,9 @@ static void *session_thread(void *arg)
 	long n = (long)arg;
 
 	for (long i = 0; i < n; i++) {
-		const char *host = i % 3 == 0 ? "127.0.0.1" : i % 3 == 1 ? "::1" : "::ffff:127.0.0.1";
+		const char *host = i % 3 == 0	? "127.0.0.1"
+				   : i % 3 == 1 ? "::1"
+						: "::ffff:127.0.0.1";
 
 		if (one_session(host) != 0)
 			count_failure();
@@ -1050,7 +1055,7 @@ static int t_helper_inherits_nothing(void)
 	char *p;
 
 	CHECK(devnull >= 3 && pipe(pipefd) == 0 && l >= 0, "setup");
-	fcntl(l, F_SETFD, 0);	/* a listening socket without FD_CLOEXEC too */
+	fcntl(l, F_SETFD, 0); /* a listening socket without FD_CLOEXEC too */
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGALRM);
@@ -1110,7 +1115,6 @@ static int t_closed_stdio(void)
 	CHECK(wait_records(1) == 1, "no helper record");
 	return 0;
 }
-
 
 /* spawn_helper - start the helper by hand the way the shim does (no shim involved) */
 
@@ -1208,7 +1212,6 @@ static int t_helper_gives_up_when_abandoned(void)
 	return 0;
 }
 
-
 /* served - does a connect to host:port reach the (fake) helper? 1 yes, 0 refused, -1 odd */
 
 static int served(const char *host, int port)
@@ -1247,7 +1250,8 @@ static int intercept_list_checks(void)
 
 static int t_intercept_list(void)
 {
-	/* run.sh: RELAYSHIM_INTERCEPT="localhost:2525, [::1]:2587 127.0.0.5:2526 bogus 10.0.0.1:25" */
+	/* run.sh: RELAYSHIM_INTERCEPT="localhost:2525, [::1]:2587 127.0.0.5:2526 bogus 10.0.0.1:25"
+	 */
 	char path[1100];
 	char text[4096];
 	int status;
@@ -1269,7 +1273,8 @@ static int t_intercept_list(void)
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork");
 	file_text(path, text, sizeof(text));
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s", text);
-	CHECK(count_lines(text) == 2 && strstr(text, "\"bogus\"") && strstr(text, "\"10.0.0.1:25\""),
+	CHECK(count_lines(text) == 2 && strstr(text, "\"bogus\"") &&
+		  strstr(text, "\"10.0.0.1:25\""),
 	      "want one warning for each bad entry, got: %s", text);
 	return 0;
 }

@@ -35,7 +35,7 @@ trap 'rm -rf "$tmp"' EXIT
 CC=${CC:-cc}
 shim="$top/$BUILD/shim/librelayshim.so"
 bin="$tmp/conformance"
-$CC -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -O1 -g -o "$bin" tests/shim/conformance.c -lpthread || exit 1
+$CC -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -O1 -g -o "$bin" tests/shim/conformance.c -lpthread || exit 1
 if [ "$mode" = tsan ]; then
 	shim="$tmp/librelayshim-tsan.so"
 	bin="$tmp/conformance-tsan"
@@ -47,7 +47,7 @@ fi
 # does not know about: build it here so it is never stale.
 san=
 ldd "$shim" 2>/dev/null | grep -q libasan && san="-fsanitize=address,undefined"
-$CC -std=c11 -D_GNU_SOURCE -Wall -Wextra -O1 -g $san -o "$tmp/fake_bs" tests/tools/fake_bs.c || exit 1
+$CC -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -O1 -g $san -o "$tmp/fake_bs" tests/tools/fake_bs.c || exit 1
 helper=${SHIM_HELPER:-$tmp/fake_bs}
 # make SAN=1: an ASan-built shim must come after the ASan runtime in LD_PRELOAD.
 preload=$shim

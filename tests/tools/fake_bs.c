@@ -66,7 +66,8 @@ static void note(const char *fmt, ...)
 	n = vsnprintf(rec + rec_len, sizeof(rec) - rec_len - 1, fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		rec_len += (size_t)n < sizeof(rec) - rec_len - 1 ? (size_t)n : sizeof(rec) - rec_len - 1;
+		rec_len +=
+		    (size_t)n < sizeof(rec) - rec_len - 1 ? (size_t)n : sizeof(rec) - rec_len - 1;
 	rec[rec_len++] = '\n';
 }
 
