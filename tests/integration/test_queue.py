@@ -368,9 +368,10 @@ def _drill_recovery(queue, relay):
     assert len(queue.entries()) == 200
     t0 = time.monotonic()
     queue.relay_back(relay)
-    # base 0.2 s doubling to 24 s, jitter <= 1.25: the pass after the relay
-    # returns starts within one backoff step.
-    msgs, waited = wait_count(relay.capture, 200, 60)
+    # base 0.2 s doubling to a cap of 24 s, jitter < 1.25: the pass after the
+    # relay returns starts within one backoff step (<= 30 s), and 200
+    # messages over one relay session take a second or two.
+    msgs, waited = wait_count(relay.capture, 200, 40)
     time.sleep(1.5)                      # any duplicate would show up now
     msgs = relay.capture.messages()
     counts = subjects(msgs)
