@@ -1877,7 +1877,7 @@ static void kick_worker(int dirfd)
 	}
 }
 
-/* worker_sleep - sleep until wake or a kick; returns 1 when kicked */
+/* worker_sleep - sleep until wake or a kick: 1 kicked, 0 time, -1 the area was removed */
 
 static int worker_sleep(int dirfd, double wake, off_t *seen)
 {
@@ -1890,10 +1890,15 @@ static int worker_sleep(int dirfd, double wake, off_t *seen)
 		struct timespec ts;
 		off_t k;
 
+		struct stat sb;
+
 		if ((k = kick_size(dirfd)) != *seen) {
 			*seen = k;
 			return 1;
 		}
+		/* Someone removed the spool under us: nothing left to do. */
+		if (fstat(dirfd, &sb) != 0 || sb.st_nlink == 0)
+			return -1;
 		if (left <= 0)
 			return 0;
 		if (left > step)
@@ -1952,8 +1957,8 @@ static void worker_main(const struct config *cfg, int dirfd, int lockfd)
 				return;
 			/* New work arrived meanwhile; should anything else keep the
 			 * queue non-empty without a pass seeing it, do not spin. */
-			if (st.tried == 0)
-				(void)worker_sleep(dirfd, spool_now() + 0.05, &seen);
+			if (st.tried == 0 && worker_sleep(dirfd, spool_now() + 0.05, &seen) < 0)
+				return;
 			continue;
 		}
 		if (st.aborted) {
@@ -1970,7 +1975,8 @@ static void worker_main(const struct config *cfg, int dirfd, int lockfd)
 		}
 		if (wake == HUGE_VAL)
 			wake = spool_now() + spool_retry_base();
-		force = worker_sleep(dirfd, wake, &seen);
+		if ((force = worker_sleep(dirfd, wake, &seen)) < 0)
+			return;
 	}
 }
 
@@ -2058,17 +2064,18 @@ void spool_kick(const struct config *cfg)
 		/* Double fork + setsid: no zombie for our caller, no controlling tty. */
 		setsid();
 		pid = fork();
-		if (pid != 0)
+		if (pid != 0) {
+			/* The worker's pid is in the lock file before our caller
+			 * returns (tools and tests find the worker by it). */
+			char pidtext[32];
+			int n = snprintf(pidtext, sizeof(pidtext), "%ld\n", (long)pid);
+
+			if (pid > 0 && ftruncate(lockfd, 0) == 0)
+				(void)!pwrite(lockfd, pidtext, (size_t)n, 0);
 			_exit(0);
+		}
 		wcfg = *cfg;
 		wcfg.queue_dir = abs;
-		{
-			char pidtext[32];
-			int n = snprintf(pidtext, sizeof(pidtext), "%ld\n", (long)getpid());
-
-			if (ftruncate(lockfd, 0) == 0)
-				(void)!pwrite(lockfd, pidtext, (size_t)n, 0);
-		}
 		/* Keep the lock and the area's directory, as fds 3 and 4;
 		 * everything else goes. The copies at >= 10 step out of the
 		 * way of dup2(), and the lock lives on in fd 3 (flock belongs

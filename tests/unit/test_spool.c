@@ -864,6 +864,66 @@ START_TEST(a_kick_wakes_a_sleeping_worker)
 }
 END_TEST
 
+/* worker_pid - the pid in the area's lock file, 0 if none */
+
+static long worker_pid(void)
+{
+	char path[500], text[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/lock", area);
+	if ((f = fopen(path, "r")) == 0)
+		return 0;
+	if (fgets(text, sizeof(text), f) == 0)
+		text[0] = 0;
+	fclose(f);
+	return atol(text);
+}
+
+/* process_gone - exited (gone or a zombie waiting for init) */
+
+static int process_gone(long pid)
+{
+	char path[64], line[256];
+	FILE *f;
+	int gone = 1;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if ((f = fopen(path, "r")) == 0)
+		return 1;
+	if (fgets(line, sizeof(line), f)) {
+		char *p = strrchr(line, ')');
+
+		gone = p && p[1] == ' ' && p[2] == 'Z';
+	}
+	fclose(f);
+	return gone;
+}
+
+START_TEST(the_worker_pid_is_recorded_and_the_worker_leaves_a_removed_spool)
+{
+	char flag[400], cmd[400];
+	long pid;
+	int fd;
+
+	setenv("RELAYSHIM_RETRY_BASE", "60", 1);
+	snprintf(flag, sizeof(flag), "%s/down", top);
+	fd = open(flag, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	store_one("G1", "s@example.com");
+	mock_mode = MOCK_DOWN_WHILE_FLAG;
+	spool_kick(&cfg);
+	pid = worker_pid();			/* there as soon as spool_kick() returns */
+	ck_assert_int_gt(pid, 1);
+	ck_assert(!process_gone(pid));
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", qdir);
+	ck_assert_int_eq(system(cmd), 0);
+	for (int i = 0; i < 150 && !process_gone(pid); i++)
+		usleep(20000);
+	ck_assert(process_gone(pid));
+}
+END_TEST
+
 static Suite *spool_suite(void)
 {
 	Suite *s = suite_create("spool");
@@ -904,6 +964,7 @@ static Suite *spool_suite(void)
 	tcase_add_test(tc, kick_with_an_empty_queue_starts_nothing);
 	tcase_add_test(tc, worker_retries_with_backoff_until_the_relay_answers);
 	tcase_add_test(tc, a_kick_wakes_a_sleeping_worker);
+	tcase_add_test(tc, the_worker_pid_is_recorded_and_the_worker_leaves_a_removed_spool);
 	suite_add_tcase(s, tc);
 	return s;
 }
