@@ -121,7 +121,8 @@ struct link {
     int rt;
     size_t c2s;
     size_t s2c;
-    char *buf;
+    char *cbuf;                 /* client->server data */
+    char *sbuf;                 /* server->client data, held during the delay */
 };
 
 /* client_event - one read from the client: data or EOF */
@@ -130,7 +131,7 @@ static void client_event(struct link *l)
 {
     ssize_t n;
 
-    n = read(l->client, l->buf, COPY_BUF_LEN);
+    n = read(l->client, l->cbuf, COPY_BUF_LEN);
     if (n < 0 && errno == EINTR)
         return;
     /* Any client event after a delivered server burst completes a round trip. */
@@ -138,10 +139,10 @@ static void client_event(struct link *l)
         l->rt++;
     l->server_turn = 0;
     if (trace)
-        trace_burst(l->id, 'C', l->buf, n);
+        trace_burst(l->id, 'C', l->cbuf, n);
     if (n > 0) {
         l->c2s += (size_t) n;
-        if (write_all(l->server, l->buf, (size_t) n) < 0)
+        if (write_all(l->server, l->cbuf, (size_t) n) < 0)
             l->server_open = 0;
     } else {
         l->client_open = 0;
@@ -171,11 +172,11 @@ static void server_event(struct link *l)
 {
     ssize_t n;
 
-    n = read(l->server, l->buf, COPY_BUF_LEN);
+    n = read(l->server, l->sbuf, COPY_BUF_LEN);
     if (n < 0 && errno == EINTR)
         return;
     if (trace)
-        trace_burst(l->id, 'S', l->buf, n);
+        trace_burst(l->id, 'S', l->sbuf, n);
     if (n <= 0) {
         l->server_open = 0;
         (void) shutdown(l->client, SHUT_WR);
@@ -195,7 +196,7 @@ static void server_event(struct link *l)
     if (l->client_open)
         l->server_turn = 1;
     l->s2c += (size_t) n;
-    if (l->client_writable && write_all(l->client, l->buf, (size_t) n) < 0)
+    if (l->client_writable && write_all(l->client, l->sbuf, (size_t) n) < 0)
         l->client_writable = 0;
 }
 
@@ -214,9 +215,10 @@ static void *relay(void *arg)
     l.client = c->client;
     l.id = c->id;
     l.client_open = l.server_open = l.client_writable = 1;
-    l.buf = malloc(COPY_BUF_LEN);
+    l.cbuf = malloc(COPY_BUF_LEN);
+    l.sbuf = malloc(COPY_BUF_LEN);
     l.server = socket(AF_INET, SOCK_STREAM, 0);
-    if (l.buf == NULL || l.server < 0
+    if (l.cbuf == NULL || l.sbuf == NULL || l.server < 0
         || connect(l.server, (struct sockaddr *) &upstream, sizeof(upstream)) < 0)
         goto done;
     (void) setsockopt(l.server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -248,7 +250,8 @@ done:
     if (l.server >= 0)
         close(l.server);
     close(c->client);
-    free(l.buf);
+    free(l.cbuf);
+    free(l.sbuf);
     free(c);
     return NULL;
 }
