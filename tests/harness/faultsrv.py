@@ -599,12 +599,14 @@ class _Session:
         self.buf = b""
         start = 0
         while True:
+            # Checked first: a client that wrote the whole message at once
+            # must still lose the connection once n bytes are in.
+            if drop_after is not None and len(buf) - 2 >= drop_after:
+                self._close("server")
             i = buf.find(b"\r\n.\r\n", start)
             if i >= 0:
                 self.buf = bytes(buf[i + 5:])
                 return bytes(buf[2:i + 2]) if i > 0 else b""
-            if drop_after is not None and len(buf) - 2 >= drop_after:
-                self._close("server")
             start = max(0, len(buf) - 4)
             buf += self._recv()
 

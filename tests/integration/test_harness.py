@@ -603,6 +603,14 @@ def test_fault_drop_mid_data_after_n_bytes(fault_server):
     assert data_bytes >= 1000
 
 
+def test_fault_drop_mid_data_even_when_the_message_came_in_one_write(fault_server):
+    srv = fault_server({"drop_data_after": 100})
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        with smtplib.SMTP(srv.host, srv.port, timeout=5) as s:
+            s.sendmail("a@b.test", ["c@d.test"], b"Subject: big\r\n\r\n" + b"y" * 500)
+    assert srv.messages() == []
+
+
 # ---- fault server: TLS -----------------------------------------------------
 
 @pytest.mark.parametrize("kind, error", [
@@ -827,10 +835,12 @@ def test_fault_empty_message_and_null_sender(fault_server):
 def test_fault_server_on_ipv6_loopback(fault_server, relay):
     if not relay.ipv6:
         pytest.skip("no IPv6 loopback on this machine")
-    srv = fault_server(host="::1")
-    with smtplib.SMTP("::1", srv.port, timeout=5) as s:
-        s.sendmail("a@b.test", ["c@d.test"], msg())
-    assert srv.wait_for(1)
+    srv = fault_server(host=["127.0.0.1", "::1"])
+    for host in ("::1", "127.0.0.1"):
+        with smtplib.SMTP(host, srv.port, timeout=5) as s:
+            s.sendmail("a@b.test", ["c@d.test"], msg())
+    assert len(srv.wait_for(2)) == 2
+    assert [c.peer[0] for c in srv.connections] == ["::1", "127.0.0.1"]
 
 
 def test_fault_server_stop_leaves_no_thread_even_with_a_silent_client(fault_server):
