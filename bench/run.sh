@@ -118,11 +118,6 @@ wait_port() {
 	return 1
 }
 
-# set_na VAR REASON - record a cell as not available, with the reason
-set_na() {
-	eval "$1=\"n/a (\$2)\""
-}
-
 # reason_from LOG STATUS - one short line saying why runs failed
 reason_from() {
 	r=$(grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n 1 | tr -d '|\r' | cut -c1-70)
