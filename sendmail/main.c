@@ -174,6 +174,32 @@ static void log_rejected(const char *queue_id, const struct smtp_result *res)
 }
 
 /*
+ * queue_deferred - recipients the relay deferred (4xx) while it took others are
+ * queued on their own, so a partial acceptance loses nobody.
+ */
+static void queue_deferred(const struct config *cfg, const struct envelope *env,
+			   const struct message *msg, const char *queue_id,
+			   const struct smtp_result *res)
+{
+	struct envelope rest = *env;
+	struct error qerr;
+
+	if (res->deferred.n == 0 || cfg->queue_mode == QUEUE_NEVER)
+		return;
+	error_clear(&qerr);
+	rest.rcpts = res->deferred;	/* borrowed: spool_store copies what it keeps */
+	if (spool_store(cfg, &rest, msg, queue_id,
+			res->deferred_replies.n ? res->deferred_replies.v[0] : 0, &qerr) != 0) {
+		log_msg(LOG_LEVEL_ERROR, "%s: %zu deferred recipient(s) could not be queued: %s",
+			queue_id, res->deferred.n, qerr.text);
+		return;
+	}
+	log_msg(LOG_LEVEL_WARNING, "%s: %zu deferred recipient(s) queued for retry", queue_id,
+		res->deferred.n);
+	spool_kick(cfg);
+}
+
+/*
  * deliver_or_queue - the delivery decision shared by the command line and -bs.
  * Returns 0 (delivered or durably queued) or a sysexits code with err set.
  * *queued tells which of the two happened. session may be NULL (one-shot).
@@ -217,6 +243,7 @@ static int deliver_or_queue(struct config *cfg, struct smtp_session **session,
 
 	if (rc == 0) {
 		log_rejected(queue_id, res);
+		queue_deferred(cfg, env, msg, queue_id, res);
 		log_outcome(LOG_LEVEL_INFO, queue_id, env, msg, res, "sent", res->reply, start);
 		/* A working relay is the moment to retry the queue; -bs kicks once per session. */
 		if (session == 0)

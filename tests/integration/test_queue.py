@@ -735,3 +735,39 @@ def test_bs_gives_no_250_when_it_dies_before_the_commit(queue):
     replies = r.stdout.decode().splitlines()
     assert not [l for l in replies if "queued" in l.lower()], replies
     assert queue.entries() == []
+
+
+def test_synchronous_partial_acceptance_queues_the_deferred_recipients(queue):
+    # The relay takes ok@, defers later@ with 451: ok@ gets it now, later@ is queued alone.
+    srv = FaultServer([{"rcpt": ["250 2.1.5 ok", "451 4.2.0 <later@example.com>: busy"]},
+                       {}])
+    srv.start()
+    queue.servers.append(srv)
+    conf = queue.config(port=srv.port)
+    msg = b"From: s@example.com\r\nSubject: partial 4xx\r\n\r\nhi\r\n"
+    r = queue.run(["-i", "-f", "s@example.com", "ok@example.com", "later@example.com"],
+                  message=msg, config=conf, env={"RELAYSHIM_RETRY_BASE": "3600"})
+    assert r.returncode == 0, err(r)
+    assert "deferred" in err(r)
+    queue.kill_workers()
+    assert len(queue.entries()) == 1
+    listing = queue.run(["-bp"], config=conf).stdout.decode()
+    assert "later@example.com" in listing and "ok@example.com" not in listing
+    r = queue.run(["-q"], config=conf)
+    assert r.returncode == 0, err(r)
+    msgs = srv.wait_for(2)
+    assert msgs[0].rcpt_tos == ["ok@example.com"]
+    assert msgs[1].rcpt_tos == ["later@example.com"]
+    assert msgs[0].data == msgs[1].data
+    assert queue.entries() == []
+
+
+def test_never_mode_logs_deferred_recipients_without_queueing(queue):
+    srv = FaultServer({"rcpt": ["250 2.1.5 ok", "451 4.2.0 busy"]}).start()
+    queue.servers.append(srv)
+    msg = b"From: s@example.com\r\nSubject: partial never\r\n\r\nhi\r\n"
+    r = queue.run(["-i", "-f", "s@example.com", "ok@example.com", "later@example.com"],
+                  message=msg, config=queue.config(mode="never", port=srv.port))
+    assert r.returncode == 0, err(r)
+    assert "later@example.com" in err(r) and "451 4.2.0 busy" in err(r)
+    assert queue.entries() == []
