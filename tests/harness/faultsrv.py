@@ -49,18 +49,20 @@ DESCRIPTION
                           (after the 354) have arrived.
       tls: "starttls" | "implicit"   cert: "valid" | "expired" | "wrong_name"
                           | "self_signed" (from pki=, default PKI.shared());
-                          tls_client_ca: true to
-                          request and verify a client certificate.
+                          tls_client_ca: true to request and verify a client
+                          certificate (mutual TLS).
       starttls_garbage: str|bytes    after "220" to STARTTLS, send these bytes
                           instead of a TLS handshake, then close.
       auth_reply: reply   the reply to AUTH (whatever the credentials), since
-                          "auth" itself is the AUTH configuration:
+                          "auth" itself is the AUTH configuration.
       auth: {"mechanisms": ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"],
              "users": {"name": "password"}   (absent: accept any credentials),
              "xoauth2": {"user": "...", "token": "..."}}
                           PLAIN, LOGIN and XOAUTH2 accept an initial response or
                           ask with 334; a failed XOAUTH2 gets Gmail's 334 JSON
                           challenge, then 535 after the client's empty line.
+                          CRAM-MD5 checks the digest against "users". Other
+                          advertised mechanisms are refused with 504.
       size_limit: n       enforce SIZE: MAIL SIZE= and the data length (552).
       hostname: str       the name in greeting and EHLO (default fault.test).
 
@@ -73,6 +75,17 @@ DESCRIPTION
     client_cert_subject, plaintext_after_starttls, closed_by ("client",
     "server", "stop"). srv.connection_count counts accepted connections;
     srv.errors lists tracebacks of harness bugs (empty in a good run).
+
+    FaultServer(scripts=None, host="127.0.0.1", port=0, pki=None,
+    hostname="fault.test"): host may be a list ("127.0.0.1", "::1": one port
+    on both). srv.messages() accepted messages; srv.wait_for(n, timeout=10)
+    waits for n of them and returns all; srv.wait_for_connections(n) waits
+    until n connections came and all are closed; srv.clear(); srv.log() the
+    connection log as JSON-compatible data.
+
+    Without a scripted reply the server answers like a plain Postfix: 503 for
+    RCPT before MAIL, 554 for DATA without an accepted recipient, 502 for an
+    unknown verb; a 421 reply is followed by closing the connection.
 
 DIAGNOSTICS
     stop() joins every thread; a thread that does not finish within 5 s
