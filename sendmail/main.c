@@ -619,8 +619,13 @@ int main(int argc, char **argv)
 	if (!explicit_path)
 		path = DEFAULT_CONFIG;
 	config_init(&cfg);
-	if (config_load(&cfg, path, explicit_path, environ, &err))
-		return die(&err);
+	if (config_load(&cfg, path, explicit_path, environ, &err)) {
+		/* Freed on this path too: SAN=1 and valgrind runs report leaks at exit. */
+		rc = die(&err);
+		config_free(&cfg);
+		cmdline_free(&cl);
+		return rc;
+	}
 	cfg.verbose = cl.verbose;
 	if (cl.mode == CMD_SMTP)
 		keep_stdout_clean(&cfg);
