@@ -15,7 +15,7 @@ stop() {
 trap stop EXIT INT TERM
 
 echo "== starting a private Postfix relay on loopback"
-/usr/bin/python3 -m harness.relay_ctl start "$dir"
+/usr/bin/python3 -m harness.relay_ctl start "$dir" --owner $$
 . "$dir/env"
 echo "   relay: 127.0.0.1:$RELAY_PLAIN_PORT, delivered mail lands in $CAPTURE_DIR"
 
