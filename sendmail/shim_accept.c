@@ -54,7 +54,7 @@ int shim_accept_requested(void)
 {
 	const char *v = getenv(SHIM_ACCEPT_ENV);
 
-	return v != NULL && strcmp(v, "1") == 0;
+	return v != NULL && (strcmp(v, "1") == 0 || strcmp(v, "2") == 0);
 }
 
 /* shim_accept_close_from - close every descriptor >= low */
@@ -210,6 +210,8 @@ int shim_accept(struct error *err)
 {
 	struct timespec deadline;
 	char expected[INET6_ADDRSTRLEN + 16];
+	const char *how = getenv(SHIM_ACCEPT_ENV);
+	int detached = how != NULL && strcmp(how, "2") == 0;
 	pid_t pid;
 	int conn;
 	int status;
@@ -217,11 +219,13 @@ int shim_accept(struct error *err)
 	unsetenv(SHIM_ACCEPT_ENV);
 
 	/*
-	 * Detach: the shim waits for this first process, which exits now;
-	 * the child is re-parented to init (or the nearest subreaper), so
-	 * the application is never left with a zombie of ours.
+	 * Detach. "2": the shim started us orphaned already (its quiet
+	 * clone() path). "1": we are the shim's posix_spawn child; it waits
+	 * for this first process, which exits now; the child is re-parented
+	 * to init (or the nearest subreaper), so the application is never
+	 * left with a zombie of ours.
 	 */
-	pid = fork();
+	pid = detached ? 0 : fork();
 	if (pid < 0)
 		return error_set(err, EX_OSERR, "shim: fork: %s", strerror(errno));
 	if (pid > 0) {

@@ -13,7 +13,8 @@
  *	int	shim_accept(struct error *err);
  * DESCRIPTION
  *	librelayshim.so starts "sendmail -bs" with RELAYSHIM_SHIM_ACCEPT=1
- *	in the environment, a listening loopback TCP socket as fd 0 and a
+ *	(or 2: already detached) in the environment, a listening loopback
+ *	TCP socket as fd 0 and a
  *	control socket as fd 1 on which it sends the application's local
  *	address as "ADDRESS PORT\n" once its connect() is under way
  *	(shim/README.md has the whole protocol).
@@ -22,9 +23,10 @@
  *
  *	shim_accept() must be the first thing -bs mode does, before any
  *	file is opened and before stdin is read: it
- *	1. forks; the parent writes "PID <child>\n" on fd 1 and exits at
- *	   once (the shim waits for it), the child calls setsid(), so the
- *	   application never has to reap us;
+ *	1. with RELAYSHIM_SHIM_ACCEPT=1, forks; the parent writes
+ *	   "PID <child>\n" on fd 1 and exits at once (the shim waits for
+ *	   it), so the application never has to reap us; with =2 the shim
+ *	   started us orphaned already. Then setsid();
  *	2. closes every descriptor >= 3 (an application descriptor without
  *	   close-on-exec that leaked through posix_spawn on glibc < 2.34);
  *	3. reads the expected peer from fd 1 (10 s at most);

@@ -18,19 +18,21 @@
  *
  *	The mechanism (shim/README.md, research/shim.md design B):
  *	1. a one-shot listener on the target's loopback address, port 0;
- *	2. posix_spawn of the helper with the listener as fd 0 and one end of
- *	   a socketpair as fd 1, a clean signal mask, default signal
- *	   handlers, no LD_PRELOAD, the environment captured when the
- *	   library was loaded plus RELAYSHIM_SHIM_ACCEPT=1;
+ *	2. the helper is started with the listener as fd 0 and one end of a
+ *	   socketpair as fd 1, a clean signal mask, default signal handlers,
+ *	   no LD_PRELOAD, the environment captured when the library was
+ *	   loaded plus RELAYSHIM_SHIM_ACCEPT; it is started detached, through
+ *	   a short-lived middle process whose exit raises no SIGCHLD (THE
+ *	   QUIET SPAWN below), or with posix_spawn if clone() is refused;
  *	3. the application's own socket really connect()s to the listener,
  *	   so blocking, EINPROGRESS, poll/epoll (registered before or after),
  *	   SO_ERROR, TCP_NODELAY and getsockname() are the kernel's own;
  *	4. the socket's local address is sent to the helper over the
  *	   socketpair; the helper accepts exactly that peer and serves it
  *	   (sendmail/shim_accept.c);
- *	5. the helper forks once and its first process exits at once; the
- *	   shim waits for that process, so the application is left with no
- *	   child and no zombie of ours (it does see one SIGCHLD). If the
+ *	5. the application is left with no child, no zombie and no SIGCHLD
+ *	   of ours (with the posix_spawn fallback: one SIGCHLD, for a first
+ *	   process that the helper forks off and the shim reaps). If the
  *	   application is PID 1 or a subreaper, the helper is re-parented to
  *	   it; the shim then reaps finished helpers at the next intercepted
  *	   connect() (ORPHANED HELPERS below).
@@ -52,16 +54,19 @@
  *
  *	A process whose environment holds RELAYSHIM_SHIM_ACCEPT (a helper
  *	started through /etc/ld.so.preload) intercepts nothing.
+ *	RELAYSHIM_SPAWN=posix forces the posix_spawn path (tests, debugging).
  * THREADS AND SIGNALS
- *	The only shared state is the configuration, written once before any
+ *	The shared state is the configuration, written once before any
  *	connect() can use it (an atomic once-flag, no pthread_once: that
- *	would pull in GLIBC_2.34). Intercepted calls use only their own
- *	descriptors, so any number of threads may connect at once.
+ *	would pull in GLIBC_2.34), and the table of orphaned helpers (atomic
+ *	slots). Intercepted calls otherwise use only their own descriptors,
+ *	so any number of threads may connect at once. The calling thread
+ *	blocks all signals for the few microseconds of clone().
  *	The non-intercepted path makes no system call, takes no lock,
  *	allocates nothing and leaves errno alone: it is async-signal-safe
- *	like connect() itself. The intercepted path allocates (posix_spawn
- *	file actions) and is not async-signal-safe; a signal handler that
- *	connect()s to localhost:25 is not supported.
+ *	like connect() itself. The intercepted path allocates (mmap'd
+ *	stacks, posix_spawn file actions) and is not async-signal-safe; a
+ *	signal handler that connect()s to localhost:25 is not supported.
  * DIAGNOSTICS
  *	One line on stderr ("relayshim: ...") when a helper cannot be
  *	started, for an unusable RELAYSHIM_INTERCEPT entry, and once when
@@ -87,6 +92,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -108,6 +114,8 @@ __asm__(".symver dlsym,dlsym@GLIBC_2.17");
 #endif
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
+/* Code running on our own clone() stacks: ASan would warn about the stack switch. */
+#define SHIM_NO_SANITIZE __attribute__((no_sanitize("address", "undefined")))
 #define SHIM_MAX_TARGETS 32
 #define SHIM_ENV_MARK "RELAYSHIM_SHIM_ACCEPT"
 
@@ -130,8 +138,10 @@ static struct shim_config {
 	size_t ntargets;
 	struct shim_target targets[SHIM_MAX_TARGETS];
 	char *sendmail;
-	char comm[16]; /* the helper's /proc comm: basename, 15 bytes */
-	char **envp;
+	char comm[16];	      /* the helper's /proc comm: basename, 15 bytes */
+	char **envp;	      /* RELAYSHIM_SHIM_ACCEPT=1: detach by forking */
+	char **envp_detached; /* RELAYSHIM_SHIM_ACCEPT=2: orphaned at birth */
+	int posix_only;	      /* RELAYSHIM_SPAWN=posix (tests, debugging) */
 } shim;
 
 /* 0 = not initialised, 1 = being initialised, 2 = ready. */
@@ -384,17 +394,22 @@ static int shim_capture_env(void)
 	for (char **e = environ; e != NULL && *e != NULL; e++)
 		n++;
 	shim.envp = calloc(n + 2, sizeof(char *));
-	if (shim.envp == NULL)
+	shim.envp_detached = calloc(n + 2, sizeof(char *));
+	if (shim.envp == NULL || shim.envp_detached == NULL)
 		return -1;
 	for (char **e = environ; e != NULL && *e != NULL; e++) {
 		if (!shim_env_wanted(*e))
 			continue;
 		if ((shim.envp[k] = strdup(*e)) == NULL)
 			return -1;
+		shim.envp_detached[k] = shim.envp[k];
 		k++;
 	}
-	shim.envp[k++] = SHIM_ENV_MARK "=1";
+	shim.envp[k] = SHIM_ENV_MARK "=1";
+	shim.envp_detached[k] = SHIM_ENV_MARK "=2";
+	k++;
 	shim.envp[k] = NULL;
+	shim.envp_detached[k] = NULL;
 	return 0;
 }
 
@@ -423,6 +438,8 @@ static void shim_init(void)
 
 		snprintf(shim.comm, sizeof(shim.comm), "%s", base ? base + 1 : shim.sendmail);
 	}
+	v = getenv("RELAYSHIM_SPAWN");
+	shim.posix_only = v != NULL && strcmp(v, "posix") == 0;
 	v = getenv("RELAYSHIM_INTERCEPT");
 	shim_parse_intercept(v != NULL ? v : "127.0.0.1:25 [::1]:25");
 	if (shim.sendmail == NULL || shim_capture_env() != 0) {
@@ -682,9 +699,9 @@ static int shim_peer_text(int fd, char *out, size_t outlen)
 	return (n > 0 && (size_t)n < outlen) ? n : -1;
 }
 
-/* shim_spawn - start the helper on the listener and the control socket */
+/* shim_spawn_posix - start the helper with posix_spawn (the fallback) */
 
-static int shim_spawn(int lfd, int ctl, pid_t *pid)
+static int shim_spawn_posix(int lfd, int ctl, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -724,14 +741,155 @@ done:
 	return rc;
 }
 
+/*
+ * The quiet spawn. posix_spawn's child exits with SIGCHLD, which the
+ * application would see once per mail (a handler without SA_RESTART turns
+ * it into EINTR elsewhere; a waitpid(-1) loop reaps a pid it never
+ * created). Linux resets the exit signal to SIGCHLD on execve(), so a
+ * quiet child cannot be the exec'd helper itself; instead:
+ *
+ *   application --clone(VM|VFORK, exit signal 0)--> middle
+ *   middle      --clone(VM|VFORK, SIGCHLD)--------> helper --execve--> sendmail
+ *
+ * The middle never execs and exits as soon as the helper has exec'd: its
+ * exit raises no signal, and only our wait with __WALL sees it. The
+ * helper is orphaned at birth and re-parented to init (or the nearest
+ * subreaper), so it runs with RELAYSHIM_SHIM_ACCEPT=2: already detached,
+ * no fork needed. As in glibc's posix_spawn: CLONE_VM|CLONE_VFORK children
+ * on stacks of their own, all signals blocked around clone(), every
+ * handler reset to SIG_DFL in the helper before its signals are unblocked,
+ * then only system calls until execve(). The calling thread is suspended
+ * until the middle has exited.
+ */
+
+struct shim_child {
+	int lfd;
+	int ctl;
+	int err;	    /* errno of a failed clone or exec, written by the children */
+	pid_t helper;	    /* written by the middle */
+	char *helper_stack; /* top of the helper's stack */
+	char *const *argv;
+};
+
+/* shim_helper_main - the helper before execve: shares our memory, system calls only */
+
+SHIM_NO_SANITIZE static int shim_helper_main(void *arg)
+{
+	struct shim_child *c = arg;
+	struct sigaction dfl;
+	sigset_t none;
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	/* The application's handlers must never run here (EINVAL for glibc's own signals). */
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &dfl, NULL);
+	if (dup2(c->lfd, 0) < 0 || dup2(c->ctl, 1) < 0) {
+		c->err = errno;
+		_exit(127);
+	}
+#ifdef SYS_close_range
+	syscall(SYS_close_range, 3U, ~0U, 0U);
+#endif
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execve(shim.sendmail, c->argv, shim.envp_detached);
+	c->err = errno;
+	_exit(127);
+}
+
+/* shim_middle_main - start the helper, note its pid, exit without a signal */
+
+SHIM_NO_SANITIZE static int shim_middle_main(void *arg)
+{
+	struct shim_child *c = arg;
+	pid_t helper;
+
+	helper = clone(shim_helper_main, c->helper_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+	if (helper < 0)
+		c->err = errno;
+	else
+		c->helper = helper;
+	_exit(0);
+}
+
+/* shim_spawn_quiet - start the detached helper without the application seeing a child */
+
+static int shim_spawn_quiet(int lfd, int ctl, pid_t *helper)
+{
+	const size_t stack_size = 64 * 1024;
+	struct shim_child c;
+	char *argv[3];
+	sigset_t all;
+	sigset_t old;
+	char *stacks;
+	pid_t middle;
+	int err;
+
+	argv[0] = shim.sendmail;
+	argv[1] = (char *)"-bs";
+	argv[2] = NULL;
+	stacks = mmap(NULL, 2 * stack_size, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stacks == MAP_FAILED)
+		return errno;
+	memset(&c, 0, sizeof(c));
+	c.lfd = lfd;
+	c.ctl = ctl;
+	c.argv = argv;
+	/* Stacks grow down on every architecture we build for. */
+	c.helper_stack = stacks + 2 * stack_size;
+	sigfillset(&all);
+	/* sigprocmask acts on the calling thread (pthread_sigmask would need GLIBC_2.32). */
+	sigprocmask(SIG_SETMASK, &all, &old);
+	middle = clone(shim_middle_main, stacks + stack_size, CLONE_VM | CLONE_VFORK, &c);
+	err = errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (middle > 0)
+		while (waitpid(middle, NULL, __WALL) < 0 && errno == EINTR)
+			;
+	munmap(stacks, 2 * stack_size);
+	if (middle < 0)
+		return err;
+	if (c.err != 0) {
+		/* The helper's exec failed and it exited; collect it if it became ours. */
+		if (c.helper > 0)
+			waitpid(c.helper, NULL, __WALL | WNOHANG);
+		return c.err;
+	}
+	*helper = c.helper;
+	return 0;
+}
+
+/* shim_spawn - start the helper; *middle: a first process left to reap, or -1 */
+
+static int shim_spawn(int lfd, int ctl, pid_t *middle, pid_t *helper)
+{
+	int rc = ENOSYS;
+
+	*middle = -1;
+	*helper = -1;
+	if (!shim.posix_only)
+		rc = shim_spawn_quiet(lfd, ctl, helper);
+	/* A seccomp filter or an odd kernel may refuse clone(): posix_spawn then. */
+	if (rc == ENOSYS || rc == EPERM || rc == EINVAL)
+		rc = shim_spawn_posix(lfd, ctl, middle);
+	return rc;
+}
+
 /* shim_reap - wait for the helper's first process, which exits at once */
 
 static void shim_reap(pid_t pid)
 {
 	int saved = errno;
 
-	/* ECHILD: the application's SIGCHLD handler or SIG_IGN got it first. */
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+	/*
+	 * __WALL: the quiet child has no exit signal. ECHILD: for a
+	 * posix_spawn child, the application's SIGCHLD handler or SIG_IGN
+	 * got it first.
+	 */
+	while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
 		;
 	errno = saved;
 }
@@ -822,9 +980,9 @@ static void shim_reap_orphans(void)
 	}
 }
 
-/* shim_remember_orphan - note the pid reported on the control socket */
+/* shim_read_helper_pid - the pid a posix_spawn'd helper reported, or -1 */
 
-static void shim_remember_orphan(int ctl)
+static pid_t shim_read_helper_pid(int ctl)
 {
 	char line[32];
 	ssize_t n;
@@ -833,9 +991,16 @@ static void shim_remember_orphan(int ctl)
 	/* The first process wrote the line before exiting, and we reaped it. */
 	n = recv(ctl, line, sizeof(line) - 1, MSG_DONTWAIT);
 	if (n < 5 || memcmp(line, "PID ", 4) != 0)
-		return;
+		return -1;
 	line[n] = 0;
 	pid = strtol(line + 4, NULL, 10);
+	return pid > 1 ? (pid_t)pid : -1;
+}
+
+/* shim_remember_orphan - keep a helper's pid to reap it once it has finished */
+
+static void shim_remember_orphan(pid_t pid)
+{
 	if (pid <= 1)
 		return;
 	for (size_t i = 0; i < SHIM_MAX_ORPHANS; i++) {
@@ -858,6 +1023,7 @@ static int shim_intercept(int fd, const struct sockaddr *addr, socklen_t addrlen
 	int lfd = -1;
 	int pair[2] = {-1, -1};
 	pid_t pid = -1;
+	pid_t helper = -1;
 	int rc;
 	int err;
 	int result;
@@ -895,7 +1061,7 @@ static int shim_intercept(int fd, const struct sockaddr *addr, socklen_t addrlen
 		shim_log("cannot create a socketpair (%s); connect() refused", strerror(err));
 		goto refuse;
 	}
-	if ((rc = shim_spawn(lfd, pair[1], &pid)) != 0) {
+	if ((rc = shim_spawn(lfd, pair[1], &pid, &helper)) != 0) {
 		shim_log("cannot start %s -bs (%s); connect() refused", shim.sendmail,
 			 strerror(rc));
 		goto refuse;
@@ -918,9 +1084,10 @@ static int shim_intercept(int fd, const struct sockaddr *addr, socklen_t addrlen
 		if (n > 0 && send(pair[0], peer, (size_t)n, MSG_NOSIGNAL) != n)
 			(void)0;
 	}
-	shim_reap(pid);
+	if (pid > 0)
+		shim_reap(pid);
 	if (reaper)
-		shim_remember_orphan(pair[0]);
+		shim_remember_orphan(helper > 0 ? helper : shim_read_helper_pid(pair[0]));
 	shim_close(&pair[0]);
 	errno = result == 0 ? saved : err;
 	return result;

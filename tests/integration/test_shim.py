@@ -38,6 +38,12 @@ def test_conformance_cases_pass_under_ld_preload():
     assert " 0 failed" in r.stdout.splitlines()[-1], r.stdout
 
 
+def test_spawning_cases_pass_with_the_posix_spawn_fallback():
+    # RELAYSHIM_SPAWN=posix: the path taken when clone() is refused (seccomp).
+    r = run_conformance("--posix-spawn")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_conformance_cases_fail_without_the_shim():
     # Every case that needs the shim must fail without it; the "untouched"
     # cases (which check that the shim changes nothing) and the two that drive

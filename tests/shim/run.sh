@@ -14,6 +14,8 @@
 #   --helgrind  run the threads case (8 x 50 sessions) under valgrind helgrind.
 #   --tsan      build the shim and the cases with ThreadSanitizer and run the
 #               threads case with them.
+#   --posix-spawn  the spawning cases again with RELAYSHIM_SPAWN=posix: the
+#               posix_spawn fallback the shim uses when clone() is refused.
 #   SHIM_HELPER=path  use another helper instead of fake_bs (e.g. the real
 #               build/sendmail/sendmail); cases that read helper records are
 #               then skipped.
@@ -26,6 +28,7 @@ case "${1:-}" in
 --no-shim) mode=noshim; shift ;;
 --helgrind) mode=helgrind; shift ;;
 --tsan) mode=tsan; shift ;;
+--posix-spawn) mode=posix; shift ;;
 esac
 
 make --no-print-directory -s "$BUILD/shim/librelayshim.so" >/dev/null || exit 1
@@ -60,6 +63,9 @@ if [ $# -gt 0 ]; then
 	cases="$*"
 elif [ "$mode" = helgrind ] || [ "$mode" = tsan ]; then
 	cases="threads"
+elif [ "$mode" = posix ]; then
+	cases="blocking_v4 nonblock_poll reconnect_idiom helper_inherits_nothing helper_environment
+		helper_missing sigchld_handler sigchld_ignored pid1 subreaper threads closed_stdio no_zombie"
 else
 	cases=$("$bin" list)
 fi
@@ -87,8 +93,9 @@ for c in $cases; do
 	noshim) ;;
 	helgrind) set -- "$@" CONFORMANCE_SESSIONS=50 LD_PRELOAD="$preload" \
 		valgrind -q --tool=helgrind --error-exitcode=99 ;;
-	tsan) set -- "$@" CONFORMANCE_SESSIONS=50 TSAN_OPTIONS=halt_on_error=1:exitcode=99 \
+	tsan) set -- "$@" CONFORMANCE_SESSIONS=50 TSAN_OPTIONS=halt_on_error=1:exitcode=99:die_after_fork=0 \
 		LD_PRELOAD="$shim" ;;
+	posix) set -- "$@" RELAYSHIM_SPAWN=posix LD_PRELOAD="$preload" ;;
 	*) set -- "$@" LD_PRELOAD="$preload" ;;
 	esac
 	[ "$c" = pid1 ] && set -- unshare --pid --fork --mount-proc "$@"
