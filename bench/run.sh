@@ -16,6 +16,10 @@
 #
 # Everything started here is recorded and killed on exit (trap); peers that
 # daemonize run inside private PID namespaces (bench/nsrun.sh).
+
+# Lists of numbers and option strings are split on purpose; cells are
+# assigned through eval:
+# shellcheck disable=SC2046,SC2086,SC2154
 set -u
 
 BUILD=${BUILD:-build}
@@ -149,6 +153,15 @@ $CC -O2 -o "$BIN/trivial-libs" "$BENCH/trivial.c" -Wl,--no-as-needed \
 TIMER=$BIN/timer
 SMTPC=$BIN/smtpc
 
+# Measure private copies: other work may rebuild build/ while we run, and a
+# binary being rewritten cannot be exec'ed (ETXTBSY) or changes mid-table.
+if [ -x "$SM" ]; then
+	cp "$SM" "$BIN/sendmail" && SM=$BIN/sendmail
+fi
+if [ -f "$SHIM" ]; then
+	cp "$SHIM" "$BIN/librelayshim.so" && SHIM=$BIN/librelayshim.so
+fi
+
 SINK_BIN=""
 for p in /usr/sbin/smtp-sink /usr/lib/postfix/sbin/smtp-sink; do
 	[ -x "$p" ] && SINK_BIN=$p && break
@@ -173,7 +186,6 @@ done
 
 SINK=$(free_ports 1)
 start_bg "$SINK_BIN" -u nobody "127.0.0.1:$SINK" 256
-SINK_PID=$LAST_PID
 wait_port "$SINK" || {
 	echo "bench: smtp-sink did not start on port $SINK" >&2
 	exit 1
@@ -299,10 +311,10 @@ setup_tool() {
 	esmtp)
 		b=$W/pkg/esmtp/usr/bin/esmtp
 		lib=$W/pkg/libesmtp6/usr/lib/x86_64-linux-gnu
-		[ -x "$b" ] && [ -d "$lib" ] || {
+		if [ ! -x "$b" ] || [ ! -d "$lib" ]; then
 			SKIP="esmtp/libesmtp6 packages not fetched"
 			return
-		}
+		fi
 		if [ "$st_mode" = tls ]; then
 			# libESMTP trusts $HOME/.config/libesmtp/ca.pem and verifies the
 			# DNS name (the certificate has DNS:localhost); its SASL plugins
@@ -795,12 +807,16 @@ verdict() {
 	esac
 }
 nz() {
-	[ -n "$1" ] && [ "$1" != - ] && echo "$1" || echo NA
+	if [ -n "$1" ] && [ "$1" != - ]; then
+		echo "$1"
+	else
+		echo NA
+	fi
 }
 
 rs_lat=$(nz "${LAT_MED_relayshim:-}")
 fl=$(nz "$FLOOR_MED")
-best_lat=NA best_seq=NA best_par=NA best_mbs=NA best_rt=NA
+best_lat=NA best_seq=NA best_par=NA
 for t in msmtp esmtp dma ssmtp nullmailer; do
 	eval "v=\${LAT_MED_$t:-}"
 	[ -n "$v" ] && { [ "$best_lat" = NA ] || [ "$(calc "$v < $best_lat" 0)" = 1 ]; } && best_lat=$v
@@ -809,13 +825,13 @@ for t in msmtp esmtp dma ssmtp nullmailer; do
 	eval "v=\${TP_par_$t:-}"
 	[ -n "$v" ] && { [ "$best_par" = NA ] || [ "$(calc "$v > $best_par" 0)" = 1 ]; } && best_par=$v
 done
-[ "$rs_lat" = NA ] || [ "$fl" = NA ] && V_LAT=n/a || {
-	if [ "$best_lat" = NA ]; then
-		V_LAT=$(verdict "$rs_lat <= 1.5 * $fl")
-	else
-		V_LAT=$(verdict "$rs_lat <= 1.5 * $fl && $rs_lat < $best_lat")
-	fi
-}
+if [ "$rs_lat" = NA ] || [ "$fl" = NA ]; then
+	V_LAT=n/a
+elif [ "$best_lat" = NA ]; then
+	V_LAT=$(verdict "$rs_lat <= 1.5 * $fl")
+else
+	V_LAT=$(verdict "$rs_lat <= 1.5 * $fl && $rs_lat < $best_lat")
+fi
 V_SEQ=$(verdict "$(nz "${TP_seq_relayshim:-}") >= 1.5 * $best_seq")
 V_PAR=$(verdict "$(nz "${TP_par_relayshim:-}") >= 1.5 * $best_par")
 V_RTP=$(verdict "$(nz "${RT_plain_relayshim:-}") <= 4")
