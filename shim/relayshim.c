@@ -1030,9 +1030,6 @@ static int shim_intercept(int fd, const struct sockaddr *addr, socklen_t addrlen
 	int mapped = 0;
 	int reaper;
 
-	/* connect(-1, ...) loops measure the call path: keep them syscall-free. */
-	if (fd < 0)
-		return shim_real_connect(fd, addr, addrlen);
 	if (addr->sa_family == AF_INET6) {
 		struct sockaddr_in6 t6;
 
@@ -1117,7 +1114,8 @@ SHIM_EXPORT int connect(int fd, __CONST_SOCKADDR_ARG arg, socklen_t len)
 #endif
 
 	shim_ensure_init();
-	if (!shim_is_target(addr, len))
+	/* A negative descriptor is the kernel's EBADF to give: no need to look further. */
+	if (fd < 0 || !shim_is_target(addr, len))
 		return shim_real_connect(fd, addr, len);
 	return shim_intercept(fd, addr, len);
 }
