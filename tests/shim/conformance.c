@@ -1298,6 +1298,25 @@ static int t_intercept_none(void)
 	return 0;
 }
 
+
+static int t_ipv6_disabled(void)
+{
+	/* run.sh: in a network namespace whose loopback has no ::1 */
+	int raw = socket(AF_INET6, SOCK_STREAM, 0);
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+	struct sockaddr_in6 me;
+	socklen_t l = sizeof(me);
+
+	CHECK(raw_connect(raw, "::1", 25) != 0, "::1 is usable here: the case proves nothing");
+	/* a client without fallback to 127.0.0.1 (swaks) is still served */
+	CHECK(do_connect(fd, "::1", 25) == 0, "connect to [::1]:25 without ::1: %s",
+	      strerror(errno));
+	CHECK(getsockname(fd, (struct sockaddr *)&me, &l) == 0 && me.sin6_family == AF_INET6,
+	      "not an IPv6 socket any more");
+	CHECK(session(fd) == 0, "session failed");
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(void);
@@ -1337,6 +1356,7 @@ static const struct {
     {"helper_gives_up_when_abandoned", t_helper_gives_up_when_abandoned},
     {"intercept_list", t_intercept_list},
     {"intercept_none", t_intercept_none},
+    {"ipv6_disabled", t_ipv6_disabled},
 };
 
 int main(int argc, char **argv)

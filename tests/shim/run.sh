@@ -99,6 +99,9 @@ for c in $cases; do
 	*) set -- "$@" LD_PRELOAD="$preload" ;;
 	esac
 	[ "$c" = pid1 ] && set -- unshare --pid --fork --mount-proc "$@"
+	# A private network namespace whose loopback has 127.0.0.1 but no ::1.
+	[ "$c" = ipv6_disabled ] && set -- unshare --net sh -c \
+		'ip link set lo up && sysctl -qw net.ipv6.conf.lo.disable_ipv6=1 && exec "$@"' sh "$@"
 	out=$(timeout 120 "$@" "$bin" "$c" 2>&1)
 	rc=$?
 	# With fake_bs the records tell whether any helper ran at all.
