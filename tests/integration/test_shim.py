@@ -332,6 +332,103 @@ def test_phpmailer_smtp(relay, shim_env):
     delivered(relay, tok)
 
 
+JAVA_CLIENT = r"""
+import java.io.*;
+import java.net.*;
+import java.nio.ByteBuffer;
+import java.nio.channels.*;
+import java.nio.charset.StandardCharsets;
+
+public class ShimClient {
+    // java.net.Socket: an AF_INET6 socket with ::ffff:127.0.0.1 for "127.0.0.1",
+    // setTcpNoDelay after connect (a descriptor-swapping shim breaks both).
+    static void plain(String tok) throws IOException {
+        try (Socket s = new Socket()) {
+            s.connect(new InetSocketAddress("127.0.0.1", 25), 20000);
+            s.setTcpNoDelay(true);
+            s.setSoTimeout(20000);
+            BufferedReader in = new BufferedReader(new InputStreamReader(s.getInputStream(), StandardCharsets.US_ASCII));
+            Writer out = new OutputStreamWriter(s.getOutputStream(), StandardCharsets.US_ASCII);
+            String[] steps = {null, "EHLO java\r\n", "MAIL FROM:<%s>\r\n", "RCPT TO:<%s>\r\n", "DATA\r\n",
+                              "Subject: " + tok + " socket\r\n\r\nvia java.net.Socket\r\n.\r\n", "QUIT\r\n"};
+            for (String step : steps) {
+                if (step != null) { out.write(step); out.flush(); }
+                String l;
+                do { l = in.readLine(); if (l == null) throw new IOException("EOF"); } while (l.charAt(3) == '-');
+                if (l.charAt(0) != '2' && l.charAt(0) != '3') throw new IOException(l);
+            }
+        }
+    }
+
+    // NIO, the way Netty/Vert.x do it: non-blocking, registered with a selector
+    // before connect(), finishConnect() on OP_CONNECT.
+    static void nio(String tok) throws IOException {
+        Selector sel = Selector.open();
+        SocketChannel ch = SocketChannel.open();
+        ch.configureBlocking(false);
+        SelectionKey key = ch.register(sel, SelectionKey.OP_CONNECT);
+        ch.connect(new InetSocketAddress("localhost", 25));
+        if (sel.select(20000) == 0 || !key.isConnectable() || !ch.finishConnect())
+            throw new IOException("not connected");
+        key.interestOps(SelectionKey.OP_READ);
+        String[] steps = {"EHLO nio\r\n", "MAIL FROM:<%s>\r\n", "RCPT TO:<%s>\r\n", "DATA\r\n",
+                          "Subject: " + tok + " nio\r\n\r\nvia NIO\r\n.\r\n", "QUIT\r\n", null};
+        StringBuilder buf = new StringBuilder();
+        ByteBuffer bb = ByteBuffer.allocate(4096);
+        int step = 0;
+        while (step < steps.length) {
+            sel.selectedKeys().clear();
+            if (sel.select(20000) == 0) throw new IOException("timeout");
+            bb.clear();
+            if (ch.read(bb) < 0) throw new IOException("EOF");
+            buf.append(new String(bb.array(), 0, bb.position(), StandardCharsets.US_ASCII));
+            int nl;
+            while ((nl = buf.indexOf("\r\n")) >= 0) {
+                String l = buf.substring(0, nl);
+                buf.delete(0, nl + 2);
+                if (l.charAt(3) == '-') continue;
+                if (l.charAt(0) != '2' && l.charAt(0) != '3') throw new IOException(l);
+                String next = steps[step++];
+                if (next == null) break;
+                ch.write(ByteBuffer.wrap(next.getBytes(StandardCharsets.US_ASCII)));
+            }
+        }
+        ch.close();
+    }
+
+    public static void main(String[] a) throws IOException {
+        plain(a[0]);
+        nio(a[0]);
+    }
+}
+""" % (SENDER, RCPT, SENDER, RCPT)
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="java not installed")
+def test_java_socket_and_nio(relay, shim_env, tmp_path):
+    if "libasan" in shim_env["LD_PRELOAD"]:
+        pytest.skip("the JVM does not start with libasan preloaded")
+    tok = token()
+    src = tmp_path / "ShimClient.java"
+    src.write_text(JAVA_CLIENT)
+    run(["java", str(src), tok], shim_env, cwd=str(tmp_path))
+    mine = delivered(relay, tok, n=2)
+    assert sorted(b"socket" in m.data for m in mine) == [False, True]
+
+
+@pytest.mark.skipif(shutil.which("msmtp") is None, reason="msmtp not installed")
+def test_msmtp_as_an_smtp_client(relay, shim_env, tmp_path):
+    if "libasan" in shim_env["LD_PRELOAD"]:
+        pytest.skip("msmtp hangs at start-up with libasan preloaded, shim or not")
+    tok = token()
+    r = subprocess.run(["msmtp", "--host=localhost", "--port=25", "--tls=off", "--auth=off",
+                        "--from=" + SENDER, RCPT],
+                       input=("Subject: %s\n\nvia msmtp\n" % tok).encode(), env=shim_env,
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    delivered(relay, tok)
+
+
 def test_intercepted_connect_leaves_no_child(relay, shim_env):
     # An application that sends and then lists its own children: none left.
     tok = token()
