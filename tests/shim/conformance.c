@@ -1317,6 +1317,19 @@ static int t_ipv6_disabled(void)
 	return 0;
 }
 
+
+static int t_helper_intercepts_nothing(void)
+{
+	/*
+	 * run.sh: RELAYSHIM_SHIM_ACCEPT=1 in the environment, as in a helper
+	 * that loaded the shim through /etc/ld.so.preload: it must not serve
+	 * its own relay connection to itself.
+	 */
+	CHECK(served("127.0.0.1", 25) == 0, "a helper intercepted 127.0.0.1:25");
+	CHECK(count_files("start.", "") == 0, "a helper started another helper");
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(void);
@@ -1357,6 +1370,7 @@ static const struct {
     {"intercept_list", t_intercept_list},
     {"intercept_none", t_intercept_none},
     {"ipv6_disabled", t_ipv6_disabled},
+    {"helper_intercepts_nothing", t_helper_intercepts_nothing},
 };
 
 int main(int argc, char **argv)

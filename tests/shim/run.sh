@@ -89,6 +89,7 @@ for c in $cases; do
 	esac
 	set -- env RELAYSHIM_SENDMAIL="$sendmail" RELAYSHIM_FAKE_BS_DIR="$d" \
 		RELAYSHIM_INTERCEPT="$intercept" MASQUERADED_DOMAINS=example.com CONFORMANCE_SECRET=leak
+	[ "$c" = helper_intercepts_nothing ] && set -- "$@" RELAYSHIM_SHIM_ACCEPT=1
 	case "$mode" in
 	noshim) ;;
 	helgrind) set -- "$@" CONFORMANCE_SESSIONS=50 LD_PRELOAD="$preload" \
