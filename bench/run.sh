@@ -692,6 +692,15 @@ for t in $TOOLS; do
 		;;
 	esac
 done
+# The ceiling: the same message from a client that has it ready in memory
+# (smtpc -m), i.e. what smtp-sink and loopback take on this machine.
+line=$("$SMTPC" session -n "$BIG_N" -w 1 -m "$W/big.txt" 127.0.0.1 "$SINK")
+med=$(kv med_ms "$line")
+if [ -n "$med" ] && [ "$(kv fails "$line")" = 0 ]; then
+	CELL_BIG_FLOOR="$(calc "$BIG_MB / ($med / 1000)" 0) MB/s ($(calc "$med" 0) ms)"
+else
+	CELL_BIG_FLOOR="n/a (smtpc -m failed)"
+fi
 for t in dma nullmailer; do
 	eval "c=\$CELL_BIG_$t"
 	case "$c" in n/a*) ;; *) eval "CELL_BIG_$t=\"\$c spool only\"" ;; esac
@@ -872,7 +881,7 @@ row() {
 	echo "| # | figure | floor | relayshim | msmtp | esmtp | dma | ssmtp | nullmailer | target (SPEC 10) | relayshim |"
 	echo "|---|---|---|---|---|---|---|---|---|---|---|"
 	row 1 "floor: exec static + 1 SMTP session" "$CELL_FLOOR_LAT" "" "—" "—"
-	row 1 "floor, parts (median)" "$CELL_FLOOR_PARTS" "" "—" "—"
+	row 1 "floor, parts (median of the $ROUNDS round medians)" "$CELL_FLOOR_PARTS" "" "—" "—"
 	row 1 "exec of a do-nothing program: static" "$CELL_EXEC_STATIC" "" "—" "—"
 	row 1 "… dynamic, libc only" "$CELL_EXEC_LIBC" "" "—" "—"
 	row 1 "… dynamic, linked like relayshim (libssl, libcrypto, libsasl2, libiniparser)" "$CELL_EXEC_LIBS" "" "—" "—"
@@ -884,7 +893,7 @@ row() {
 	row 4 "round trips/message, plain" "4" CELL_RT_plain "4" "$V_RTP"
 	row 4 "round trips/message, STARTTLS+AUTH (mechanism: the tool's choice)" "—" CELL_RT_tls "7 (TLS 1.3)" "$V_RTT"
 	row 4 "… with AUTH PLAIN forced (auth_mechanisms = PLAIN; msmtp: auth plain)" "—" CELL_RT_tlsplain "7 (TLS 1.3)" "$V_RTTP"
-	row 5 "${BIG_MB} MB message: throughput (wall)" "—" CELL_BIG "≥ 300 MB/s" "$V_MBS"
+	row 5 "${BIG_MB} MB message: throughput (wall)" "$CELL_BIG_FLOOR" CELL_BIG "≥ 300 MB/s" "$V_MBS"
 	row 5 "${BIG_MB} MB message: peak RSS" "—" CELL_RSS "≤ 4 MB" "$V_RSS"
 	echo "| 6 | shim: added per non-intercepted connect() | — | $CELL_SHIM_NS | — | — | — | — | — | ≤ 100 ns | $V_SNS |"
 	echo "| 6 | shim: intercepted session (direct: $CELL_DIRECT_SESS) | — | $CELL_SHIM_SESS | — | — | — | — | — | ≤ direct + 2 ms | $V_SSS |"
