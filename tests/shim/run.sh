@@ -43,7 +43,7 @@ if [ "$mode" = tsan ]; then
 	shim="$tmp/librelayshim-tsan.so"
 	bin="$tmp/conformance-tsan"
 	$CC -std=c11 -D_GNU_SOURCE -O1 -g -fPIC -fvisibility=hidden -fsanitize=thread -shared \
-		-o "$shim" shim/relayshim.c -ldl || exit 1
+		-o "$shim" shim/*.c -ldl || exit 1
 	$CC -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=thread -o "$bin" tests/shim/conformance.c -lpthread || exit 1
 fi
 # fake_bs includes sendmail/shim_accept.c, which the Makefile's rule for tools
