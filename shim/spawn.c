@@ -54,6 +54,12 @@ static int shim_reaper_warned;
 #define SHIM_MAX_ORPHANS 64
 static pid_t shim_orphans[SHIM_MAX_ORPHANS];
 
+/*
+ * ==================================================================
+ * POSIX_SPAWN (the fallback when clone() is refused)
+ * ==================================================================
+ */
+
 /* shim_spawn_posix - start the helper with posix_spawn (the fallback) */
 
 static int shim_spawn_posix(int lfd, int ctl, pid_t *pid)
@@ -97,7 +103,11 @@ done:
 }
 
 /*
- * The quiet spawn. posix_spawn's child exits with SIGCHLD, which the
+ * ==================================================================
+ * THE QUIET SPAWN
+ * ==================================================================
+ *
+ * posix_spawn's child exits with SIGCHLD, which the
  * application would see once per mail (a handler without SA_RESTART turns
  * it into EINTR elsewhere; a waitpid(-1) loop reaps a pid it never
  * created). Linux resets the exit signal to SIGCHLD on execve(), so a
