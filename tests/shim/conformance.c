@@ -906,7 +906,9 @@ static int reaper_case(const char *warning)
 	for (int i = 0; i < 4; i++) {
 		CHECK(one_session(i % 2 ? "::1" : "127.0.0.1") == 0, "session %d failed", i);
 		CHECK(wait_records(i + 1) == i + 1, "helper record %d missing", i + 1);
-		usleep(20000); /* the helper exits just after writing its record */
+		/* until every helper of ours has exited (it does just after its record) */
+		for (int t = 0, n = children(&z); t < 500 && n != z; t++, n = children(&z))
+			usleep(10000);
 	}
 	children(&z);
 	CHECK(z <= 1, "%d zombie helpers: only the last session's may be left", z);
