@@ -155,6 +155,14 @@ def test_python_smtplib(relay, shim_env, host):
     assert b"Subject: " + tok.encode() in m.data
 
 
+def test_python_smtplib_with_the_posix_spawn_fallback(relay, shim_env):
+    # sendmail's side of RELAYSHIM_SHIM_ACCEPT=1: fork, report the pid, serve.
+    tok = token()
+    run(["/usr/bin/python3", "-c", PY_SMTPLIB, "127.0.0.1", tok],
+        dict(shim_env, RELAYSHIM_SPAWN="posix"))
+    delivered(relay, tok)
+
+
 def test_python_smtplib_two_transactions_one_session(relay, shim_env):
     tok = token()
     code = r"""
