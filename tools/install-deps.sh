@@ -13,7 +13,7 @@ libssl-dev openssl libsasl2-dev libsasl2-2 libsasl2-modules libsasl2-modules-db 
 libiniparser-dev check valgrind groff-base
 postfix swaks php-cli curl perl libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libdigest-hmac-perl
 python3 python3-aiosmtpd python3-yaml python3-pytest iproute2 procps util-linux
-msmtp hyperfine time php-symfony-mailer node-nodemailer libphp-phpmailer"
+msmtp hyperfine time php-symfony-mailer node-nodemailer libphp-phpmailer musl-tools"
 
 missing=""
 for p in $PACKAGES; do
