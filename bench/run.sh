@@ -39,6 +39,7 @@ PIDS=""
 TOOLS="relayshim msmtp esmtp dma ssmtp nullmailer"
 RCPT=rcpt@example.net
 T_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 
 # The machine is shared (builds, other test runs): at nice -10 every process
 # of the benchmark - relay, clients, peers alike - is disturbed less by them.
@@ -719,8 +720,8 @@ if [ -f "$SHIM" ] && [ -x "$SM" ]; then
 	for i in 1 2 3; do
 		l1=$("$BIN/connloop" 2000000 5)
 		l2=$(env LD_PRELOAD="$SHIM" RELAYSHIM_SENDMAIL="$SM" $ENVV "$BIN/connloop" 2000000 5 2>"$W/err/shim-loop.log")
-		base="$base $(kv ns_per_call "$l1")"
-		with="$with $(kv ns_per_call "$l2")"
+		base="$base $(kv ns_min "$l1")"
+		with="$with $(kv ns_min "$l2")"
 		[ "$(kv errno_ok "$l2")" = 1 ] || errno_ok=0
 	done
 	b=$(median_of $base)
@@ -877,6 +878,14 @@ row() {
 	echo "Relay: Postfix smtp-sink on 127.0.0.1 (PIPELINING). Medians with p10–p90 in parentheses;"
 	echo "ratios pair by pair within the same round, median over $ROUNDS rounds. See bench/README.md."
 	[ "$QUICK" = 1 ] && echo "**BENCH_QUICK=1: reduced run counts.**"
+	load_end=$(cut -d' ' -f1 /proc/loadavg)
+	echo "Load average (1 min) at start $LOAD_START, at end $load_end."
+	if [ "$(calc "$LOAD_START > 1.5 || $load_end > 2.5" 0)" = 1 ]; then
+		echo "**The machine was busy with other work during this run: latencies and their"
+		echo "ratios are disturbed (a process that has to wait for a CPU loses a scheduler tick),"
+		echo "so the latency verdicts are not reliable; the round-trip counts, RSS and the -bs"
+		echo "connection count are unaffected. Re-run on an idle machine.**"
+	fi
 	echo
 	echo "| # | figure | floor | relayshim | msmtp | esmtp | dma | ssmtp | nullmailer | target (SPEC 10) | relayshim |"
 	echo "|---|---|---|---|---|---|---|---|---|---|---|"
