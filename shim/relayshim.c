@@ -94,6 +94,18 @@
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
 
+/*
+ * glibc declares connect() with a transparent union (__CONST_SOCKADDR_ARG)
+ * for GNU C; musl with a plain pointer. Our definition must match.
+ */
+#if defined(__CONST_SOCKADDR_ARG) && defined(__GNUC__) && defined(__USE_GNU) &&                    \
+    !defined(__cplusplus)
+#define SHIM_SOCKADDR_ARG __CONST_SOCKADDR_ARG
+#define SHIM_SOCKADDR_UNION 1
+#else
+#define SHIM_SOCKADDR_ARG const struct sockaddr *
+#endif
+
 /* shim_real_connect - the next connect(), or the system call if none */
 
 static int shim_real_connect(int fd, const struct sockaddr *addr, socklen_t len)
@@ -419,9 +431,9 @@ refuse:
 
 /* connect - the one interposed function */
 
-SHIM_EXPORT int connect(int fd, __CONST_SOCKADDR_ARG arg, socklen_t len)
+SHIM_EXPORT int connect(int fd, SHIM_SOCKADDR_ARG arg, socklen_t len)
 {
-#if defined(__GNUC__) && defined(__USE_GNU) && !defined(__cplusplus)
+#ifdef SHIM_SOCKADDR_UNION
 	const struct sockaddr *addr = arg.__sockaddr__;
 #else
 	const struct sockaddr *addr = arg;

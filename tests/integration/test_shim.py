@@ -44,6 +44,13 @@ def test_spawning_cases_pass_with_the_posix_spawn_fallback():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.skipif(shutil.which("musl-gcc") is None, reason="musl-tools not installed")
+def test_conformance_cases_pass_with_musl():
+    # Alpine images build the shim against musl: all cases, built with musl-gcc.
+    r = run_conformance("--musl")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_conformance_cases_fail_without_the_shim():
     # Every case that needs the shim must fail without it; the "untouched"
     # cases (which check that the shim changes nothing) and the two that drive

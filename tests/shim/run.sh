@@ -16,6 +16,8 @@
 #               threads case with them.
 #   --posix-spawn  the spawning cases again with RELAYSHIM_SPAWN=posix: the
 #               posix_spawn fallback the shim uses when clone() is refused.
+#   --musl      build the shim, the cases and fake_bs with musl-gcc (Alpine's C
+#               library) and run every case with them.
 #   SHIM_HELPER=path  use another helper instead of fake_bs (e.g. the real
 #               build/sendmail/sendmail); cases that read helper records are
 #               then skipped.
@@ -29,6 +31,7 @@ case "${1:-}" in
 --helgrind) mode=helgrind; shift ;;
 --tsan) mode=tsan; shift ;;
 --posix-spawn) mode=posix; shift ;;
+--musl) mode=musl; shift ;;
 esac
 
 make --no-print-directory -s "$BUILD/shim/librelayshim.so" >/dev/null || exit 1
@@ -37,6 +40,12 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 CC=${CC:-cc}
 shim="$top/$BUILD/shim/librelayshim.so"
+if [ "$mode" = musl ]; then
+	CC=musl-gcc
+	shim="$tmp/librelayshim-musl.so"
+	$CC -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+		-O2 -fPIC -fvisibility=hidden -shared -o "$shim" shim/*.c || exit 1
+fi
 bin="$tmp/conformance"
 $CC -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -O1 -g -o "$bin" tests/shim/conformance.c -lpthread || exit 1
 if [ "$mode" = tsan ]; then
@@ -97,6 +106,7 @@ for c in $cases; do
 	tsan) set -- "$@" CONFORMANCE_SESSIONS=50 TSAN_OPTIONS=halt_on_error=1:exitcode=99:die_after_fork=0 \
 		LD_PRELOAD="$shim" ;;
 	posix) set -- "$@" RELAYSHIM_SPAWN=posix LD_PRELOAD="$preload" ;;
+	musl) set -- "$@" LD_PRELOAD="$shim" ;;
 	*) set -- "$@" LD_PRELOAD="$preload" ;;
 	esac
 	[ "$c" = pid1 ] && set -- unshare --pid --fork --mount-proc "$@"
