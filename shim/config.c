@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -112,53 +113,77 @@ int shim_move_up(int fd)
 	return up;
 }
 
-/* shim_parse_target - parse "127.0.0.1:25", "[::1]:25" or "localhost:25" */
+/* shim_parse_port - "25" into *port; -1 unless 1-65535 and nothing else */
+
+static int shim_parse_port(const char *s, const char *end, unsigned long *port)
+{
+	unsigned long v = 0;
+
+	if (s >= end)
+		return -1;
+	for (const char *p = s; p < end; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(*p - '0');
+		if (v > 65535)
+			return -1;
+	}
+	if (v == 0)
+		return -1;
+	*port = v;
+	return 0;
+}
+
+/*
+ * shim_parse_target - one endpoint, with the syntax of sendmail -bd
+ * (smtpd_parse_endpoints): "127.0.0.1:25", "[::1]:25", "localhost:25";
+ * without a port, 25: "127.0.0.1", "[::1]", "::1", "localhost".
+ */
 
 static int shim_parse_target(const char *s, size_t n, struct shim_target *out, size_t *nout)
 {
 	char host[64];
-	const char *colon;
-	const char *port_s;
+	const char *end = s + n;
+	const char *host_end = end;
+	const char *colon = NULL;
+	int colons = 0;
 	size_t hlen;
-	char *end;
-	unsigned long port;
+	unsigned long port = 25;
 	struct in_addr a4;
 	struct in6_addr a6;
 
 	if (s[0] == '[') {
 		const char *close_br = memchr(s, ']', n);
 
-		if (close_br == NULL || close_br + 1 >= s + n || close_br[1] != ':')
+		if (close_br == NULL)
 			return -1;
-		hlen = (size_t)(close_br - s - 1);
-		if (hlen >= sizeof(host))
+		if (close_br + 1 < end &&
+		    (close_br[1] != ':' || shim_parse_port(close_br + 2, end, &port) != 0))
 			return -1;
-		memcpy(host, s + 1, hlen);
-		port_s = close_br + 2;
+		s++;
+		host_end = close_br;
 	} else {
-		colon = NULL;
-		for (const char *p = s; p < s + n; p++)
-			if (*p == ':')
+		for (const char *p = s; p < end; p++)
+			if (*p == ':') {
 				colon = p;
-		if (colon == NULL)
-			return -1;
-		hlen = (size_t)(colon - s);
-		if (hlen >= sizeof(host))
-			return -1;
-		memcpy(host, s, hlen);
-		port_s = colon + 1;
+				colons++;
+			}
+		/* One colon: host:port. More: a bare IPv6 address, port 25. */
+		if (colons == 1) {
+			if (shim_parse_port(colon + 1, end, &port) != 0)
+				return -1;
+			host_end = colon;
+		}
 	}
+	hlen = (size_t)(host_end - s);
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -1;
+	memcpy(host, s, hlen);
 	host[hlen] = 0;
-	if (port_s >= s + n || *port_s < '0' || *port_s > '9')
-		return -1;
-	errno = 0;
-	port = strtoul(port_s, &end, 10);
-	if (errno != 0 || end != s + n || port == 0 || port > 65535)
-		return -1;
 
 	memset(out, 0, 2 * sizeof(*out));
 	out[0].port = htons((uint16_t)port);
-	if (strcmp(host, "localhost") == 0) {
+	if (strcasecmp(host, "localhost") == 0) {
 		out[0].whole_net = 1;
 		out[0].v4 = htonl(INADDR_LOOPBACK);
 		out[1].port = out[0].port;
@@ -195,9 +220,7 @@ static void shim_parse_intercept(const char *spec)
 {
 	const char *p = spec;
 
-	/* "none" or an empty value: intercept nothing (a way to switch off). */
-	if (strcmp(spec, "none") == 0)
-		return;
+	/* An empty value intercepts nothing (a way to switch the shim off). */
 	while (*p) {
 		const char *start;
 		size_t n;

@@ -1256,13 +1256,16 @@ static int intercept_list_checks(void)
 	CHECK(served("127.0.0.5", 2526) == 1, "127.0.0.5:2526 not served");
 	CHECK(served("::ffff:127.0.0.5", 2526) == 1, "127.0.0.5:2526 not served as v4-mapped");
 	CHECK(served("127.0.0.6", 2526) == 0, "127.0.0.5:2526 also served 127.0.0.6");
+	CHECK(served("127.0.0.8", 25) == 1, "127.0.0.8 (no port: 25) not served");
 	CHECK(served("127.0.0.1", 25) == 0, "the default list still applies");
 	return 0;
 }
 
 static int t_intercept_list(void)
 {
-	/* run.sh: RELAYSHIM_INTERCEPT="localhost:2525, [::1]:2587 127.0.0.5:2526 bogus 10.0.0.1:25"
+	/*
+	 * run.sh: RELAYSHIM_INTERCEPT="LocalHost:2525, [::1]:2587 127.0.0.5:2526 127.0.0.8
+	 * bogus 10.0.0.1:25"
 	 */
 	char path[1100];
 	char text[4096];
@@ -1291,15 +1294,14 @@ static int t_intercept_list(void)
 	return 0;
 }
 
-static int t_intercept_none(void)
+static int t_intercept_empty(void)
 {
-	/* run.sh: RELAYSHIM_INTERCEPT=none */
-	CHECK(served("127.0.0.1", 25) == 0, "127.0.0.1:25 served with RELAYSHIM_INTERCEPT=none");
-	CHECK(served("::1", 25) == 0, "[::1]:25 served with RELAYSHIM_INTERCEPT=none");
+	/* run.sh: RELAYSHIM_INTERCEPT= (set, empty) */
+	CHECK(served("127.0.0.1", 25) == 0, "127.0.0.1:25 served with RELAYSHIM_INTERCEPT empty");
+	CHECK(served("::1", 25) == 0, "[::1]:25 served with RELAYSHIM_INTERCEPT empty");
 	CHECK(count_files("start.", "") == 0, "a helper was started");
 	return 0;
 }
-
 
 static int t_ipv6_disabled(void)
 {
@@ -1318,7 +1320,6 @@ static int t_ipv6_disabled(void)
 	CHECK(session(fd) == 0, "session failed");
 	return 0;
 }
-
 
 static int t_helper_intercepts_nothing(void)
 {
@@ -1370,7 +1371,7 @@ static const struct {
     {"helper_serves_only_its_peer", t_helper_serves_only_its_peer},
     {"helper_gives_up_when_abandoned", t_helper_gives_up_when_abandoned},
     {"intercept_list", t_intercept_list},
-    {"intercept_none", t_intercept_none},
+    {"intercept_empty", t_intercept_empty},
     {"ipv6_disabled", t_ipv6_disabled},
     {"helper_intercepts_nothing", t_helper_intercepts_nothing},
 };

@@ -93,8 +93,8 @@ for c in $cases; do
 	fi
 	intercept="127.0.0.1:25 [::1]:25"
 	case "$c" in
-	intercept_list) intercept="localhost:2525, [::1]:2587 127.0.0.5:2526 bogus 10.0.0.1:25" ;;
-	intercept_none) intercept=none ;;
+	intercept_list) intercept="LocalHost:2525, [::1]:2587 127.0.0.5:2526 127.0.0.8 bogus 10.0.0.1:25" ;;
+	intercept_empty) intercept= ;;
 	esac
 	set -- env RELAYSHIM_SENDMAIL="$sendmail" RELAYSHIM_FAKE_BS_DIR="$d" \
 		RELAYSHIM_INTERCEPT="$intercept" MASQUERADED_DOMAINS=example.com CONFORMANCE_SECRET=leak
