@@ -33,6 +33,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+/* Internal to the library: lets the compiler reach these without the GOT. */
+#pragma GCC visibility push(hidden)
+
 #define SHIM_MAX_TARGETS 32
 #define SHIM_ENV_MARK "RELAYSHIM_SHIM_ACCEPT"
 
@@ -87,5 +90,7 @@ static inline void shim_ensure_init(void)
 	if (__atomic_load_n(&shim_state, __ATOMIC_ACQUIRE) != 2)
 		shim_init_once();
 }
+
+#pragma GCC visibility pop
 
 #endif
