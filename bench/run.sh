@@ -136,7 +136,7 @@ chmod 755 "$W/cfg"
 # Nothing below may write into the source tree by accident.
 cd "$W" || exit 1
 note "scratch directory $W"
-for t in timer smtpc rtproxy connloop; do
+for t in timer smtpc rtproxy connloop fastsink; do
 	$CC -std=c11 -D_GNU_SOURCE -O2 -o "$BIN/$t" "$BENCH/$t.c" -lpthread || {
 		echo "bench: cannot build bench/$t.c" >&2
 		exit 1
@@ -669,43 +669,66 @@ fi
 
 # ---------------------------------------------------------------- row 5: 25 MB
 
-note "row 5: a ${BIG_MB} MB message"
-for t in $TOOLS; do
-	setup_tool "$t" big "$SINK"
-	line=$(time_tool "$t" big -n "$BIG_N" -w 1 -T 30 -i "$W/big.txt")
-	why=$(cell_or_reason "$line" "$W/err/$t-big.log")
-	case "$why" in
-	"" | PARTIAL*)
-		med=$(kv med_ms "$line")
-		rss=$(kv rss_max_kb "$line")
-		mbs=$(calc "$BIG_MB / ($med / 1000)" 0)
-		eval "BIG_MBS_$t=$mbs"
-		eval "BIG_RSS_$t=$rss"
-		cell="$mbs MB/s ($(calc "$med" 0) ms)"
-		[ -n "$why" ] && cell="$cell [$why]"
-		eval "CELL_BIG_$t=\$cell"
-		eval "CELL_RSS_$t=\"$(calc "$rss / 1024" 1) MB\""
-		;;
-	*)
-		eval "BIG_MBS_$t= BIG_RSS_$t="
-		eval "CELL_BIG_$t=\"n/a (\$why)\""
-		eval "CELL_RSS_$t=—"
-		;;
-	esac
-done
-# The ceiling: the same message from a client that has it ready in memory
-# (smtpc -m), i.e. what smtp-sink and loopback take on this machine.
-line=$("$SMTPC" session -n "$BIG_N" -w 1 -m "$W/big.txt" 127.0.0.1 "$SINK")
-med=$(kv med_ms "$line")
-if [ -n "$med" ] && [ "$(kv fails "$line")" = 0 ]; then
-	CELL_BIG_FLOOR="$(calc "$BIG_MB / ($med / 1000)" 0) MB/s ($(calc "$med" 0) ms)"
+# big_row SUFFIX PORT - the big message to the relay on PORT, every tool;
+# cells CELL_BIG<SUFFIX>_<tool>, CELL_RSS<SUFFIX>_<tool>, CELL_BIG<SUFFIX>_FLOOR
+big_row() {
+	bg_sfx=$1 bg_port=$2
+	for t in $TOOLS; do
+		setup_tool "$t" "big$bg_sfx" "$bg_port"
+		line=$(time_tool "$t" "big$bg_sfx" -n "$BIG_N" -w 1 -T 30 -i "$W/big.txt")
+		why=$(cell_or_reason "$line" "$W/err/$t-big$bg_sfx.log")
+		case "$why" in
+		"" | PARTIAL*)
+			med=$(kv med_ms "$line")
+			rss=$(kv rss_max_kb "$line")
+			mbs=$(calc "$BIG_MB / ($med / 1000)" 0)
+			eval "BIG_MBS${bg_sfx}_$t=$mbs"
+			eval "BIG_RSS${bg_sfx}_$t=$rss"
+			cell="$mbs MB/s ($(calc "$med" 0) ms)"
+			[ -n "$why" ] && cell="$cell [$why]"
+			case $t in dma | nullmailer) cell="$cell spool only" ;; esac
+			eval "CELL_BIG${bg_sfx}_$t=\$cell"
+			eval "CELL_RSS${bg_sfx}_$t=\"$(calc "$rss / 1024" 1) MB\""
+			;;
+		*)
+			eval "BIG_MBS${bg_sfx}_$t= BIG_RSS${bg_sfx}_$t="
+			eval "CELL_BIG${bg_sfx}_$t=\"n/a (\$why)\""
+			eval "CELL_RSS${bg_sfx}_$t=—"
+			;;
+		esac
+	done
+	# The ceiling: the same message from a client that has it ready in
+	# memory (smtpc -m): what this relay and loopback take on this machine.
+	line=$("$SMTPC" session -n "$BIG_N" -w 1 -m "$W/big.txt" 127.0.0.1 "$bg_port")
+	med=$(kv med_ms "$line")
+	if [ -n "$med" ] && [ "$(kv fails "$line")" = 0 ]; then
+		eval "BIG_CEIL$bg_sfx=$(calc "$BIG_MB / ($med / 1000)" 0)"
+		eval "CELL_BIG${bg_sfx}_FLOOR=\"ceiling $(calc "$BIG_MB / ($med / 1000)" 0) MB/s ($(calc "$med" 0) ms)\""
+	else
+		eval "BIG_CEIL$bg_sfx="
+		eval "CELL_BIG${bg_sfx}_FLOOR=\"n/a (smtpc -m failed)\""
+	fi
+}
+
+note "row 5: a ${BIG_MB} MB message (smtp-sink)"
+big_row "" "$SINK"
+
+# smtp-sink reads DATA record by record and is slower than the target;
+# bench/fastsink.c discards DATA with 256 KB reads, so the clients' own
+# speed shows.
+note "row 5: a ${BIG_MB} MB message (fastsink)"
+FAST=$(free_ports 1)
+start_bg "$BIN/fastsink" "$FAST" >/dev/null
+FAST_PID=$LAST_PID
+if wait_port "$FAST"; then
+	big_row _fast "$FAST"
 else
-	CELL_BIG_FLOOR="n/a (smtpc -m failed)"
+	for t in $TOOLS; do
+		eval "CELL_BIG_fast_$t=\"n/a (fastsink did not start)\""
+	done
+	CELL_BIG_fast_FLOOR="n/a"
 fi
-for t in dma nullmailer; do
-	eval "c=\$CELL_BIG_$t"
-	case "$c" in n/a*) ;; *) eval "CELL_BIG_$t=\"\$c spool only\"" ;; esac
-done
+stop_bg "$FAST_PID"
 
 # ---------------------------------------------------------------- row 6: the shim
 
@@ -848,6 +871,11 @@ V_RTP=$(verdict "$(nz "${RT_plain_relayshim:-}") <= 4")
 V_RTT=$(verdict "$(nz "${RT_tls_relayshim:-}") <= 7")
 V_RTTP=$(verdict "$(nz "${RT_tlsplain_relayshim:-}") <= 7")
 V_MBS=$(verdict "$(nz "${BIG_MBS_relayshim:-}") >= 300")
+V_MBS_fast=$(verdict "$(nz "${BIG_MBS_fast_relayshim:-}") >= 300")
+# Against smtp-sink the target is out of reach when the sink itself is slower.
+if [ -n "${BIG_CEIL:-}" ] && [ "$(calc "$BIG_CEIL < 300" 0)" = 1 ] && [ "$V_MBS" != met ]; then
+	V_MBS="$V_MBS (smtp-sink's ceiling is below 300)"
+fi
 V_RSS=$(verdict "$(nz "${BIG_RSS_relayshim:-}") <= 4096")
 V_SNS=$(verdict "$(nz "$SHIM_NS") <= 100")
 V_SSS=$(verdict "$(nz "$SHIM_SESS") <= 2")
@@ -902,7 +930,8 @@ row() {
 	row 4 "round trips/message, plain" "4" CELL_RT_plain "4" "$V_RTP"
 	row 4 "round trips/message, STARTTLS+AUTH (mechanism: the tool's choice)" "—" CELL_RT_tls "7 (TLS 1.3)" "$V_RTT"
 	row 4 "… with AUTH PLAIN forced (auth_mechanisms = PLAIN; msmtp: auth plain)" "—" CELL_RT_tlsplain "7 (TLS 1.3)" "$V_RTTP"
-	row 5 "${BIG_MB} MB message: throughput (wall)" "$CELL_BIG_FLOOR" CELL_BIG "≥ 300 MB/s" "$V_MBS"
+	row 5 "${BIG_MB} MB message: throughput (wall), smtp-sink" "$CELL_BIG_FLOOR" CELL_BIG "≥ 300 MB/s" "$V_MBS"
+	row 5 "${BIG_MB} MB message: throughput (wall), fastsink" "$CELL_BIG_fast_FLOOR" CELL_BIG_fast "≥ 300 MB/s" "$V_MBS_fast"
 	row 5 "${BIG_MB} MB message: peak RSS" "—" CELL_RSS "≤ 4 MB" "$V_RSS"
 	echo "| 6 | shim: added per non-intercepted connect() | — | $CELL_SHIM_NS | — | — | — | — | — | ≤ 100 ns | $V_SNS |"
 	echo "| 6 | shim: intercepted session (direct: $CELL_DIRECT_SESS) | — | $CELL_SHIM_SESS | — | — | — | — | — | ≤ direct + 2 ms | $V_SSS |"
