@@ -75,7 +75,8 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libsendmail.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -Isendmail -o $@ $< $(BUILD)/libsendmail.a $(DEP_LIBS) $(CHECK_LIBS)
 
-$(BUILD)/tests/tools/%: tests/tools/%.c
+# fake_bs includes sendmail/shim_accept.c: rebuild tools when it changes.
+$(BUILD)/tests/tools/%: tests/tools/%.c sendmail/shim_accept.c sendmail/shim_accept.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(OPT) $(CFLAGS) -o $@ $< -lpthread
 
@@ -128,6 +129,7 @@ build-fuzz/sendmail/%.o: sendmail/%.c $(wildcard sendmail/*.h)
 build-fuzz/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(DEP_LIBS)
+.PRECIOUS: build-fuzz/sendmail/%.o
 fuzz: $(FUZZ_BIN)
 ifneq ($(RUN),)
 	@sh fuzz/run.sh $(RUN) $(FUZZ_BIN)

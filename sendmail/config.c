@@ -66,6 +66,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "smtpd.h"
 #include "log.h"
 #include "util.h"
 
@@ -601,13 +602,18 @@ static int check_bounce_to(const char *v, struct buf *norm, struct buf *why)
 
 static int check_intercept(const char *v, struct buf *norm, struct buf *why)
 {
+	struct smtpd_endpoint *eps;
+	struct error err;
+	size_t n;
+
+	/* The same parser as -bd (and the same syntax as the shim's): one truth. */
 	(void)norm;
-	for (const char *p = v; *p; p++) {
-		if (!isxdigit((unsigned char)*p) && !strchr(".:[], \t", *p)) {
-			buf_puts(why, "use loopback endpoints such as 127.0.0.1:25 [::1]:25");
-			return -1;
-		}
+	error_clear(&err);
+	if (smtpd_parse_endpoints(v, &eps, &n, &err) != 0) {
+		buf_puts(why, err.text);
+		return -1;
 	}
+	free(eps);
 	return 0;
 }
 
