@@ -2022,8 +2022,12 @@ void spool_kick(const struct config *cfg)
 	int lockfd;
 	pid_t pid;
 
-	/* No area yet: nothing of ours is queued. Do not create one: this
-	 * runs after every successful delivery, queue in use or not. */
+	/* This runs after every successful delivery, queue in use or not: an
+	 * empty queue must cost one look, not a lock and two scans. Something
+	 * committed right after this look kicks the queue itself. */
+	if (!scope_nonempty(cfg))
+		return;
+	/* No area yet: nothing of ours is queued. Do not create one. */
 	if (area_open(cfg->queue_dir, geteuid(), 0, &a, &err) != 0)
 		return;
 	for (;;) {
