@@ -29,7 +29,15 @@ BUILD    = build
 endif
 
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags openssl libsasl2 2>/dev/null) -I/usr/include/iniparser
-DEP_LIBS   := $(shell $(PKG_CONFIG) --libs openssl libsasl2 2>/dev/null) -liniparser
+# iniparser is linked statically when its archive exists: one shared library
+# less to load at every sendmail start (OpenSSL and SASL are dlopen'ed on use).
+INIPARSER_A := $(shell $(CC) -print-file-name=libiniparser.a)
+ifeq ($(INIPARSER_A),libiniparser.a)
+INIPARSER_LIB = -liniparser
+else
+INIPARSER_LIB = $(INIPARSER_A)
+endif
+DEP_LIBS   := $(shell $(PKG_CONFIG) --libs openssl libsasl2 2>/dev/null) $(INIPARSER_LIB)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
