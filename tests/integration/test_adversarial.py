@@ -16,7 +16,7 @@ time.
     -bs client          1 GB of DATA (refused 552 with max_size, memory flat),
                         SMTP smuggling: every bare CR / bare LF end-of-data
                         variant reaches the relay split exactly as our server
-                        split it
+                        split it (and with sendmail -i, stays one message)
     fuzz regressions    each fuzz target (when built by make fuzz) replays
                         fuzz/regressions/<target>/ without a finding
 
@@ -429,6 +429,25 @@ def test_bs_smuggling_variants_split_the_same_way_at_the_relay(relay, sendmail_b
     for m in msgs:
         # What reaches the relay is CRLF lines only: no bare LF anywhere.
         assert b"\n" not in m.data.replace(b"\r\n", b"")
+
+
+@pytest.mark.parametrize("variant", [v for v, _ in SMUGGLE_VARIANTS],
+                         ids=[repr(v[0]) for v in SMUGGLE_VARIANTS])
+def test_cli_smuggling_variants_stay_one_message_with_i(relay, run_sendmail, variant):
+    # With -i a lone dot is data; the client normalises every line to CRLF and
+    # dot-stuffs it, so the relay cannot see an end of data before ours.
+    msg = (b"From: a@example.com\r\nTo: b@example.org\r\nSubject: cli\r\n\r\nbefore" +
+           variant + SMUGGLE_TAIL + b"after\r\n")
+    r = run_sendmail(["-i", "b@example.org"], input=msg, config=conf_for(relay))
+    assert r.returncode == 0, r.stderr
+    relay.capture.wait_for(1, timeout=15)
+    time.sleep(0.5)
+    msgs = relay.capture.messages()
+    assert [m.mail_from for m in msgs] == ["a@example.com"]
+    assert msgs[0].rcpt_tos == ["b@example.org"]
+    assert b"MAIL FROM:<smuggled@example.com>" in msgs[0].data
+    assert msgs[0].data.endswith(b"after\r\n")
+    assert b"\n" not in msgs[0].data.replace(b"\r\n", b"")
 
 
 # ---------------------------------------------------------------------------
