@@ -17,6 +17,7 @@ time.
                         SMTP smuggling: every bare CR / bare LF end-of-data
                         variant reaches the relay split exactly as our server
                         split it (and with sendmail -i, stays one message)
+    valgrind            the delivery, -bs and error paths: no error, no leak
     fuzz regressions    each fuzz target (when built by make fuzz) replays
                         fuzz/regressions/<target>/ without a finding
 
@@ -448,6 +449,49 @@ def test_cli_smuggling_variants_stay_one_message_with_i(relay, run_sendmail, var
     assert b"MAIL FROM:<smuggled@example.com>" in msgs[0].data
     assert msgs[0].data.endswith(b"after\r\n")
     assert b"\n" not in msgs[0].data.replace(b"\r\n", b"")
+
+
+# ---------------------------------------------------------------------------
+# valgrind: no memory error and no leak on the paths above
+# ---------------------------------------------------------------------------
+
+VALGRIND = ["valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+            "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99"]
+
+VALGRIND_CASES = {
+    # name: (args, input, extra env, expected status)
+    "delivery_with_t": (["-i", "-t"], b"From: a@example.com\r\nTo: b@example.org, root\r\n"
+                        b"Bcc: c@example.org\r\nSubject: vg\r\n\r\nbody\r\n", {}, 0),
+    "nul_and_8bit": (["-i", "b@example.org"], b"Subject: \xff\x00\r\n\r\n\x00\xc3\xa9\r\n", {}, 0),
+    "too_many_recipients": (["-i"] + ["u%d@example.org" % i for i in range(1001)],
+                            b"Subject: x\r\n\r\nbody\r\n", {}, 65),
+    "long_line": (["-i", "b@example.org"], b"Subject: x\r\n\r\n" + b"x" * (2 << 20), {}, 65),
+    "injection_in_f": (["-i", "-f", "a@example.com\r\nBcc: x@y", "b@example.org"],
+                       b"Subject: x\r\n\r\nbody\r\n", {}, 65),
+    "injection_in_environment": (["-i", "b@example.org"], b"Subject: x\r\n\r\nbody\r\n",
+                                 {"SMTP_HEADER_TAG": "t\r\nBcc: x@y"}, 78),
+    "usage": (["-X"], b"", {}, 64),
+    "bs_session": (["-bs"], b"EHLO vg\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n"
+                   b"DATA\r\nSubject: bs\r\n\r\nbody\n.\nRSET\r\nMAIL FROM:<a@example.com>\r\n"
+                   b"RCPT TO:<b@example.org>\r\nDATA\r\nSubject: bs2\r\n\r\nx\r\n.\r\n"
+                   b"QUIT\r\n", {}, 0),
+    "config_check": (["--config-check"], b"", {}, 0),
+    "verify": (["-bv", "root", "a@example.org"], b"", {}, 0),
+}
+
+
+@pytest.mark.skipif(SANITIZED, reason="valgrind cannot run an ASan build (SAN=1)")
+@pytest.mark.parametrize("case", sorted(VALGRIND_CASES))
+def test_valgrind_reports_no_error_and_no_leak(relay, sendmail_bin, tmp_path, case):
+    if subprocess.run(["sh", "-c", "command -v valgrind"], capture_output=True).returncode:
+        pytest.skip("valgrind not installed")
+    args, data, extra, want = VALGRIND_CASES[case]
+    env = {"PATH": "/usr/bin:/bin", "RELAYSHIM_CONFIG": write_conf(tmp_path, conf_for(relay))}
+    env.update(extra)
+    r = subprocess.run(VALGRIND + [sendmail_bin] + args, input=data, env=env,
+                       capture_output=True, timeout=120)
+    assert r.returncode == want, r.stderr.decode("utf-8", "replace")[-4000:]
+    assert b"==" not in r.stderr, r.stderr.decode("utf-8", "replace")[-4000:]
 
 
 # ---------------------------------------------------------------------------
