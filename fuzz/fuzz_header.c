@@ -27,11 +27,17 @@
 #include "fuzz.h"
 #include "header.h"
 
-static const char *const names[] = {"From", "To", "Cc", "Bcc", "Subject", "Received",
-				    "Message-ID", "Date", "X-Relay-Tag", "Resent-Bcc"};
+static const char *const names[] = {"From",	"To",	      "Cc",   "Bcc",	     "Subject",
+				    "Received", "Message-ID", "Date", "X-Relay-Tag", "Resent-Bcc"};
 static const char *const values[] = {
-    " a@b",   "",  " =?UTF-8?B?w6k=?=", " x\r\n y", "\r\n\tfolded only", " <>",
-    " \xc3\xa9", " very long value that goes on and on and on and on and on and on and on"};
+    " a@b",
+    "",
+    " =?UTF-8?B?w6k=?=",
+    " x\r\n y",
+    "\r\n\tfolded only",
+    " <>",
+    " \xc3\xa9",
+    " very long value that goes on and on and on and on and on and on and on"};
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -79,7 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ops[i] = (uint8_t)fuzz_take(&data, &size);
 	header_parse(&h, (const char *)data, size);
 	header_serialize(&h, &out);
-	fuzz_check(out.len == size && (size == 0 || memcmp(out.data, data, size) == 0), "byte-exact round trip");
+	fuzz_check(out.len == size && (size == 0 || memcmp(out.data, data, size) == 0),
+		   "byte-exact round trip");
 	check_fields(&h);
 
 	for (size_t i = 0; i < nops; i++) {

@@ -74,7 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (nl == 0)
 				nl = end;
 			/* msgbuild_line takes lines without their ending, like smtpd gives them. */
-			rc = msgbuild_line(&mb, p, (size_t)(nl - p - (nl > p && nl[-1] == '\r')), &err);
+			rc = msgbuild_line(&mb, p, (size_t)(nl - p - (nl > p && nl[-1] == '\r')),
+					   &err);
 			p = nl + 1;
 		}
 		if (rc == 0)

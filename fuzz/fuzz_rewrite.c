@@ -34,10 +34,16 @@
 
 static const unsigned char rnd[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 
-static const char *const senders[] = {0, "", "root", "user@example.com", "a@local\r\nBcc: x@y",
-				      "\"q u\"@example.com", "\xc3\xa9@ex\xc3\xa4mple.com", "<>"};
-static const char *const fullnames[] = {0, "Root", "J\xc3\xb6rg", "x\r\nBcc: y@z",
-					"\"quoted\" (c) <a>", ""};
+static const char *const senders[] = {0,
+				      "",
+				      "root",
+				      "user@example.com",
+				      "a@local\r\nBcc: x@y",
+				      "\"q u\"@example.com",
+				      "\xc3\xa9@ex\xc3\xa4mple.com",
+				      "<>"};
+static const char *const fullnames[] = {
+    0, "Root", "J\xc3\xb6rg", "x\r\nBcc: y@z", "\"quoted\" (c) <a>", ""};
 
 /* no_breaks - an envelope address must not carry a line break */
 
@@ -150,15 +156,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (msg.header.data[i] == '\n')
 					fuzz_check(i > 0 && msg.header.data[i - 1] == '\r',
 						   "header lines end in CRLF");
-			fuzz_check(env.sender && no_breaks(env.sender), "sender without line break");
+			fuzz_check(env.sender && no_breaks(env.sender),
+				   "sender without line break");
 			fuzz_check(env.rcpts.n > 0, "at least one recipient");
 			for (size_t i = 0; i < env.rcpts.n; i++)
-				fuzz_check(no_breaks(env.rcpts.v[i]), "recipient without line break");
+				fuzz_check(no_breaks(env.rcpts.v[i]),
+					   "recipient without line break");
 			if (cfg.max_size)
 				fuzz_check(message_size(&msg) <= cfg.max_size, "size limit holds");
 		} else {
 			fuzz_check(rc == EX_DATAERR || rc == EX_USAGE || rc == EX_NOPERM ||
-					   rc == EX_CONFIG,
+				       rc == EX_CONFIG,
 				   "documented status");
 		}
 	}

@@ -110,8 +110,8 @@ static void check_dot_stuff(const char *data, size_t size, size_t step)
 		   "chunk boundaries do not change dot-stuffing");
 	fuzz_check(unstuff(a.data, a.len, &back) == 0, "the only lone dot is the final one");
 	/* What the relay reads back is our data, plus a CRLF if the last line lacked one. */
-	fuzz_check(back.len >= lines.len && (lines.len == 0 || memcmp(back.data, lines.data,
-								      lines.len) == 0),
+	fuzz_check(back.len >= lines.len &&
+		       (lines.len == 0 || memcmp(back.data, lines.data, lines.len) == 0),
 		   "unstuffing gives the data back");
 	buf_free(&a);
 	buf_free(&b);

@@ -35,8 +35,12 @@
 #define RCPT_MAX_FUZZ 8
 
 static const char *const answers[] = {
-    "250 2.0.0 Ok: queued as FUZZ", "451 4.3.0 try later", "550 5.7.1 no\r\n",
-    "250-multi\r\n250 line",       "garbage",             "",
+    "250 2.0.0 Ok: queued as FUZZ",
+    "451 4.3.0 try later",
+    "550 5.7.1 no\r\n",
+    "250-multi\r\n250 line",
+    "garbage",
+    "",
 };
 
 static int answer;
@@ -63,7 +67,8 @@ static int fake_deliver(void *ctx, struct envelope *env, struct message *msg, st
 	fuzz_check(env->rcpts.n >= 1 && env->rcpts.n <= RCPT_MAX_FUZZ, "recipient count");
 	for (size_t i = 0; i < env->rcpts.n; i++)
 		fuzz_check(strpbrk(env->rcpts.v[i], "\r\n") == 0, "recipient clean");
-	fuzz_check(memchr(env->sender, 0, strlen(env->sender) + 1) == env->sender + strlen(env->sender),
+	fuzz_check(memchr(env->sender, 0, strlen(env->sender) + 1) ==
+		       env->sender + strlen(env->sender),
 		   "sender is a string");
 	check_crlf(msg->header.data, msg->header.len, "header lines end in CRLF");
 	fuzz_check(body_read(&msg->body, 0, body, msg->body.len) == (ssize_t)msg->body.len,

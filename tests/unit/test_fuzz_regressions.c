@@ -123,8 +123,8 @@ static void replay(const char *target, fuzz_fn fn)
 	(void)replay_dir(dir, fn);
 	snprintf(dir, sizeof(dir), "%s/fuzz/corpus/%s", top(), target);
 	n = replay_dir(dir, fn);
-	ck_assert_msg(n > 0, "no seed corpus in %s (run from the top of the tree or set RELAYSHIM_TOP)",
-		      dir);
+	ck_assert_msg(
+	    n > 0, "no seed corpus in %s (run from the top of the tree or set RELAYSHIM_TOP)", dir);
 }
 
 START_TEST(fuzz_input_corpus_and_regressions_replay_clean)
