@@ -34,53 +34,53 @@
 
 static double now_ns(void)
 {
-    struct timespec ts;
+	struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e9 + ts.tv_nsec;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
 /* cmp_double - qsort order */
 
 static int cmp_double(const void *a, const void *b)
 {
-    double x = *(const double *) a;
-    double y = *(const double *) b;
+	double x = *(const double *)a;
+	double y = *(const double *)b;
 
-    return (x > y) - (x < y);
+	return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
 {
-    struct sockaddr_in sin;
-    long calls = argc > 1 ? atol(argv[1]) : 2000000;
-    int batches = argc > 2 ? atoi(argv[2]) : 7;
-    double *per_call;
-    double t0;
-    int errno_ok = 1;
-    long i;
-    int b;
+	struct sockaddr_in sin;
+	long calls = argc > 1 ? atol(argv[1]) : 2000000;
+	int batches = argc > 2 ? atoi(argv[2]) : 7;
+	double *per_call;
+	double t0;
+	int errno_ok = 1;
+	long i;
+	int b;
 
-    if (calls < 1 || batches < 1 || batches > 1000)
-        return 2;
-    per_call = calloc((size_t) batches, sizeof(double));
-    if (per_call == NULL)
-        return 2;
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(25);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    for (b = 0; b < batches; b++) {
-        t0 = now_ns();
-        for (i = 0; i < calls; i++) {
-            if (connect(-1, (struct sockaddr *) &sin, sizeof(sin)) != -1
-                || errno != EBADF)
-                errno_ok = 0;
-        }
-        per_call[b] = (now_ns() - t0) / (double) calls;
-    }
-    qsort(per_call, (size_t) batches, sizeof(double), cmp_double);
-    printf("ns_per_call=%.1f ns_min=%.1f errno_ok=%d\n", per_call[batches / 2],
-           per_call[0], errno_ok);
-    return 0;
+	if (calls < 1 || batches < 1 || batches > 1000)
+		return 2;
+	per_call = calloc((size_t)batches, sizeof(double));
+	if (per_call == NULL)
+		return 2;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(25);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (b = 0; b < batches; b++) {
+		t0 = now_ns();
+		for (i = 0; i < calls; i++) {
+			if (connect(-1, (struct sockaddr *)&sin, sizeof(sin)) != -1 ||
+			    errno != EBADF)
+				errno_ok = 0;
+		}
+		per_call[b] = (now_ns() - t0) / (double)calls;
+	}
+	qsort(per_call, (size_t)batches, sizeof(double), cmp_double);
+	printf("ns_per_call=%.1f ns_min=%.1f errno_ok=%d\n", per_call[batches / 2], per_call[0],
+	       errno_ok);
+	return 0;
 }

@@ -11,5 +11,5 @@
 
 int main(void)
 {
-    return 0;
+	return 0;
 }
