@@ -149,6 +149,12 @@ def main():
     write("fuzz_smtp_reply", [b"\x00", b"\x03"], replies)
     write("fuzz_smtpd", [b"\x01", b"\x22", b"\x06"], sessions)
     write("fuzz_config", [b""], configs)
+    argvs = [b"-t\0-i", b"-f\0a@example.com\0-F\0Full Name\0--\0x@example.org",
+             b"-bs", b"-oi\0-odi\0-f<>\0root", b"mailq", b"-qRexample.com\0-v",
+             b"-N\0success,failure\0-R\0hdrs\0-V\0id1\0-r\0<a@b>\0c@d,e@f",
+             b"-tif\0a@b", b"--config-check\0-C\0/etc/relayshim.conf", b"-bv\0root",
+             b"-B\x008BITMIME\0-L\0tag\0-h\x0017\0-O\0x=y\0-e\0q\0-G\0-U\0a@b"]
+    write("fuzz_cmdline", [b""], argvs)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "buf.h"
 #include "cmdline.h"
 
 const char cmdline_usage[] =
@@ -72,6 +73,20 @@ static void add_recipients(struct strlist *l, const char *arg)
 	}
 }
 
+/* bad_arg - EX_USAGE naming an argument; control bytes escaped (one line on stderr) */
+
+static int bad_arg(struct error *err, const char *what, const char *prefix, const char *arg,
+		   size_t len)
+{
+	struct buf shown = BUF_INIT;
+	int rc;
+
+	util_sanitize(&shown, arg, len);
+	rc = error_set(err, EX_USAGE, "%s %s%s", what, prefix, buf_cstr(&shown));
+	buf_free(&shown);
+	return rc;
+}
+
 /* long_option - the "--" commands */
 
 static int long_option(struct cmdline *cl, const char *arg, struct error *err)
@@ -91,7 +106,7 @@ static int long_option(struct cmdline *cl, const char *arg, struct error *err)
 			return 0;
 		}
 	}
-	return error_set(err, EX_USAGE, "unknown option %s", arg);
+	return bad_arg(err, "unknown option", "", arg, strlen(arg));
 }
 
 /* b_mode - -bX */
@@ -109,7 +124,7 @@ static int b_mode(struct cmdline *cl, const char *v, struct error *err)
 	else if (strcmp(v, "v") == 0)
 		cl->mode = CMD_VERIFY;
 	else
-		return error_set(err, EX_USAGE, "unsupported mode -b%s", v);
+		return bad_arg(err, "unsupported mode", "-b", v, strlen(v));
 	return 0;
 }
 
@@ -235,7 +250,7 @@ int cmdline_parse(struct cmdline *cl, int argc, char **argv, struct error *err)
 				}
 				break;
 			default:
-				return error_set(err, EX_USAGE, "unknown option -%c", opt);
+				return bad_arg(err, "unknown option", "-", &opt, 1);
 			}
 			break;
 		}

@@ -38,6 +38,9 @@
 #define LLVMFuzzerTestOneInput fuzz_config_one
 #include "../../fuzz/fuzz_config.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_cmdline_one
+#include "../../fuzz/fuzz_cmdline.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef int (*fuzz_fn)(const uint8_t *, size_t);
 
@@ -169,6 +172,12 @@ START_TEST(fuzz_config_corpus_and_regressions_replay_clean)
 }
 END_TEST
 
+START_TEST(fuzz_cmdline_corpus_and_regressions_replay_clean)
+{
+	replay("fuzz_cmdline", fuzz_cmdline_one);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fuzz_regressions");
@@ -184,6 +193,7 @@ int main(void)
 	tcase_add_test(tc, fuzz_smtp_reply_corpus_and_regressions_replay_clean);
 	tcase_add_test(tc, fuzz_smtpd_corpus_and_regressions_replay_clean);
 	tcase_add_test(tc, fuzz_config_corpus_and_regressions_replay_clean);
+	tcase_add_test(tc, fuzz_cmdline_corpus_and_regressions_replay_clean);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
