@@ -15,7 +15,8 @@
  *	Invariants: config_load() and config_finish() return 0 or EX_CONFIG
  *	with a one-line message; the listing shows the password as "(set)"; a
  *	configuration that loaded and finished writes a snapshot that loads
- *	again (what --write-config prints is a valid file).
+ *	again (what --write-config prints is a valid file), unless the
+ *	snapshot says that a value could not be written in INI syntax.
  * DIAGNOSTICS
  *	A crash, a sanitizer report or "fuzz invariant failed: ...".
  *--*/
@@ -93,6 +94,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		char *noenv[] = {0};
 
 		config_write(&cfg, &snapshot, 0, 0);
+		/* A value iniparser cannot hold (over its 1024-byte line) is written as a
+		 * comment saying so; such a snapshot is knowingly incomplete. */
+		if (strstr(snapshot.data, "cannot be written in INI syntax"))
+			goto done;
 		config_init(&again);
 		error_clear(&err);
 		rc = load_text(&again, snapshot.data, snapshot.len, noenv, &err);
@@ -103,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_check(rc == 0, "--write-config output loads again");
 		config_free(&again);
 	}
+done:
 	config_free(&cfg);
 	buf_free(&listing);
 	buf_free(&snapshot);
