@@ -245,8 +245,9 @@ static int deliver_or_queue(struct config *cfg, struct smtp_session **session,
 		log_rejected(queue_id, res);
 		queue_deferred(cfg, env, msg, queue_id, res);
 		log_outcome(LOG_LEVEL_INFO, queue_id, env, msg, res, "sent", res->reply, start);
-		/* A working relay is the moment to retry the queue; -bs kicks once per session. */
-		if (session == 0)
+		/* A working relay is the moment to retry the queue; -bs kicks once per
+		 * session; in mode never nothing is ever queued (-q still flushes). */
+		if (session == 0 && cfg->queue_mode != QUEUE_NEVER)
 			spool_kick(cfg);
 		return 0;
 	}
@@ -447,7 +448,7 @@ static void bs_end(void *vctx)
 {
 	struct bs_ctx *ctx = vctx;
 
-	if (ctx->session)
+	if (ctx->session && ctx->cfg->queue_mode != QUEUE_NEVER)
 		spool_kick(ctx->cfg);
 	smtp_session_close(ctx->session);
 	ctx->session = 0;
