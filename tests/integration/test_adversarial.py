@@ -364,6 +364,44 @@ def test_bs_client_sending_1gb_is_refused_552_in_flat_memory(relay, sendmail_bin
     _, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
     rss = peak_rss(tmp_path / "rss")
+    print("1 GB -bs: %r, peak RSS %d kB, %.1f s" % (final, rss, secs))
+    assert rss < RSS_LIMIT_KB, "peak RSS %d kB" % rss
+    assert secs < 120
+    time.sleep(0.3)
+    assert relay.capture.messages() == []
+
+
+def test_bs_client_sending_200mb_without_a_limit_spills_in_flat_memory(relay, sendmail_bin,
+                                                                        tmp_path):
+    # No max_size: the body spills to an unlinked file; the relay's SIZE (50 MB here)
+    # refuses it, and that 5xx reaches the client. Memory stays flat.
+    conf = write_conf(tmp_path, conf_for(relay))
+    p, sock = _bs(sendmail_bin, conf, tmp_path / "rss")
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    sock.sendall(b"EHLO big\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+    got = []
+    while len(got) < 4:
+        line = f.readline()
+        if line[3:4] == b" ":
+            got.append(line[:3])
+    assert got == [b"250", b"250", b"250", b"354"], got
+    block = (b"w" * 1022 + b"\r\n") * 1024
+    t0 = time.monotonic()
+    sock.sendall(b"Subject: big\r\n\r\n")
+    for _ in range(200):
+        sock.sendall(block)
+    sock.sendall(b".\r\nQUIT\r\n")
+    final = f.readline()
+    secs = time.monotonic() - t0
+    assert final[:1] == b"5", final
+    assert b"size" in final.lower() or b"552" in final, final
+    f.close()
+    sock.close()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    rss = peak_rss(tmp_path / "rss")
+    print("200 MB -bs: %r, peak RSS %d kB, %.1f s" % (final, rss, secs))
     assert rss < RSS_LIMIT_KB, "peak RSS %d kB" % rss
     assert secs < 120
     time.sleep(0.3)
