@@ -45,7 +45,8 @@ def main():
             from harness.pki import PKI
             from harness.postfix import PostfixRelay
             pki = PKI.create()
-            relay = PostfixRelay(pki)
+            # STARTTLS also on the plain port: the STARTTLS-without-AUTH row.
+            relay = PostfixRelay(pki, plain_starttls=True)
             relay.start()
         except KeyboardInterrupt:
             raise
@@ -55,6 +56,7 @@ def main():
             return 1
         user, password = next(iter(relay.users.items()))
         write_info(info, [("PF_SUBMISSION", relay.submission_port), ("PF_CA", relay.ca_file),
+                          ("PF_PLAIN", relay.plain_port),
                           ("PF_USER", user), ("PF_PASSWORD", password),
                           ("PF_HOSTNAME", relay.tls_hostname)])
         while not stop:
