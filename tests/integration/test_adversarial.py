@@ -14,6 +14,8 @@ time.
     relay side          1 MB of reply continuation lines (greeting and EHLO),
                         garbage instead of a TLS handshake after STARTTLS
     -bs client          1 GB of DATA (refused 552 with max_size, memory flat),
+                        200 MB without a limit (spilled, memory flat), a
+                        100 kB command line, 1005 recipients, 100 bad commands,
                         SMTP smuggling: every bare CR / bare LF end-of-data
                         variant reaches the relay split exactly as our server
                         split it (and with sendmail -i, stays one message)
@@ -24,12 +26,14 @@ time.
 Limits asserted here (they go into relayshim(8)): INPUT_LINE_MAX 1 MiB per input
 line (65), REWRITE_RCPT_MAX 1000 recipients per message (65), SMTP_REPLY_LINES_MAX
 100 lines and SMTP_REPLY_LINE_MAX 4096 bytes per relay reply (75, temporary),
-[policy] max_size for -bs (552 after reading the data to its end).
+[policy] max_size for -bs (552 after reading the data to its end), SMTPD_LINE_MAX
+4096 bytes per command (500), SMTPD_RCPT_MAX 1000 (452), SMTPD_ERRORS_MAX 20 (421).
 """
 
 import os
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -406,6 +410,41 @@ def test_bs_client_sending_200mb_without_a_limit_spills_in_flat_memory(relay, se
     assert secs < 120
     time.sleep(0.3)
     assert relay.capture.messages() == []
+
+
+def test_bs_command_line_and_recipient_bounds(relay, sendmail_bin, tmp_path):
+    conf = write_conf(tmp_path, conf_for(relay))
+    p, sock = _bs(sendmail_bin, conf)
+    stream = (b"EHLO bounds\r\n" + b"NOOP " + b"n" * 100000 + b"\r\n" +
+              b"MAIL FROM:<a@example.com>\r\n" +
+              b"".join(b"RCPT TO:<u%d@example.org>\r\n" % i for i in range(1005)) +
+              b"DATA\r\nSubject: bounds\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+    sender = threading.Thread(target=sock.sendall, args=(stream,))
+    sender.start()
+    codes, raw = _replies(sock)
+    sender.join()
+    sock.close()
+    p.communicate(timeout=30)
+    # 220, EHLO 250, the 100 kB line 500 (SMTPD_LINE_MAX), MAIL 250, 1000 RCPT 250,
+    # 5 RCPT 452 (SMTPD_RCPT_MAX), 354, 250, 221.
+    assert codes[:3] == ["220", "250", "500"], raw[:400]
+    assert codes[3:1004] == ["250"] * 1001
+    assert codes[1004:1009] == ["452"] * 5, codes[1000:1012]
+    assert codes[1009:] == ["354", "250", "221"], codes[1000:]
+    m = relay.capture.wait_for(1, timeout=30)
+    assert len(sum((x.rcpt_tos for x in relay.capture.messages()), [])) <= 1000
+
+
+def test_bs_too_many_errors_end_the_session(relay, sendmail_bin, tmp_path):
+    conf = write_conf(tmp_path, conf_for(relay))
+    p, sock = _bs(sendmail_bin, conf)
+    sock.sendall(b"EHLO errors\r\n" + b"BOGUS\r\n" * 100)
+    codes, raw = _replies(sock, timeout=30)
+    sock.close()
+    p.communicate(timeout=30)
+    assert codes[0] == "220" and codes[1] == "250"
+    # SMTPD_ERRORS_MAX (20) errors, then 421 and the server closes.
+    assert codes[2:] == ["500"] * 20 + ["421"], codes
 
 
 SMUGGLE_TAIL = (b"MAIL FROM:<smuggled@example.com>\r\nRCPT TO:<victim@example.org>\r\n"
