@@ -63,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rc = cmdline_parse(&cl, argc, argv, &err);
 		fuzz_check(rc == 0 || rc == EX_USAGE || rc == EX_DATAERR, "documented status");
 		if (rc) {
-			fuzz_check(strchr(err.text, '\n') == 0, "one-line error");
+			fuzz_check(strpbrk(err.text, "\r\n") == 0, "one-line error");
 		} else {
 			fuzz_check(!cl.sender || !strpbrk(cl.sender, "\r\n"),
 				   "-f without line break");

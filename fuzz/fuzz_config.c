@@ -80,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rc = config_finish(&cfg, &err);
 	fuzz_check(rc == 0 || rc == EX_CONFIG, "status is 0 or EX_CONFIG");
 	if (rc)
-		fuzz_check(strchr(err.text, '\n') == 0, "one-line error");
+		fuzz_check(strpbrk(err.text, "\r\n") == 0, "one-line error");
 	config_write(&cfg, &listing, 1, 1);
 	if (cfg.password && *cfg.password) {
 		/* The value itself may equal another key's text: look at its own line. */

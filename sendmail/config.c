@@ -531,16 +531,12 @@ static int check_mechanisms(const char *v, struct buf *norm, struct buf *why)
 
 static int check_log_target(const char *v, struct buf *norm, struct buf *why)
 {
-	const char *p = v;
+	const char *q = v;
+	const char *p;
+	size_t n;
 	int words = 0, none = 0;
 
-	while (*p) {
-		size_t n;
-
-		p += strspn(p, ", \t");
-		n = strcspn(p, ", \t");
-		if (n == 0)
-			break;
+	while ((p = util_next_item(&q, &n)) != 0) {
 		if (!((n == 6 && strncmp(p, "stderr", 6) == 0) ||
 		      (n == 6 && strncmp(p, "stdout", 6) == 0) ||
 		      (n == 6 && strncmp(p, "syslog", 6) == 0) ||
@@ -555,7 +551,6 @@ static int check_log_target(const char *v, struct buf *norm, struct buf *why)
 		if (words++)
 			buf_putc(norm, ',');
 		buf_append(norm, p, n);
-		p += n;
 	}
 	if (none && words > 1) {
 		buf_reset(norm);
@@ -610,7 +605,7 @@ static int check_intercept(const char *v, struct buf *norm, struct buf *why)
 	(void)norm;
 	error_clear(&err);
 	if (smtpd_parse_endpoints(v, &eps, &n, &err) != 0) {
-		buf_puts(why, err.text);
+		util_sanitize(why, err.text, strlen(err.text)); /* it quotes the raw value */
 		return -1;
 	}
 	free(eps);
@@ -749,19 +744,15 @@ static int parse_relays(const char *v, struct relay_addr **out, size_t *nout, st
 {
 	struct relay_addr *r = 0;
 	size_t n = 0;
-	const char *p = v;
+	const char *q = v;
+	const char *p;
+	size_t len;
 
-	while (*p) {
-		size_t len;
-		const char *host, *port = 0, *end;
+	while ((p = util_next_item(&q, &len)) != 0) {
+		const char *host, *port = 0, *end = p + len;
 		size_t hostlen;
 		unsigned long long portnum = 0;
 
-		p += strspn(p, ", \t");
-		len = strcspn(p, ", \t");
-		if (len == 0)
-			break;
-		end = p + len;
 		if (*p == '[') {
 			const char *close = memchr(p, ']', len);
 
@@ -807,7 +798,6 @@ static int parse_relays(const char *v, struct relay_addr **out, size_t *nout, st
 		r[n].host = util_strndup(host, hostlen);
 		r[n].port = (unsigned)portnum;
 		n++;
-		p = end;
 	}
 	if (n == 0)
 		goto bad;
