@@ -651,16 +651,14 @@ void log_setup(const struct config *cfg)
 	L.format = cfg->log_format;
 	if (cfg->log_anonymize && anonymizer_parse(cfg->log_anonymize, &L.an, &why) != 0)
 		L.an = 0; /* config.c has validated it; be safe anyway */
-	while (*p) {
+	for (;;) {
 		size_t n;
+		const char *item = util_next_item(&p, &n);
 		char *word;
 
-		p += strspn(p, ", \t");
-		n = strcspn(p, ", \t");
-		if (n == 0)
+		if (item == 0)
 			break;
-		word = util_strndup(p, n);
-		p += n;
+		word = util_strndup(item, n);
 		if (strcmp(word, "stderr") == 0) {
 			add_target(TARGET_FD, 2);
 		} else if (strcmp(word, "stdout") == 0) {

@@ -296,21 +296,16 @@ static void keep_stdout_clean(struct config *cfg)
 {
 	struct buf targets = BUF_INIT;
 	struct error err;
-	const char *p = cfg->log_target ? cfg->log_target : "";
+	const char *q = cfg->log_target ? cfg->log_target : "";
+	const char *p;
+	size_t n;
 	int dropped = 0;
 
-	while (*p) {
-		size_t n;
-
-		p += strspn(p, ", \t");
-		n = strcspn(p, ", \t");
-		if (n == 0)
-			break;
+	while ((p = util_next_item(&q, &n)) != 0) {
 		if (n == 6 && strncmp(p, "stdout", 6) == 0)
 			dropped = 1;
 		else
 			buf_printf(&targets, "%s%.*s", targets.len ? "," : "", (int)n, p);
-		p += n;
 	}
 	if (dropped) {
 		error_clear(&err);

@@ -171,3 +171,14 @@ void util_sanitize(struct buf *out, const char *s, size_t n)
 			buf_putc(out, c);
 	}
 }
+
+/* util_next_item - next item of a comma/space separated list, or NULL */
+
+const char *util_next_item(const char **p, size_t *n)
+{
+	const char *item = *p + strspn(*p, ", \t");
+
+	*n = strcspn(item, ", \t");
+	*p = item + *n;
+	return *n ? item : 0;
+}

@@ -27,6 +27,7 @@
  *	int	error_set(struct error *err, int status, const char *fmt, ...);
  *	void	error_clear(struct error *err);
  *	void	util_sanitize(struct buf *out, const char *s, size_t n);
+ *	const char *util_next_item(const char **p, size_t *n);
  * DESCRIPTION
  *	util_malloc() and friends never return NULL: out of memory calls
  *	util_oom(), which prints one line and exits 71 (EX_OSERR).
@@ -44,6 +45,10 @@
  *	it). text is one line, without a trailing newline, that says what
  *	happened and what to do. error_set() returns status, so a function
  *	can `return error_set(err, EX_USAGE, "...")`.
+ *
+ *	util_next_item() walks a list separated by commas, spaces or tabs
+ *	(log targets, relays, endpoints): it returns the next item and its
+ *	length in *n, with *p moved past it, or NULL at the end.
  *
  *	util_sanitize() appends n bytes of untrusted text (a server reply,
  *	a user argument) to out with every control byte shown as \xNN, so it
@@ -85,5 +90,6 @@ int error_set(struct error *err, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void error_clear(struct error *err);
 void util_sanitize(struct buf *out, const char *s, size_t n);
+const char *util_next_item(const char **p, size_t *n);
 
 #endif
