@@ -1351,22 +1351,26 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 	for (ssize_t i = 0; i < d->size && rc == 0; i++) {
 		const char *entry = d->key[i], *colon;
 		char *section;
+		struct buf shown_section = BUF_INIT, shown_key = BUF_INIT;
 
 		if (entry == 0)
 			continue;
 		colon = strchr(entry, ':');
 		section = util_strndup(entry, colon ? (size_t)(colon - entry) : strlen(entry));
+		/* Names are shown escaped: a CR in a key must not split the error line. */
+		util_sanitize(&shown_section, section, strlen(section));
+		util_sanitize(&shown_key, colon ? colon + 1 : "[]", colon ? strlen(colon + 1) : 2);
 		if (*section == 0) {
 			rc = error_set(err, EX_CONFIG,
 				       "%s: \"%s\" is outside a section (put it under [relay], "
 				       "[rewrite], ...)",
-				       path, colon ? colon + 1 : "[]"); /* "[]" alone: no key */
+				       path, buf_cstr(&shown_key)); /* "[]" alone: no key */
 		} else if (!section_known(section)) {
 			rc = error_set(err, EX_CONFIG,
 				       "%s: [%s]: unknown section (use relay, rewrite, aliases, "
 				       "senders, policy, queue, log, "
 				       "smtpd or shim)",
-				       path, section);
+				       path, buf_cstr(&shown_section));
 		} else if (colon && key_index(section, colon + 1) < 0) {
 			struct buf known = BUF_INIT;
 
@@ -1375,9 +1379,12 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 					buf_printf(&known, "%s%s", known.len ? ", " : "",
 						   config_keys[j].key);
 			rc = error_set(err, EX_CONFIG, "%s: [%s] %s: unknown key (known keys: %s)",
-				       path, section, colon + 1, buf_cstr(&known));
+				       path, buf_cstr(&shown_section), buf_cstr(&shown_key),
+				       buf_cstr(&known));
 			buf_free(&known);
 		}
+		buf_free(&shown_section);
+		buf_free(&shown_key);
 		free(section);
 	}
 
