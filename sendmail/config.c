@@ -1557,6 +1557,21 @@ static int load_env(struct config *cfg, char **envp, struct error *err)
 
 /* config_load - the file, then the environment */
 
+/* one_line - escape control bytes an error may quote from the file or the environment */
+
+static int one_line(struct error *err, int rc)
+{
+	struct buf clean = BUF_INIT;
+
+	if (rc == 0)
+		return rc;
+	/* Idempotent: util_sanitize leaves the \xNN of earlier escaping alone. */
+	util_sanitize(&clean, err->text, strlen(err->text));
+	snprintf(err->text, sizeof(err->text), "%s", buf_cstr(&clean));
+	buf_free(&clean);
+	return rc;
+}
+
 int config_load(struct config *cfg, const char *path, int path_explicit, char **envp,
 		struct error *err)
 {
@@ -1569,8 +1584,8 @@ int config_load(struct config *cfg, const char *path, int path_explicit, char **
 	if (path == 0)
 		path = CONFIG_DEFAULT_PATH;
 	if ((rc = load_file(cfg, path, path_explicit, err)) != 0)
-		return rc;
-	return load_env(cfg, envp, err);
+		return one_line(err, rc);
+	return one_line(err, load_env(cfg, envp, err));
 }
 
 /* config_set - a value from the command line: parsed, source "command line" */
