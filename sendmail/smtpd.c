@@ -612,7 +612,7 @@ static int in_line(struct smtpd *s, size_t max, const char **line, size_t *len, 
 {
 	*too_long = 0;
 	for (;;) {
-		const char *start = s->in.data + s->in_pos;
+		const char *start = s->in.data ? s->in.data + s->in_pos : ""; /* NULL + 0 is UB */
 		size_t avail = s->in.len - s->in_pos;
 		const char *nl = avail ? memchr(start, '\n', avail) : 0;
 
