@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -46,16 +47,26 @@ static void note_line(struct message *msg, const char *line, size_t len)
 {
 	if (len > msg->longest_line)
 		msg->longest_line = len;
-	if (!msg->has_8bit || !msg->has_nul) {
-		for (size_t i = 0; i < len; i++) {
-			unsigned char c = (unsigned char)line[i];
+	/* This runs over every byte of every message: 8 bytes at a time, and
+	 * memchr for NUL, instead of a byte loop (a third of a 25 MB message's
+	 * CPU time went here). */
+	if (!msg->has_8bit) {
+		uint64_t acc = 0;
+		size_t i = 0;
 
-			if (c >= 0x80)
-				msg->has_8bit = 1;
-			else if (c == 0)
-				msg->has_nul = 1;
+		for (; i + 8 <= len; i += 8) {
+			uint64_t w;
+
+			memcpy(&w, line + i, 8);
+			acc |= w;
 		}
+		for (; i < len; i++)
+			acc |= (unsigned char)line[i];
+		if (acc & 0x8080808080808080ULL)
+			msg->has_8bit = 1;
 	}
+	if (!msg->has_nul && memchr(line, 0, len) != 0)
+		msg->has_nul = 1;
 }
 
 /* write_all - write a whole buffer to the spill file */
