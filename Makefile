@@ -54,7 +54,7 @@ TOOL_BIN = $(TOOL_SRC:%.c=$(BUILD)/%)
 SENDMAIL = $(BUILD)/sendmail/sendmail
 SHIM     = $(BUILD)/shim/librelayshim.so
 
-.PHONY: all install check unit integration demo bench fuzz clean deps format
+.PHONY: all install check check-one unit integration demo bench fuzz clean deps format
 all: $(SENDMAIL) $(SHIM)
 
 $(BUILD)/%.o: %.c $(wildcard sendmail/*.h) $(wildcard shim/*.h)
@@ -109,9 +109,25 @@ unit: $(UNIT_BIN)
 integration: all $(TOOL_BIN)
 	@BUILD=$(BUILD) sh tests/run-integration.sh
 
+# make check: the suite with the normal build, then again built with ASan+UBSan
+# (issue 7: CI runs both), then one overall line. SAN=1: the sanitizer pass
+# only; QUICK=1: the normal pass only (for a quick look while developing).
 check: deps
+ifeq ($(SAN)$(QUICK),)
+	@rm -f build/check-totals
+	@$(MAKE) --no-print-directory check-one CHECK_TOTALS=$(CURDIR)/build/check-totals; \
+	 rc1=$$?; \
+	 $(MAKE) --no-print-directory check-one SAN=1 CHECK_TOTALS=$(CURDIR)/build/check-totals; \
+	 rc2=$$?; \
+	 awk '{p += $$1; f += $$2} END {printf "%d passed, %d failed\n", p, f}' build/check-totals; \
+	 [ $$rc1 -eq 0 ] && [ $$rc2 -eq 0 ]
+else
+	@$(MAKE) --no-print-directory check-one
+endif
+
+check-one:
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(TOOL_BIN)
-	@BUILD=$(BUILD) sh tests/run-all.sh $(UNIT_BIN)
+	@CHECK_TOTALS=$(CHECK_TOTALS) BUILD=$(BUILD) sh tests/run-all.sh $(UNIT_BIN)
 
 demo: deps all
 	@BUILD=$(BUILD) sh tools/demo.sh

@@ -44,5 +44,7 @@ failed=$((failed + ${f:-0} + ${e:-0}))
 # Nothing of the fixtures may outlive the run.
 sh "$top/tests/harness/reap.sh" || failed=$((failed + 1))
 
-echo "check: $passed passed, $failed failed"
+echo "check ($BUILD): $passed passed, $failed failed"
+# make check adds up its two passes (normal and sanitizer builds) from here.
+[ -n "${CHECK_TOTALS:-}" ] && echo "$passed $failed" >>"$CHECK_TOTALS"
 [ "$failed" -eq 0 ]
