@@ -92,7 +92,8 @@ START_TEST(plain_delivery_line_is_postfix_like)
 				 "2.0.0",
 				 0.1234,
 				 1234,
-				 "250 2.0.0 Ok: queued as 9C3D"};
+				 "250 2.0.0 Ok: queued as 9C3D",
+				 0};
 	char want[512];
 
 	use(LOG_FORMAT_PLAIN, 0);
@@ -111,7 +112,8 @@ END_TEST
 START_TEST(plain_delivery_without_queue_id_relay_or_dsn)
 {
 	struct log_record rec = {LOG_LEVEL_ERROR, 0, "", 0,  0,
-				 "failed",	  0, 0,	 10, "connect refused"};
+				 "failed",	  0, 0,	 10, "connect refused",
+				 0};
 	char want[512];
 
 	use(LOG_FORMAT_PLAIN, 0);
@@ -137,7 +139,8 @@ START_TEST(json_delivery_line_has_every_field)
 				 "2.0.0",
 				 0.1234,
 				 1234,
-				 "250 2.0.0 Ok: queued as 9C3D"};
+				 "250 2.0.0 Ok: queued as 9C3D",
+				 0};
 
 	use(LOG_FORMAT_JSON, 0);
 	log_delivery(&rec);
@@ -153,7 +156,8 @@ END_TEST
 
 START_TEST(json_delivery_unknown_fields_are_null)
 {
-	struct log_record rec = {LOG_LEVEL_WARNING, 0, "", 0, 0, "deferred", 0, 1.5, 0, 0};
+	struct log_record rec = {LOG_LEVEL_WARNING, 0, "", 0, 0, "deferred", 0, 1.5, 0, 0,
+				 0};
 
 	use(LOG_FORMAT_JSON, 0);
 	log_delivery(&rec);
@@ -660,7 +664,8 @@ START_TEST(delivery_line_addresses_are_anonymised)
 				 "5.7.1",
 				 0,
 				 1,
-				 "554 5.7.1 <dev@example.com>: Recipient address rejected"};
+				 "554 5.7.1 <dev@example.com>: Recipient address rejected",
+				 0};
 
 	use(LOG_FORMAT_PLAIN, "smart");
 	log_delivery(&rec);
@@ -678,7 +683,8 @@ START_TEST(json_delivery_addresses_are_anonymised)
 	struct strlist to = two_rcpts();
 	struct log_record rec = {
 	    LOG_LEVEL_INFO, "Q1", "app@example.com", &to, "relay:25", "sent", "2.0.0", 0, 1,
-	    "250 ok"};
+	    "250 ok",
+				 0};
 
 	use(LOG_FORMAT_JSON, "paranoid");
 	log_delivery(&rec);
