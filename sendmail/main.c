@@ -161,14 +161,19 @@ static void log_outcome(enum log_level level, const char *queue_id, const struct
 
 /* log_rejected - every recipient the relay refused while it took others */
 
-static void log_rejected(const char *queue_id, const struct smtp_result *res)
+static void log_rejected(const struct config *cfg, const char *queue_id,
+			 const struct smtp_result *res)
 {
+	/* Deferred recipients are queued on their own, except in mode never: lost. */
+	enum log_level deferred_level =
+	    cfg->queue_mode == QUEUE_NEVER ? LOG_LEVEL_ERROR : LOG_LEVEL_WARNING;
+
 	for (size_t i = 0; i < res->rejected.n; i++)
 		log_msg(LOG_LEVEL_ERROR, "%s: to=<%s>: refused by the relay: %s", queue_id,
 			res->rejected.v[i],
 			i < res->rejected_replies.n ? res->rejected_replies.v[i] : "");
 	for (size_t i = 0; i < res->deferred.n; i++)
-		log_msg(LOG_LEVEL_WARNING, "%s: to=<%s>: deferred by the relay: %s", queue_id,
+		log_msg(deferred_level, "%s: to=<%s>: deferred by the relay: %s", queue_id,
 			res->deferred.v[i],
 			i < res->deferred_replies.n ? res->deferred_replies.v[i] : "");
 }
@@ -242,7 +247,7 @@ static int deliver_or_queue(struct config *cfg, struct smtp_session **session,
 	}
 
 	if (rc == 0) {
-		log_rejected(queue_id, res);
+		log_rejected(cfg, queue_id, res);
 		queue_deferred(cfg, env, msg, queue_id, res);
 		log_outcome(LOG_LEVEL_INFO, queue_id, env, msg, res, "sent", res->reply, start);
 		/* A working relay is the moment to retry the queue; -bs kicks once per
