@@ -114,3 +114,30 @@ def test_compose_example_is_valid_yaml_with_app_and_relay():
     assert services["app"]["build"]["dockerfile"] == "Dockerfile.example"
     assert "relayshim-spool:/var/spool/relayshim" in services["app"]["volumes"]
     assert services["app"]["read_only"] is True
+
+
+def test_readme_quick_start_delivers(tmp_path, relay):
+    # The three lines of the README's quick start, as a new user types them, with two
+    # substitutions: the install goes to a staging root (not this machine's /usr) and
+    # the relay is the local Postfix fixture instead of the postfix container; an empty
+    # config file and queue mode never keep this machine's /etc and /var/spool out of it.
+    readme = open(os.path.join(TOP, "README.md")).read()
+    block = readme.split("## Quick start in a container", 1)[1].split("```sh\n", 1)[1]
+    lines = [l.split("#")[0].strip() for l in block.split("```", 1)[0].splitlines()]
+    lines = [l for l in lines if l]
+    assert len(lines) == 3, lines
+    install, export, send = lines
+    assert install == "make && make install PREFIX=/usr"
+    assert export == "export RELAYSHIM_RELAY=postfix:587"
+    root = tmp_path / "root"
+    subprocess.run(install.replace("PREFIX=/usr", "PREFIX=/usr DESTDIR=%s" % root),
+                   shell=True, cwd=TOP, check=True, capture_output=True, timeout=300)
+    env = {"PATH": "%s/usr/sbin:/usr/bin:/bin" % root,
+           "RELAYSHIM_RELAY": "127.0.0.1:%d" % relay.plain_port,
+           "RELAYSHIM_QUEUE": "never", "RELAYSHIM_CONFIG": str(tmp_path / "none.conf")}
+    (tmp_path / "none.conf").write_text("")
+    r = subprocess.run(send, shell=True, env=env, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    m = relay.capture.wait_for(1, timeout=15)[0]
+    assert m.rcpt_tos == ["you@example.com"]
+    assert b"Subject: hello" in m.data and b"from relayshim" in m.data
