@@ -50,35 +50,28 @@
 #define SASL_DECLARE(name) static __typeof__(&name) dl_##name;
 SASL_SYMBOLS(SASL_DECLARE)
 
+#define SASL_NAME(name) #name,
+#define SASL_SLOT(name) (void *)&dl_##name,
+static const char *const sasl_names[] = {SASL_SYMBOLS(SASL_NAME)};
+static void *const sasl_slots[] = {SASL_SYMBOLS(SASL_SLOT)};
+
 /* sasl_load - open libsasl2 once; 0 or err filled */
 
 static int sasl_load(struct error *err)
 {
-	static int loaded;
-	static char failed[256];
-	void *h;
+	static int state; /* 0 not tried, 1 loaded, -1 failed (why says why) */
+	static char why[256];
 
-	if (loaded)
+	/* RTLD_GLOBAL: the mechanism plugins it loads may look for its symbols. */
+	if (state == 0)
+		state = util_dl_open(AUTH_LIBSASL, RTLD_LAZY | RTLD_GLOBAL, sasl_names, sasl_slots,
+				     sizeof(sasl_names) / sizeof(sasl_names[0]), why,
+				     sizeof(why)) == 0
+			    ? 1
+			    : -1;
+	if (state > 0)
 		return 0;
-	if (failed[0] == 0) {
-		/* RTLD_GLOBAL: the mechanism plugins it loads may look for its symbols. */
-		h = dlopen(AUTH_LIBSASL, RTLD_LAZY | RTLD_GLOBAL);
-		if (h == 0) {
-			snprintf(failed, sizeof(failed), "cannot load %s: %s", AUTH_LIBSASL,
-				 dlerror());
-		} else {
-#define SASL_RESOLVE(name)                                                                         \
-	if (failed[0] == 0 && (dl_##name = (__typeof__(dl_##name))dlsym(h, #name)) == 0)           \
-		snprintf(failed, sizeof(failed), "%s lacks %s", AUTH_LIBSASL, #name);
-			SASL_SYMBOLS(SASL_RESOLVE)
-#undef SASL_RESOLVE
-		}
-		if (failed[0] == 0) {
-			loaded = 1;
-			return 0;
-		}
-	}
-	return error_set(err, EX_UNAVAILABLE, "SASL is not available: %s", failed);
+	return error_set(err, EX_UNAVAILABLE, "SASL is not available: %s", why);
 }
 
 #define sasl_client_init dl_sasl_client_init

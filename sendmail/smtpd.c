@@ -169,19 +169,6 @@ int smtpd_parse_path(const char *arg, const char *keyword, struct buf *addr, con
 	return 0;
 }
 
-/* hex_value - one hex digit, or -1 */
-
-static int hex_value(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* smtpd_xtext_decode - RFC 3461 section 4 xtext */
 
 int smtpd_xtext_decode(const char *in, size_t len, struct buf *out)
@@ -195,8 +182,8 @@ int smtpd_xtext_decode(const char *in, size_t len, struct buf *out)
 
 			if (i + 2 >= len)
 				return -1;
-			hi = hex_value(in[i + 1]);
-			lo = hex_value(in[i + 2]);
+			hi = util_hex_value(in[i + 1]);
+			lo = util_hex_value(in[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			c = (unsigned char)(hi * 16 + lo);

@@ -261,19 +261,6 @@ static void put_field(struct buf *out, const char *key, const char *value)
 	buf_putc(out, '\n');
 }
 
-/* hexval - value of one hex digit, -1 if none */
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* unescape - decode %XX in [p, p+n) into a new string; NULL when malformed */
 
 static char *unescape(const char *p, size_t n)
@@ -288,8 +275,8 @@ static char *unescape(const char *p, size_t n)
 				buf_free(&b);
 				return 0;
 			}
-			hi = hexval(p[i + 1]);
-			lo = hexval(p[i + 2]);
+			hi = util_hex_value(p[i + 1]);
+			lo = util_hex_value(p[i + 2]);
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 				buf_free(&b);
 				return 0;

@@ -88,36 +88,29 @@
 #define TLS_DECLARE(name) static __typeof__(&name) dl_##name;
 TLS_SYMBOLS(TLS_DECLARE)
 
+#define TLS_NAME(name) #name,
+#define TLS_SLOT(name) (void *)&dl_##name,
+static const char *const tls_names[] = {TLS_SYMBOLS(TLS_NAME)};
+static void *const tls_slots[] = {TLS_SYMBOLS(TLS_SLOT)};
+
 /* tls_load - open libssl (and with it libcrypto) once; 0 or err filled */
 
 static int tls_load(struct error *err)
 {
-	static int loaded;
-	static char failed[256];
-	void *h;
+	static int state; /* 0 not tried, 1 loaded, -1 failed (why says why) */
+	static char why[256];
 
-	if (loaded)
+	if (state == 0)
+		state = util_dl_open(TLS_LIBSSL, RTLD_LAZY | RTLD_LOCAL, tls_names, tls_slots,
+				     sizeof(tls_names) / sizeof(tls_names[0]), why,
+				     sizeof(why)) == 0
+			    ? 1
+			    : -1;
+	if (state > 0)
 		return 0;
-	if (failed[0] == 0) {
-		h = dlopen(TLS_LIBSSL, RTLD_LAZY | RTLD_LOCAL);
-		if (h == 0) {
-			snprintf(failed, sizeof(failed), "cannot load %s: %s", TLS_LIBSSL,
-				 dlerror());
-		} else {
-#define TLS_RESOLVE(name)                                                                          \
-	if (failed[0] == 0 && (dl_##name = (__typeof__(dl_##name))dlsym(h, #name)) == 0)           \
-		snprintf(failed, sizeof(failed), "%s lacks %s", TLS_LIBSSL, #name);
-			TLS_SYMBOLS(TLS_RESOLVE)
-#undef TLS_RESOLVE
-		}
-		if (failed[0] == 0) {
-			loaded = 1;
-			return 0;
-		}
-	}
 	/* Temporary: the message is kept (queued) while someone fixes the install. */
 	err->temporary = 1;
-	return error_set(err, EX_TEMPFAIL, "TLS is not available: %s", failed);
+	return error_set(err, EX_TEMPFAIL, "TLS is not available: %s", why);
 }
 
 #define TLS_client_method dl_TLS_client_method

@@ -7,6 +7,7 @@
  *	See util.h.
  *--*/
 
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,4 +182,40 @@ const char *util_next_item(const char **p, size_t *n)
 	*n = strcspn(item, ", \t");
 	*p = item + *n;
 	return *n ? item : 0;
+}
+
+/* util_hex_value - one hex digit, or -1 */
+
+int util_hex_value(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* util_dl_open - load a library and resolve a table of symbols */
+
+int util_dl_open(const char *lib, int flags, const char *const *names, void *const *slots,
+		 size_t n, char *why, size_t whysize)
+{
+	void *h = dlopen(lib, flags);
+
+	if (h == 0) {
+		snprintf(why, whysize, "cannot load %s: %s", lib, dlerror());
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		void *sym = dlsym(h, names[i]);
+
+		if (sym == 0) {
+			snprintf(why, whysize, "%s lacks %s", lib, names[i]);
+			return -1;
+		}
+		*(void **)slots[i] = sym;
+	}
+	return 0;
 }

@@ -28,6 +28,9 @@
  *	void	error_clear(struct error *err);
  *	void	util_sanitize(struct buf *out, const char *s, size_t n);
  *	const char *util_next_item(const char **p, size_t *n);
+ *	int	util_hex_value(int c);
+ *	int	util_dl_open(const char *lib, int flags, const char *const *names,
+ *			void *const *slots, size_t n, char *why, size_t whysize);
  * DESCRIPTION
  *	util_malloc() and friends never return NULL: out of memory calls
  *	util_oom(), which prints one line and exits 71 (EX_OSERR).
@@ -49,6 +52,15 @@
  *	util_next_item() walks a list separated by commas, spaces or tabs
  *	(log targets, relays, endpoints): it returns the next item and its
  *	length in *n, with *p moved past it, or NULL at the end.
+ *
+ *	util_hex_value() is the value of one hex digit, or -1.
+ *
+ *	util_dl_open() opens the shared library lib with dlopen() flags and
+ *	stores the address of each symbol names[i] into the function pointer
+ *	variable at slots[i] (POSIX's "*(void **)&fp = dlsym()" idiom), so
+ *	OpenSSL and Cyrus SASL cost nothing at start-up when they are not
+ *	used. Returns 0, or -1 with the reason (the library, or the first
+ *	missing symbol) in why.
  *
  *	util_sanitize() appends n bytes of untrusted text (a server reply,
  *	a user argument) to out with every control byte shown as \xNN, so it
@@ -91,5 +103,8 @@ int error_set(struct error *err, int status, const char *fmt, ...)
 void error_clear(struct error *err);
 void util_sanitize(struct buf *out, const char *s, size_t n);
 const char *util_next_item(const char **p, size_t *n);
+int util_hex_value(int c);
+int util_dl_open(const char *lib, int flags, const char *const *names, void *const *slots,
+		 size_t n, char *why, size_t whysize);
 
 #endif
