@@ -378,6 +378,9 @@ static void bs_reply(struct buf *reply, const struct smtp_result *res, const str
 		buf_printf(reply, "451 4.3.0 %s", err->text);
 	else if (err->status == EX_NOPERM)
 		buf_printf(reply, "550 5.7.1 %s", err->text);
+	else if (err->status == EX_DATAERR && strncmp(err->text, "message is ", 11) == 0)
+		/* Our two size refusals (max_size, the relay's SIZE) both start so. */
+		buf_printf(reply, "552 5.3.4 %s", err->text);
 	else if (err->status == EX_DATAERR)
 		buf_printf(reply, "554 5.6.0 %s", err->text);
 	else

@@ -489,3 +489,19 @@ def test_bd_refuses_a_non_loopback_endpoint(relay, sendmail_bin, tmp_path):
                        capture_output=True, timeout=30)
     assert r.returncode == 78, r.stderr
     assert b"not a loopback address" in r.stderr
+
+
+def test_size_refusal_after_rewriting_is_552(sendmail_bin, tmp_path):
+    # The client's 60 bytes pass the server's own max_size check; the Received, Date,
+    # Message-ID and From headers that rewriting adds push the message over it:
+    # the refusal is the size class 552 5.3.4, not a generic 554.
+    conf = tmp_path / "c.conf"
+    conf.write_text("[relay]\nhost = 127.0.0.1:1\n[policy]\nmax_size = 200\n"
+                    "[queue]\nmode = never\n[log]\ntarget = none\n")
+    session = (b"EHLO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
+               b"Subject: big\r\n\r\n" + b"0123456789" * 4 + b"\r\n.\r\nQUIT\r\n")
+    r = subprocess.run([sendmail_bin, "-bs"], input=session, capture_output=True, timeout=30,
+                       env={"PATH": "/usr/bin:/bin", "RELAYSHIM_CONFIG": str(conf)})
+    replies = r.stdout.decode().split("\r\n")
+    final = [l for l in replies if l[:3] in ("250", "552", "554") and "more than max_size" in l]
+    assert final and final[0].startswith("552 5.3.4 "), replies
