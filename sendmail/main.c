@@ -199,9 +199,9 @@ static void queue_deferred(const struct config *cfg, const struct envelope *env,
 			queue_id, res->deferred.n, qerr.text);
 		return;
 	}
+	/* The caller kicks the queue after the delivery (-bs: at the end of the session). */
 	log_msg(LOG_LEVEL_WARNING, "%s: %zu deferred recipient(s) queued for retry", queue_id,
 		res->deferred.n);
-	spool_kick(cfg);
 }
 
 /*
