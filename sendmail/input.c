@@ -69,24 +69,6 @@ static void note_line(struct message *msg, const char *line, size_t len)
 		msg->has_nul = 1;
 }
 
-/* write_all - write a whole buffer to the spill file */
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* open_spill_file - an unlinked temporary file for a large body */
 
 static int open_spill_file(struct error *err)
@@ -116,7 +98,7 @@ static int open_spill_file(struct error *err)
 
 static int flush_spill(struct msgbuild *mb, struct error *err)
 {
-	if (write_all(mb->msg->body.fd, mb->wbuf.data, mb->wbuf.len) < 0)
+	if (util_write_all(mb->msg->body.fd, mb->wbuf.data, mb->wbuf.len) < 0)
 		return error_set(err, EX_IOERR, "cannot write the temporary copy of the message: %s",
 				 strerror(errno));
 	buf_reset(&mb->wbuf);

@@ -692,22 +692,6 @@ void log_setup(const struct config *cfg)
 	buf_free(&failed);
 }
 
-/* write_all - one write per line; errors are ignored (logging never fails the caller) */
-
-static void write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 /* timestamp - RFC 3339 UTC with milliseconds */
 
 static void timestamp(struct buf *out)
@@ -753,7 +737,8 @@ static void emit(enum log_level level, const struct buf *plain, const struct buf
 		}
 		buf_append(&line, body->data, body->len);
 		buf_putc(&line, '\n');
-		write_all(t->fd, line.data, line.len);
+		/* Errors are ignored: logging never fails the caller. */
+		(void)util_write_all(t->fd, line.data, line.len);
 	}
 	buf_free(&line);
 }

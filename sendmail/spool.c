@@ -142,26 +142,6 @@ static double spool_backoff(unsigned n)
  * Small I/O helpers
  * ==================================================================== */
 
-/* write_all - write n bytes or fail with errno */
-
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *cp = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, cp, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		cp += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* pread_all - read exactly n bytes at off; -1 with errno, or EIO on a short file */
 
 static int pread_all(int fd, void *p, size_t n, off_t off)
@@ -835,7 +815,7 @@ static int write_body(int fd, const struct message *msg)
 	unsigned long long off = 0;
 
 	if (msg->body.fd < 0)
-		return write_all(fd, msg->body.mem.data, (size_t)msg->body.len);
+		return util_write_all(fd, msg->body.mem.data, (size_t)msg->body.len);
 	chunk = util_malloc(SPOOL_COPY_CHUNK);
 	while (off < msg->body.len) {
 		ssize_t r = body_read(&msg->body, off, chunk, SPOOL_COPY_CHUNK);
@@ -846,7 +826,7 @@ static int write_body(int fd, const struct message *msg)
 			free(chunk);
 			return -1;
 		}
-		if (write_all(fd, chunk, (size_t)r) != 0) {
+		if (util_write_all(fd, chunk, (size_t)r) != 0) {
 			free(chunk);
 			return -1;
 		}
@@ -888,9 +868,9 @@ static int store_in_area(const struct spool_area *a, const struct envelope *env,
 		goto fail_nofile;
 	}
 	what = "write";
-	if (write_all(fd, text.data, text.len) != 0
-	    || write_all(fd, msg->header.data ? msg->header.data : "", msg->header.len) != 0
-	    || write_all(fd, "\r\n", 2) != 0 || write_body(fd, msg) != 0)
+	if (util_write_all(fd, text.data, text.len) != 0
+	    || util_write_all(fd, msg->header.data ? msg->header.data : "", msg->header.len) != 0
+	    || util_write_all(fd, "\r\n", 2) != 0 || write_body(fd, msg) != 0)
 		goto fail;
 	spool_crash_point("store-written");
 	what = "fsync";
@@ -1007,7 +987,7 @@ static void state_write(const struct spool_area *a, const struct spool_entry *e,
 	if (fd < 0)
 		goto fail;
 	area_adopt(a, fd);
-	if (write_all(fd, text.data, text.len) != 0 || (durable && fsync(fd) != 0)) {
+	if (util_write_all(fd, text.data, text.len) != 0 || (durable && fsync(fd) != 0)) {
 		close(fd);
 		(void)unlinkat(a->tmp, tmpname, 0);
 		goto fail;
@@ -1061,7 +1041,7 @@ static void reason_append(const struct spool_area *a, const char *id, const char
 		fd = -1;
 		errno = EPERM;
 	}
-	if (fd < 0 || write_all(fd, line.data, line.len) != 0 || fsync(fd) != 0)
+	if (fd < 0 || util_write_all(fd, line.data, line.len) != 0 || fsync(fd) != 0)
 		log_msg(LOG_LEVEL_WARNING, "%s: cannot write %s/failed/%s: %s", id, a->path, name,
 			strerror(errno));
 	if (fd >= 0) {

@@ -8,6 +8,7 @@
  *--*/
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +217,31 @@ int util_dl_open(const char *lib, int flags, const char *const *names, void *con
 			return -1;
 		}
 		*(void **)slots[i] = sym;
+	}
+	return 0;
+}
+
+/* util_write_all - the whole buffer, or -1 with errno */
+
+int util_write_all(int fd, const void *p, size_t n)
+{
+	const char *cp = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, cp, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (w == 0) {
+			/* No progress and no error: never spin on it. */
+			errno = EIO;
+			return -1;
+		}
+		cp += w;
+		n -= (size_t)w;
 	}
 	return 0;
 }

@@ -29,6 +29,7 @@
  *	void	util_sanitize(struct buf *out, const char *s, size_t n);
  *	const char *util_next_item(const char **p, size_t *n);
  *	int	util_hex_value(int c);
+ *	int	util_write_all(int fd, const void *p, size_t n);
  *	int	util_dl_open(const char *lib, int flags, const char *const *names,
  *			void *const *slots, size_t n, char *why, size_t whysize);
  * DESCRIPTION
@@ -54,6 +55,9 @@
  *	length in *n, with *p moved past it, or NULL at the end.
  *
  *	util_hex_value() is the value of one hex digit, or -1.
+ *
+ *	util_write_all() writes n bytes, retrying short writes and EINTR;
+ *	0, or -1 with errno.
  *
  *	util_dl_open() opens the shared library lib with dlopen() flags and
  *	stores the address of each symbol names[i] into the function pointer
@@ -104,6 +108,7 @@ void error_clear(struct error *err);
 void util_sanitize(struct buf *out, const char *s, size_t n);
 const char *util_next_item(const char **p, size_t *n);
 int util_hex_value(int c);
+int util_write_all(int fd, const void *p, size_t n);
 int util_dl_open(const char *lib, int flags, const char *const *names, void *const *slots,
 		 size_t n, char *why, size_t whysize);
 
