@@ -483,6 +483,15 @@ static int run_smtpd(struct config *cfg, int daemon)
 	return rc ? die(&err) : 0;
 }
 
+/* print_output - the report of a -bv/-bp/-- command to stdout; releases out */
+
+static int print_output(struct buf *out)
+{
+	fwrite(out->data ? out->data : "", 1, out->len, stdout);
+	buf_free(out);
+	return fflush(stdout) == 0 ? 0 : EX_IOERR;
+}
+
 /* run_verify - -bv: how each address would be rewritten */
 
 static int run_verify(struct config *cfg, const struct cmdline *cl)
@@ -501,9 +510,7 @@ static int run_verify(struct config *cfg, const struct cmdline *cl)
 	caller_init(&caller);
 	for (size_t i = 0; i < cl->args.n; i++)
 		rewrite_explain_host(cfg, caller.hostname, cl->args.v[i], &out);
-	fwrite(out.data ? out.data : "", 1, out.len, stdout);
-	buf_free(&out);
-	return fflush(stdout) == 0 ? 0 : EX_IOERR;
+	return print_output(&out);
 }
 
 /* run_config_check - --config-check */
@@ -517,9 +524,7 @@ static int run_config_check(struct config *cfg)
 	error_clear(&err);
 	rc = config_finish(cfg, &err);
 	config_write(cfg, &out, 1, 1);
-	fwrite(out.data ? out.data : "", 1, out.len, stdout);
-	fflush(stdout);
-	buf_free(&out);
+	(void)print_output(&out);
 	return rc ? die(&err) : 0;
 }
 
@@ -533,9 +538,7 @@ static int run_write_config(struct config *cfg)
 	error_clear(&err);
 	(void)config_finish(cfg, &err);
 	config_write(cfg, &out, 0, 0);
-	fwrite(out.data ? out.data : "", 1, out.len, stdout);
-	buf_free(&out);
-	return fflush(stdout) == 0 ? 0 : EX_IOERR;
+	return print_output(&out);
 }
 
 /* run_relay_check - --relay-check */
@@ -550,9 +553,7 @@ static int run_relay_check(struct config *cfg)
 	if (config_finish(cfg, &err))
 		return die(&err);
 	rc = smtp_relay_check(cfg, &out, &err);
-	fwrite(out.data ? out.data : "", 1, out.len, stdout);
-	fflush(stdout);
-	buf_free(&out);
+	(void)print_output(&out);
 	return rc ? die(&err) : 0;
 }
 
@@ -571,9 +572,7 @@ static int run_queue(struct config *cfg, int list)
 		rc = spool_list(cfg, &out, &err);
 	else
 		rc = spool_run(cfg, &err);
-	fwrite(out.data ? out.data : "", 1, out.len, stdout);
-	fflush(stdout);
-	buf_free(&out);
+	(void)print_output(&out);
 	return rc ? die(&err) : 0;
 }
 
