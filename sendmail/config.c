@@ -158,7 +158,7 @@ static int check_username(const char *, struct buf *, struct buf *);
 static const struct config_key config_keys[] = {
 	/* [relay] */
 	{"relay", "host", {"RELAYSHIM_RELAY"}, T_RELAYS, 0, 0, F(relays), F(nrelays), 0, 0,
-	 "relays tried in order: host, host:port, [v6addr]:port; comma or space separated"},
+	 "relays tried in order: host, host:port, [v6addr]:port, maildir:/path (capture); comma or space separated"},
 	{"relay", "tls", {"RELAYSHIM_TLS"}, T_ENUM, "may", 0, F(tls), 0, tls_levels, 0,
 	 "none, may (STARTTLS if offered, unverified), starttls (required, verified), tls (implicit, port 465)"},
 	{"relay", "tls_verify", {"RELAYSHIM_TLS_VERIFY"}, T_TRIBOOL, 0, 0, F(tls_verify), 0, 0, 0,
@@ -203,6 +203,12 @@ static const struct config_key config_keys[] = {
 	 0, envfrom_modes, 0, "without -f: header (From: address) or user (login name)"},
 	{"rewrite", "header_tag", {"SMTP_HEADER_TAG"}, T_STRING, 0, 0, F(header_tag), 0, 0,
 	 check_header_value, "adds one \"RelayTag: value\" header"},
+	{"rewrite", "redirect_to", {"RELAYSHIM_REDIRECT_TO"}, T_LIST, 0, 0, F(redirect_to), 0, 0,
+	 check_address, "staging: every envelope recipient replaced by these addresses"},
+	{"rewrite", "redirect_show_blind", {"RELAYSHIM_REDIRECT_SHOW_BLIND"}, T_BOOL, "no", 0,
+	 F(redirect_show_blind), 0, 0, 0, "X-Original-To also names recipients not in To/Cc"},
+	{"rewrite", "always_bcc", {"RELAYSHIM_ALWAYS_BCC"}, T_STRING, 0, 0, F(always_bcc), 0, 0,
+	 check_address, "one more envelope recipient for every message, no header (Postfix's name)"},
 	{"rewrite", "add_missing_headers", {"ALWAYS_ADD_MISSING_HEADERS"}, T_BOOL, "yes", 0,
 	 F(add_missing_headers), 0, 0, 0, "add Date, Message-ID and From when missing"},
 	{"rewrite", "received", {"RELAYSHIM_RECEIVED"}, T_BOOL, "yes", 0, F(received), 0, 0, 0,
@@ -753,6 +759,17 @@ static int parse_relays(const char *v, struct relay_addr **out, size_t *nout, st
 		size_t hostlen;
 		unsigned long long portnum = 0;
 
+		if (len > 8 && strncmp(p, "maildir:", 8) == 0) {
+			/* capture.h: a Maildir instead of a relay, absolute path */
+			if (p[8] != '/' || memchr(p, '\n', len) || memchr(p, '\r', len))
+				goto bad;
+			r = util_realloc(r, (n + 1) * sizeof(*r));
+			r[n].host = util_strndup(p + 8, len - 8);
+			r[n].port = 0;
+			r[n].maildir = 1;
+			n++;
+			continue;
+		}
 		if (*p == '[') {
 			const char *close = memchr(p, ']', len);
 
@@ -797,6 +814,7 @@ static int parse_relays(const char *v, struct relay_addr **out, size_t *nout, st
 		r = util_realloc(r, (n + 1) * sizeof(*r));
 		r[n].host = util_strndup(host, hostlen);
 		r[n].port = (unsigned)portnum;
+		r[n].maildir = 0;
 		n++;
 	}
 	if (n == 0)
@@ -807,7 +825,8 @@ static int parse_relays(const char *v, struct relay_addr **out, size_t *nout, st
 
 bad:
 	relays_free(r, n);
-	buf_puts(why, "use host, host:port or [ipv6]:port, comma or space separated, port 1-65535");
+	buf_puts(why, "use host, host:port, [ipv6]:port or maildir:/absolute/path, comma or space"
+		      " separated, port 1-65535");
 	return -1;
 }
 
@@ -1650,7 +1669,7 @@ int config_finish(struct config *cfg, struct error *err)
 		priv(cfg)->nport_derived = cfg->nrelays;
 	}
 	for (size_t i = 0; i < cfg->nrelays; i++) {
-		if (cfg->relays[i].port == 0) {
+		if (cfg->relays[i].port == 0 && !cfg->relays[i].maildir) {
 			cfg->relays[i].port = cfg->tls == TLS_IMPLICIT ? 465 : 25;
 			priv(cfg)->port_derived[i] = 1;
 		}
@@ -1806,6 +1825,10 @@ static void format_value(struct buf *out, const struct config *cfg, const struct
 
 			if (i)
 				buf_puts(out, ", ");
+			if (r->maildir) {
+				buf_printf(out, "maildir:%s", r->host);
+				continue;
+			}
 			buf_printf(out, v6 ? "[%s]" : "%s", r->host);
 			if (r->port && !derived_port)
 				buf_printf(out, ":%u", r->port);

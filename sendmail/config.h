@@ -84,6 +84,7 @@ enum smtpd_auth { SMTPD_AUTH_OFF, SMTPD_AUTH_ACCEPT };
 struct relay_addr {
 	char *host;	/* "relay.example", "10.0.0.5", "2001:db8::1" (no brackets) */
 	unsigned port;	/* 0: 25, or 465 with tls = tls (filled by config_finish) */
+	int maildir;	/* "maildir:/path": host is the path, no SMTP (capture.h) */
 };
 
 /* A [aliases] or [senders] entry: key -> one or more values. */
@@ -119,6 +120,9 @@ struct config {
 	char *from;			/* OVERWRITE_FROM */
 	enum envelope_from_mode envelope_from;
 	char *header_tag;
+	struct strlist redirect_to;	/* staging: replaces every envelope recipient */
+	int redirect_show_blind;	/* X-Original-To also lists blind recipients */
+	char *always_bcc;		/* one more envelope recipient, no header */
 	int add_missing_headers;
 	int received;
 

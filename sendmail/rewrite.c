@@ -437,9 +437,9 @@ static void fix_address_field(const struct context *ctx, struct header *h, size_
 	address_list_free(&list);
 }
 
-/* override_from - [rewrite] from replaces the From: address */
+/* force_mailbox - replace the address of field idx by the [rewrite] from address */
 
-static void override_from(const struct context *ctx, struct header *h)
+static void force_mailbox(const struct context *ctx, struct header *h, size_t idx)
 {
 	struct address_list forced = ADDRESS_LIST_INIT;
 	struct address_list current = ADDRESS_LIST_INIT;
@@ -449,10 +449,7 @@ static void override_from(const struct context *ctx, struct header *h)
 	char *qualified;
 	const char *old;
 	size_t len;
-	long idx = header_find(h, "From", 0);
 
-	if (idx < 0)
-		return;
 	address_parse_list(&forced, ctx->cfg->from, strlen(ctx->cfg->from));
 	for (size_t i = 0; i < forced.n; i++) {
 		if (forced.v[i].kind == ADDRESS_MAILBOX) {
@@ -470,11 +467,30 @@ static void override_from(const struct context *ctx, struct header *h)
 	qualified = qualify_local(ctx, spec);
 	buf_putc(&value, ' ');
 	address_format_mailbox(&value, display, qualified);
-	header_set_value(h, (size_t)idx, value.data, value.len);
+	header_set_value(h, idx, value.data, value.len);
 	free(qualified);
 	buf_free(&value);
 	address_list_free(&forced);
 	address_list_free(&current);
+}
+
+/*
+ * override_from - [rewrite] from replaces the From: address, and the
+ * Sender: and Resent-Sender: addresses when present: providers that
+ * require the login as author (Gmail, Office 365, SES) also check
+ * Sender, and a Sender that still names the application's own address
+ * gets the message refused ("Sender address rejected").
+ */
+
+static void override_from(const struct context *ctx, struct header *h)
+{
+	long idx = header_find(h, "From", 0);
+
+	if (idx >= 0)
+		force_mailbox(ctx, h, (size_t)idx);
+	for (size_t i = 0; i < h->n; i++)
+		if (header_name_is(h->v + i, "Sender") || header_name_is(h->v + i, "Resent-Sender"))
+			force_mailbox(ctx, h, i);
 }
 
 /* format_date - RFC 5322 date-time in local time */
@@ -758,6 +774,101 @@ static void build_recipients(const struct context *ctx, const struct submit *sub
 	rcpt_set_free(&seen);
 }
 
+/* visible_recipients - the keys of the addresses named in To, Cc (or Resent-) */
+
+static void visible_recipients(const struct context *ctx, const struct header *h,
+			       struct rcpt_set *visible)
+{
+	const char *const names[] = {"To", "Cc", "Resent-To", "Resent-Cc", 0};
+	struct strlist tmp = STRLIST_INIT;
+
+	for (size_t i = 0; i < h->n; i++) {
+		for (size_t j = 0; names[j]; j++) {
+			if (header_name_is(h->v + i, names[j])) {
+				size_t len;
+				const char *v = header_value(h->v + i, &len);
+
+				expand_text(ctx, v, len, &tmp, visible);
+			}
+		}
+	}
+	strlist_free(&tmp);
+}
+
+/*
+ * redirect_recipients - [rewrite] redirect_to: the envelope becomes the
+ * redirect list; *shown gets the X-Original-To value. Recipients that
+ * no To/Cc field names (Bcc, or given only on the command line or in
+ * RCPT) are counted, not named, unless redirect_show_blind is set: a
+ * staging copy must not tell the testers who was meant to be blind.
+ */
+
+static void redirect_recipients(const struct context *ctx, const struct header *h,
+				struct envelope *env, struct buf *shown)
+{
+	struct rcpt_set visible = {0};
+	struct rcpt_set seen = {0};
+	struct strlist to = STRLIST_INIT;
+	size_t blind = 0;
+	size_t col = 15; /* "X-Original-To: " */
+
+	visible_recipients(ctx, h, &visible);
+	for (size_t i = 0; i < env->rcpts.n; i++) {
+		const char *r = env->rcpts.v[i];
+
+		if (!ctx->cfg->redirect_show_blind && rcpt_set_add(&visible, rcpt_key(r))) {
+			blind++;
+			continue;
+		}
+		if (shown->len > 0) {
+			buf_putc(shown, ',');
+			col++;
+			/* RFC 5322 2.1.1: fold before a line passes 78 characters. */
+			if (col + 1 + strlen(r) > 78) {
+				buf_puts(shown, "\r\n\t");
+				col = 8;
+			} else {
+				buf_putc(shown, ' ');
+				col++;
+			}
+		} else {
+			buf_putc(shown, ' ');
+		}
+		buf_puts(shown, r);
+		col += strlen(r);
+	}
+	if (blind > 0)
+		buf_printf(shown, "%s(%zu undisclosed)", shown->len > 0 ? "\r\n\t" : " ", blind);
+	for (size_t i = 0; i < ctx->cfg->redirect_to.n; i++)
+		rcpt_add(&to, &seen, qualify_local(ctx, ctx->cfg->redirect_to.v[i]));
+	strlist_free(&env->rcpts);
+	env->rcpts = to;
+	rcpt_set_free(&seen);
+	rcpt_set_free(&visible);
+}
+
+/* add_always_bcc - [rewrite] always_bcc: one more envelope recipient */
+
+static void add_always_bcc(const struct context *ctx, struct envelope *env)
+{
+	char *bcc = qualify_local(ctx, ctx->cfg->always_bcc);
+	char *key = rcpt_key(bcc);
+
+	for (size_t i = 0; i < env->rcpts.n; i++) {
+		char *k = rcpt_key(env->rcpts.v[i]);
+		int same = strcmp(k, key) == 0;
+
+		free(k);
+		if (same) {
+			free(bcc);
+			free(key);
+			return;
+		}
+	}
+	free(key);
+	strlist_add_nodup(&env->rcpts, bcc);
+}
+
 /* rewrite_message - the whole pipeline, SPEC 4 order */
 
 int rewrite_message(const struct config *cfg, const struct submit *sub, struct message *msg,
@@ -767,6 +878,7 @@ int rewrite_message(const struct config *cfg, const struct submit *sub, struct m
 	struct context ctx;
 	struct header h = HEADER_INIT;
 	struct strlist rcpts = STRLIST_INIT;
+	struct buf original_to = BUF_INIT;
 	char *sender;
 	int status;
 
@@ -802,10 +914,16 @@ int rewrite_message(const struct config *cfg, const struct submit *sub, struct m
 				 "no recipients: give addresses as arguments or use -t"
 				 " with To:, Cc: or Bcc: headers");
 	}
+	/* 2b. staging redirect, then the mirror copy: policy and the log see the result */
+	if (cfg->redirect_to.n > 0)
+		redirect_recipients(&ctx, &h, env, &original_to);
+	if (cfg->always_bcc && *cfg->always_bcc)
+		add_always_bcc(&ctx, env);
 	if (env->rcpts.n > REWRITE_RCPT_MAX) {
 		size_t n = env->rcpts.n;
 
 		header_free(&h);
+		buf_free(&original_to);
 		return error_set(err, EX_DATAERR,
 				 "too many recipients: %zu (at most %d per message; send the "
 				 "message several times, or to a list address)",
@@ -813,6 +931,7 @@ int rewrite_message(const struct config *cfg, const struct submit *sub, struct m
 	}
 	if ((status = check_envelope(env, err)) != 0) {
 		header_free(&h);
+		buf_free(&original_to);
 		return status;
 	}
 
@@ -832,6 +951,13 @@ int rewrite_message(const struct config *cfg, const struct submit *sub, struct m
 	header_remove_all(&h, "Bcc");
 	header_remove_all(&h, "Resent-Bcc");
 	header_remove_all(&h, "Content-Length");
+	if (cfg->redirect_to.n > 0) {
+		/* One field, ours: an application's own X-Original-To would mislead testers. */
+		header_remove_all(&h, "X-Original-To");
+		if (original_to.len > 0)
+			header_insert(&h, h.n, "X-Original-To", buf_cstr(&original_to) + 1);
+	}
+	buf_free(&original_to);
 
 	/* 4. trace */
 	prepend_trace(&ctx, sub, &h, now);

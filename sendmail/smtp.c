@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "capture.h"
 #include "net.h"
 #include "smtp.h"
 #include "tls.h"
@@ -39,6 +40,7 @@ struct smtp_session {
 	const char *host;	     /* host name or address, for TLS */
 	struct buf out;		     /* commands not yet written */
 	struct buf *report;	     /* --relay-check: lines appended here */
+	int maildir;		     /* host is a Maildir path: capture.h, no SMTP */
 	int in_sync;		     /* connected, and every reply read */
 	int needs_rset;		     /* a transaction was left unfinished */
 	unsigned timeout_ms;	     /* per command */
@@ -853,7 +855,10 @@ static struct smtp_session *session_new(const struct config *cfg, size_t i)
 	s->connect_timeout_ms = cfg->timeout_connect_ms ? cfg->timeout_connect_ms : 10000;
 	s->eod_timeout_ms = s->timeout_ms > UINT_MAX / 5 ? UINT_MAX : 5 * s->timeout_ms;
 	s->host = ra->host;
-	if (strchr(ra->host, ':'))
+	s->maildir = ra->maildir;
+	if (ra->maildir)
+		buf_printf(&b, "maildir:%s", ra->host);
+	else if (strchr(ra->host, ':'))
 		buf_printf(&b, "[%s]:%u", ra->host, relay_port(cfg, ra));
 	else
 		buf_printf(&b, "%s:%u", ra->host, relay_port(cfg, ra));
@@ -907,6 +912,8 @@ int smtp_session_usable(const struct smtp_session *s)
 {
 	struct pollfd pfd;
 
+	if (s && s->maildir)
+		return 1;
 	if (!(s && s->conn.fd >= 0 && s->in_sync))
 		return 0;
 
@@ -948,6 +955,20 @@ static int try_relays(const struct config *cfg, struct smtp_session **out,
 		if (res) {
 			free(res->relay);
 			res->relay = util_strdup(s->relay);
+		}
+		if (s->maildir) {
+			status = env ? smtp_session_send(s, env, msg, res, err) : 0;
+			if (status == 0) {
+				if (out)
+					*out = s;
+				else
+					session_free(s);
+				return 0;
+			}
+			session_free(s);
+			if (!err->temporary)
+				return status;
+			continue;
 		}
 		status = net_resolve(s->host, relay_port(cfg, &cfg->relays[i]), &ai, err);
 		if (status) {
@@ -1206,6 +1227,18 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 		return fail(err, EX_TEMPFAIL, 1, "relay %s: connection lost", s->relay);
 	if (env->rcpts.n == 0)
 		return fail(err, EX_USAGE, 0, "no recipients");
+	if (s->maildir) {
+		struct buf reply = BUF_INIT;
+		char *name;
+
+		if ((status = capture_deliver(s->host, env, msg, &name, err)) != 0)
+			return status;
+		buf_printf(&reply, "250 2.0.0 Ok: captured as %s", name);
+		res->reply = buf_steal(&reply);
+		snprintf(res->dsn, sizeof(res->dsn), "2.0.0");
+		free(name);
+		return 0;
+	}
 	if (has_control(env->sender ? env->sender : ""))
 		return fail(err, EX_DATAERR, 0, "bad character in the sender address");
 	utf8 |= has_non_ascii(env->sender ? env->sender : "");
@@ -1371,6 +1404,19 @@ int smtp_relay_check(const struct config *cfg, struct buf *out, struct error *er
 		error_clear(&e);
 		s->report = out;
 		buf_printf(out, "relay %s:\n", s->relay);
+		if (s->maildir) {
+			status = capture_check(s->host, &e);
+			if (status == 0)
+				buf_puts(out, "  ok (capture: nothing leaves this machine)\n");
+			else
+				buf_printf(out, "  failed: %s\n", e.text);
+			if (status && first == 0) {
+				first = status;
+				*err = e;
+			}
+			session_free(s);
+			continue;
+		}
 		status = net_resolve(s->host, relay_port(cfg, &cfg->relays[i]), &ai, &e);
 		for (struct addrinfo *a = ai; status == 0 && a; a = a->ai_next) {
 			status = open_address(s, a, &e);

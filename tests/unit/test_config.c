@@ -177,6 +177,10 @@ static const struct sample {
      "'\"Ops Team\" <ops@example.com>'"},
     {"rewrite", "envelope_from", "user", "user", "user"},
     {"rewrite", "header_tag", "prod-eu-1", "prod-eu-1", "prod-eu-1"},
+    {"rewrite", "redirect_to", "qa@example.com, dev", "qa@example.com dev",
+     "qa@example.com dev"},
+    {"rewrite", "redirect_show_blind", "yes", "1", "yes"},
+    {"rewrite", "always_bcc", "archive@example.com", "archive@example.com", "archive@example.com"},
     {"rewrite", "add_missing_headers", "no", "no", "no"},
     {"rewrite", "received", "off", "0", "no"},
     {"policy", "allowed_sender_domains", "example.com, example.org", "example.com example.org",
@@ -279,6 +283,25 @@ START_TEST(every_environment_name_of_every_key_is_read)
 		}
 	}
 	ck_assert_uint_ge(checked, NSAMPLES + 2);
+}
+END_TEST
+
+START_TEST(a_maildir_relay_is_an_absolute_path_and_round_trips)
+{
+	const char *text;
+
+	ck_assert_int_eq(load("[relay]\nhost = maildir:/var/mail/capture, relay.example\n", 0), 0);
+	ck_assert_uint_eq(cfg.nrelays, 2);
+	ck_assert_int_eq(cfg.relays[0].maildir, 1);
+	ck_assert_str_eq(cfg.relays[0].host, "/var/mail/capture");
+	ck_assert_uint_eq(cfg.relays[0].port, 0);
+	ck_assert_int_eq(cfg.relays[1].maildir, 0);
+	text = written(0, 0);
+	ck_assert_str_eq(value_of(text, "host"), "maildir:/var/mail/capture, relay.example");
+	config_free(&cfg);
+	config_init(&cfg);
+	ck_assert_int_eq(load("[relay]\nhost = maildir:capture\n", 0), EX_CONFIG);
+	ck_assert_ptr_nonnull(strstr(err.text, "maildir:/absolute/path"));
 }
 END_TEST
 
@@ -1284,6 +1307,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, every_key_of_the_table_has_a_sample_here);
 	tcase_add_loop_test(tc, every_key_is_read_from_the_file, 0, NSAMPLES);
 	tcase_add_test(tc, every_environment_name_of_every_key_is_read);
+	tcase_add_test(tc, a_maildir_relay_is_an_absolute_path_and_round_trips);
 	tcase_add_test(tc, typed_values_are_parsed);
 	tcase_add_test(tc, durations_accept_units_and_bare_seconds);
 	tcase_add_test(tc, relay_list_accepts_ports_ipv6_and_separators);

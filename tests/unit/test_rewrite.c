@@ -50,6 +50,7 @@ static void teardown(void)
 	}
 	strlist_free(&cfg.masquerade_domains);
 	strlist_free(&cfg.allowed_sender_domains);
+	strlist_free(&cfg.redirect_to);
 	strlist_free(&sub.rcpts);
 	message_free(&msg);
 	envelope_free(&env);
@@ -819,6 +820,47 @@ START_TEST(dsn_parameters_are_copied_into_the_envelope)
 }
 END_TEST
 
+START_TEST(redirect_header_is_folded_below_78_columns_and_counts_the_blind)
+{
+	struct buf to = BUF_INIT;
+	const char *h, *line;
+
+	buf_puts(&to, "To: ");
+	for (int i = 0; i < 40; i++)
+		buf_printf(&to, "%scustomer%02d@shop.example", i ? ", " : "", i);
+	buf_puts(&to, "\r\n");
+	strlist_add(&cfg.redirect_to, "qa");
+	sub.extract_recipients = 1;
+	ck_assert_int_eq(run(buf_cstr(&to), "blind@shop.example"), 0);
+	ASSERT_RCPTS("qa@example.com");
+	h = HEADER();
+	line = strstr(h, "X-Original-To: customer00@shop.example, customer01@shop.example");
+	ck_assert_ptr_nonnull(line);
+	ck_assert_ptr_nonnull(strstr(line, "customer39@shop.example"));
+	ck_assert_ptr_nonnull(strstr(line, "(1 undisclosed)\r\n"));
+	for (const char *p = line; *p;) {
+		const char *eol = strstr(p, "\r\n");
+
+		ck_assert_uint_le((size_t)(eol - p), 78);
+		p = eol + 2;
+		if (*p != '\t')
+			break;
+	}
+	ck_assert_ptr_null(strstr(h, "blind@"));
+	buf_free(&to);
+}
+END_TEST
+
+START_TEST(always_bcc_is_added_once_and_never_named)
+{
+	cfg.always_bcc = "archive";
+	ck_assert_int_eq(run("To: a@example.org\r\n", "a@example.org archive@Example.COM"), 0);
+	ASSERT_RCPTS("a@example.org archive@Example.COM");
+	ck_assert_ptr_null(strstr(HEADER(), "rchive"));
+	cfg.always_bcc = 0;
+}
+END_TEST
+
 START_TEST(bs_mode_takes_the_envelope_from_mail_and_rcpt)
 {
 	sub.bs_mode = 1;
@@ -932,6 +974,8 @@ int main(void)
 	tcase_add_test(tc, line_breaks_in_f_or_F_are_refused);
 	tcase_add_test(tc, line_breaks_in_configured_values_are_configuration_errors);
 	tcase_add_test(tc, dsn_parameters_are_copied_into_the_envelope);
+	tcase_add_test(tc, redirect_header_is_folded_below_78_columns_and_counts_the_blind);
+	tcase_add_test(tc, always_bcc_is_added_once_and_never_named);
 	tcase_add_test(tc, bs_mode_takes_the_envelope_from_mail_and_rcpt);
 	tcase_add_test(tc, explain_shows_alias_qualification_and_masquerade);
 	suite_add_tcase(s, tc);
