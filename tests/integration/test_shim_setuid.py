@@ -1,4 +1,4 @@
-"""test_shim_setuid - the shim inside set-user-ID and set-group-ID programs.
+"""test_shim_setuid - the shim inside set-user-ID, set-group-ID and file-capability programs.
 
 Listed in /etc/ld.so.preload, the shim is loaded into every dynamically linked
 program, set-user-ID ones included (the kernel marks those AT_SECURE, and the
@@ -9,8 +9,8 @@ started with the privileged program's rights.
 
 Each test runs in a private mount and network namespace (unshare -mn):
 /etc is covered by an overlay whose ld.so.preload lists the shim under test,
-a tmpfs without nosuid holds the set-user-ID copy of
-build/tests/tools/setuid_connect, and the loopback interface is up with
+a tmpfs without nosuid holds the set-user-ID, set-group-ID and
+file-capability copies of build/tests/tools/setuid_connect, and the loopback interface is up with
 nothing listening on port 25. Nothing of the machine's /etc changes. The
 program runs as a real unprivileged user (prefix rss) created for the test,
 with RELAYSHIM_SENDMAIL pointing at an "attacker" program that records the
@@ -56,11 +56,13 @@ mount -t overlay rss-etc -o "lowerdir=/etc,upperdir=$work/ns/upper,workdir=$work
 cp "$work/setuid_connect" "$work/ns/bin/plain"
 cp "$work/setuid_connect" "$work/ns/bin/setuid"
 cp "$work/setuid_connect" "$work/ns/bin/setgid"
+cp "$work/setuid_connect" "$work/ns/bin/setcap"
 chown 0:0 "$work/ns/bin/setuid" "$work/ns/bin/setgid"
 chmod 4755 "$work/ns/bin/setuid"
 chmod 2755 "$work/ns/bin/setgid"
-chmod 755 "$work/ns/bin/plain"
-for prog in plain setuid setgid; do
+chmod 755 "$work/ns/bin/plain" "$work/ns/bin/setcap"
+setcap cap_net_bind_service+ep "$work/ns/bin/setcap"
+for prog in plain setuid setgid setcap; do
     echo "== $prog"
     setpriv --reuid="$uid" --regid="$gid" --clear-groups -- \
         env -i RELAYSHIM_ATTACK_LABEL="$prog" "$@" "$work/ns/bin/$prog"
@@ -102,7 +104,7 @@ def workdir():
 
 
 def run_in_namespace(work, user, env):
-    """Run the plain, set-user-ID and set-group-ID copies; return (stdout, attacker records)."""
+    """Run the plain, set-user-ID, set-group-ID and setcap copies; return (stdout, records)."""
     for path in (SHIM, TOOL):
         if not os.access(path, os.R_OK):
             pytest.fail("%s missing (run make all %s first)" % (path, os.path.relpath(TOOL, TOP)))
@@ -131,7 +133,7 @@ def run_in_namespace(work, user, env):
 
 
 def sections(stdout):
-    """{"plain": [lines], "setuid": [...], "setgid": [...]} from the namespace script."""
+    """{"plain": [lines], "setuid": [...], ...} from the namespace script."""
     out, cur = {}, None
     for line in stdout.splitlines():
         if line.startswith("== "):
@@ -159,12 +161,14 @@ def test_a_setuid_program_never_runs_the_callers_sendmail(rss_user, workdir):
     # The copies really ran with raised rights (a nosuid mount would void the test).
     assert out["setuid"][0] == "ids %d 0 %d %d" % (uid, gid, gid), stdout
     assert out["setgid"][0] == "ids %d %d %d 0" % (uid, uid, gid), stdout
+    assert out["setcap"][0] == "ids %d %d %d %d" % (uid, uid, gid, gid), stdout
+    assert out["setcap"][1] == "capeff %016x" % (1 << 10), stdout  # CAP_NET_BIND_SERVICE
     # No program of the caller's ran with the privileged program's rights...
-    for label in ("setuid", "setgid"):
-        assert label not in records, (label, records, stdout)
-    # ...because nothing was intercepted: the kernel answered (nothing on :25 here).
-    assert out["setuid"][1:] == ["connect failed: Connection refused"], stdout
-    assert out["setgid"][1:] == ["connect failed: Connection refused"], stdout
+    for label in ("setuid", "setgid", "setcap"):
+        assert label not in records, ("the shim started the caller's program", label,
+                                      records, stdout)
+        # ...because nothing was intercepted: the kernel answered (nothing on :25 here).
+        assert out[label][2:] == ["connect failed: Connection refused"], stdout
 
 
 def test_an_ordinary_program_of_the_same_user_is_still_served(rss_user, workdir):
@@ -173,6 +177,6 @@ def test_an_ordinary_program_of_the_same_user_is_still_served(rss_user, workdir)
     stdout, records = run_in_namespace(workdir, rss_user, HOSTILE_ENV)
     out = sections(stdout)
     uid, gid = rss_user.pw_uid, rss_user.pw_gid
-    assert out["plain"] == ["ids %d %d %d %d" % (uid, uid, gid, gid), "connect ok",
-                            "peer done"], stdout
+    assert out["plain"] == ["ids %d %d %d %d" % (uid, uid, gid, gid), "capeff %016x" % 0,
+                            "connect ok", "peer done"], stdout
     assert records.get("plain") == [[uid, uid, gid, gid]], (records, stdout)

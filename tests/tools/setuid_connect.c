@@ -2,17 +2,19 @@
  * NAME
  *	setuid_connect 1
  * SUMMARY
- *	a set-user-ID (or set-group-ID) program that connects to 127.0.0.1:25
+ *	a set-user-ID (set-group-ID, file-capability) program that connects to 127.0.0.1:25
  * SYNOPSIS
  *	setuid_connect
  * DESCRIPTION
  *	Stands in for a privileged program that sends mail over SMTP to
  *	localhost, in a system whose /etc/ld.so.preload lists the shim:
  *	tests/integration/test_shim_setuid.py installs a copy of it
- *	set-user-ID root (or set-group-ID root) in a private mount namespace
+ *	set-user-ID root, set-group-ID root or with a file capability in a
+ *	private mount namespace
  *	and runs it as an unprivileged user who set RELAYSHIM_SENDMAIL.
  *
- *	It prints its credentials ("ids RUID EUID RGID EGID"), connects a
+ *	It prints its credentials ("ids RUID EUID RGID EGID", then "capeff
+ *	HEX", the effective capabilities from /proc/self/status), connects a
  *	TCP socket to 127.0.0.1:25 and prints "connect ok" or "connect
  *	failed: ERRNO-TEXT". After a successful connect it waits (20 s at
  *	most) until the peer sends something or goes away, so that a helper
@@ -45,6 +47,21 @@ int __lsan_is_turned_off(void)
 	return 1;
 }
 
+/* print_capeff - "capeff HEX": the effective capabilities (a file-capability copy) */
+
+static void print_capeff(void)
+{
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "CapEff:\t", 8) == 0)
+			printf("capeff %s", line + 8);
+	fclose(f);
+}
+
 int main(void)
 {
 	struct sockaddr_in sin;
@@ -53,6 +70,7 @@ int main(void)
 	int fd;
 
 	printf("ids %d %d %d %d\n", (int)getuid(), (int)geteuid(), (int)getgid(), (int)getegid());
+	print_capeff();
 	fflush(stdout);
 	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0) {
 		printf("socket failed: %s\n", strerror(errno));
