@@ -2,7 +2,9 @@
 #
 #   make                   build sendmail/sendmail and shim/librelayshim.so
 #   make install PREFIX=/usr DESTDIR=/tmp/root
-#   make check [SAN=1]     unit tests (Check) + integration tests (pytest)
+#   make check [SAN=1]     unit tests (Check) + integration tests (pytest);
+#                          installs missing packages first, unless NODEPS=1
+#   make integration       the integration tests (pytest) alone
 #   make demo              local Postfix relay, one message via sendmail and via the shim
 #   make bench             relayshim against its peers (see bench/README.md)
 #   make fuzz              libFuzzer targets (clang)
@@ -88,8 +90,11 @@ $(BUILD)/tests/tools/%: tests/tools/%.c sendmail/shim_accept.c sendmail/shim_acc
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(OPT) $(CFLAGS) -o $@ $< -lpthread
 
+# NODEPS=1: do not even look for missing packages (tools/install-deps.sh).
 deps:
+ifneq ($(NODEPS),1)
 	@sh tools/install-deps.sh
+endif
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin \

@@ -14,7 +14,9 @@
  * DESCRIPTION
  *	The constructor reads RELAYSHIM_INTERCEPT, RELAYSHIM_SENDMAIL and
  *	RELAYSHIM_SPAWN, resolves the next connect(), and snapshots the
- *	environment the helper will get (relayshim.c has the list). If
+ *	environment the helper will get (relayshim.c has the list). In a
+ *	set-user-ID, set-group-ID or file-capability process (AT_SECURE) it
+ *	reads nothing and intercepts nothing. If
  *	another library's constructor calls connect() before ours ran,
  *	shim_ensure_init() (shim.h) does the same from there, exactly once.
  *
@@ -37,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -46,7 +49,7 @@
  * dlsym@GLIBC_2.34, and a preloaded object with an unmet symbol version
  * stops the application from starting at all (research/shim.md 2.12).
  * Bind the original version, still exported by every glibc. With this,
- * the newest version needed is GLIBC_2.15 (posix_spawn); see README.md.
+ * the newest version needed is GLIBC_2.16 (getauxval); see README.md.
  */
 #if defined(__GLIBC__) && defined(__x86_64__)
 __asm__(".symver dlsym,dlsym@GLIBC_2.2.5");
@@ -333,6 +336,19 @@ static void shim_init(void)
 	shim.addclosefrom =
 	    (addclosefrom_fn)dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_addclosefrom_np");
 
+	/*
+	 * Set-user-ID, set-group-ID and file-capability programs (the
+	 * kernel's AT_SECURE) get the shim from /etc/ld.so.preload but their
+	 * environment from an unprivileged caller, who would choose the
+	 * program started as the helper, with the privileged program's
+	 * rights. The dynamic loader ignores LD_PRELOAD there for the same
+	 * reason; intercept nothing, read no variable (README.md, "Set-ID
+	 * programs").
+	 */
+	if (getauxval(AT_SECURE) != 0) {
+		shim.disabled = 1;
+		return;
+	}
 	if (getenv(SHIM_ENV_MARK) != NULL) {
 		shim.disabled = 1;
 		return;

@@ -53,7 +53,9 @@
  *	TMPDIR, USER, LOGNAME, HOSTNAME.
  *
  *	A process whose environment holds RELAYSHIM_SHIM_ACCEPT (a helper
- *	started through /etc/ld.so.preload) intercepts nothing.
+ *	started through /etc/ld.so.preload) intercepts nothing; nor does a
+ *	set-user-ID, set-group-ID or file-capability program (AT_SECURE),
+ *	whose environment comes from an unprivileged caller.
  *	RELAYSHIM_SPAWN=posix forces the posix_spawn path (tests, debugging).
  * THREADS AND SIGNALS
  *	The shared state is the configuration, written once before any

@@ -6,8 +6,8 @@ set -u
 BUILD=${BUILD:-build}
 export BUILD
 top=$(cd "$(dirname "$0")/.." && pwd)
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+counts=$(mktemp)
+trap 'rm -f "$counts"' EXIT
 passed=0
 failed=0
 
@@ -30,19 +30,10 @@ for t in "$@"; do
 done
 
 echo "== integration tests (pytest, real Postfix relay and fault server)"
-cd "$top"
-/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration 2>&1 | tee "$log"
-# pytest: "== 40 passed, 1 failed, 2 skipped in 12.3s =="
-summary=$(grep -E '(passed|failed|error)' "$log" | tail -n 1)
-p=$(echo "$summary" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || true)
-f=$(echo "$summary" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || true)
-e=$(echo "$summary" | grep -oE '[0-9]+ errors?' | grep -oE '[0-9]+' || true)
-[ -n "$p" ] || { p=0; [ -n "$f$e" ] || failed=$((failed + 1)); }
+INTEGRATION_COUNTS="$counts" sh "$top/tests/run-integration.sh"
+read -r p f <"$counts" || { p=0; f=1; }
 passed=$((passed + p))
-failed=$((failed + ${f:-0} + ${e:-0}))
-
-# Nothing of the fixtures may outlive the run.
-sh "$top/tests/harness/reap.sh" || failed=$((failed + 1))
+failed=$((failed + f))
 
 echo "check ($BUILD): $passed passed, $failed failed"
 # make check adds up its two passes (normal and sanitizer builds) from here.

@@ -40,11 +40,19 @@ import pytest
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Peak RSS allowed for a process handling a huge input: the 25 MB benchmark target is
-# 4 MB; sanitizer builds (SAN=1) carry their shadow memory and quarantine, so they
-# get more room - the point is that memory does not grow with the input.
+# Peak RSS allowed for a process handling a huge input (the 25 MB benchmark target is
+# 4 MB): the point is that memory does not grow with the input.
+RSS_LIMIT_KB = 32 * 1024
+# Budgets (peak RSS, seconds) hold for the normal build only, as in `make bench`: a
+# sanitizer build (SAN=1, BUILD=build-san) carries shadow memory, a quarantine and
+# checks whose cost depends on the machine. There every functional assertion still runs.
 SANITIZED = os.environ.get("BUILD", "build").rstrip("/").endswith("-san")
-RSS_LIMIT_KB = 200 * 1024 if SANITIZED else 32 * 1024
+
+
+def within_budget(value, limit, what):
+    """Assert value < limit, for the normal build only (see SANITIZED)."""
+    if not SANITIZED:
+        assert value < limit, "%s: %s, budget %s" % (what, value, limit)
 
 
 def conf_for(relay, extra=""):
@@ -141,8 +149,8 @@ def test_a_10mb_line_is_refused_with_65_in_bounded_memory(relay, sendmail_bin, t
     assert status == 65, err
     assert b"line 5 of the message is longer than 1048576 bytes" in err
     assert err.count(b"\n") == 1, err
-    assert rss < RSS_LIMIT_KB, "peak RSS %d kB" % rss
-    assert secs < 30
+    within_budget(rss, RSS_LIMIT_KB, "peak RSS (kB)")
+    within_budget(secs, 30, "seconds")
     time.sleep(0.5)
     assert relay.capture.messages() == []
 
@@ -165,7 +173,7 @@ def test_20000_header_fields_are_delivered(relay, run_sendmail):
     t0 = time.monotonic()
     r = run_sendmail(["-i", "-t"], input=msg, config=conf_for(relay))
     assert r.returncode == 0, r.stderr
-    assert time.monotonic() - t0 < 20
+    within_budget(time.monotonic() - t0, 20, "seconds")
     m = relay.capture.wait_for(1, timeout=30)[0]
     assert m.rcpt_tos == ["b@example.org"]
     assert fields in m.data
@@ -179,7 +187,7 @@ def test_10000_recipients_are_refused_with_65(relay, run_sendmail):
     r = run_sendmail(["-i"] + rcpts, input=msg, config=conf_for(relay))
     assert r.returncode == 65, r.stderr
     assert "too many recipients: 10000 (at most 1000" in one_line(r)
-    assert time.monotonic() - t0 < 10
+    within_budget(time.monotonic() - t0, 10, "seconds")
     time.sleep(0.5)
     assert relay.capture.messages() == []
 
@@ -215,7 +223,7 @@ def test_deeply_nested_comments_in_an_address(relay, run_sendmail, depth):
            b"\r\nSubject: nested\r\n\r\nbody\r\n")
     t0 = time.monotonic()
     r = run_sendmail(["-i", "-t"], input=msg, config=conf_for(relay))
-    assert time.monotonic() - t0 < 10
+    within_budget(time.monotonic() - t0, 10, "seconds")
     assert r.returncode == 0, r.stderr
     m = relay.capture.wait_for(1, timeout=15)[0]
     # The comment is skipped; the unbalanced one swallows the rest of its field only.
@@ -283,7 +291,7 @@ def test_a_relay_sending_1mb_of_continuation_lines(fault_server, run_sendmail, s
     t0 = time.monotonic()
     r = run_sendmail(["-i", "b@example.org"], input=b"Subject: x\r\n\r\nbody\r\n",
                      config=fault_conf(srv))
-    assert time.monotonic() - t0 < 20
+    within_budget(time.monotonic() - t0, 20, "seconds")
     assert r.returncode == 75, r.stderr
     line = one_line(r)
     assert "more than 100 lines" in line, line
@@ -307,7 +315,7 @@ def test_a_relay_answering_garbage_after_starttls(fault_server, run_sendmail, pk
         "tls = starttls\n", "tls = starttls\ntls_ca_file = %s\n" % pki.ca_file)
     t0 = time.monotonic()
     r = run_sendmail(["-i", "b@example.org"], input=b"Subject: x\r\n\r\nbody\r\n", config=conf)
-    assert time.monotonic() - t0 < 20
+    within_budget(time.monotonic() - t0, 20, "seconds")
     assert r.returncode == 75, r.stderr
     line = one_line(r)
     assert "TLS" in line or "tls" in line, line
@@ -369,8 +377,8 @@ def test_bs_client_sending_1gb_is_refused_552_in_flat_memory(relay, sendmail_bin
     assert p.returncode == 0, err
     rss = peak_rss(tmp_path / "rss")
     print("1 GB -bs: %r, peak RSS %d kB, %.1f s" % (final, rss, secs))
-    assert rss < RSS_LIMIT_KB, "peak RSS %d kB" % rss
-    assert secs < 120
+    within_budget(rss, RSS_LIMIT_KB, "peak RSS (kB)")
+    within_budget(secs, 120, "seconds")
     time.sleep(0.3)
     assert relay.capture.messages() == []
 
@@ -406,8 +414,8 @@ def test_bs_client_sending_200mb_without_a_limit_spills_in_flat_memory(relay, se
     assert p.returncode == 0, err
     rss = peak_rss(tmp_path / "rss")
     print("200 MB -bs: %r, peak RSS %d kB, %.1f s" % (final, rss, secs))
-    assert rss < RSS_LIMIT_KB, "peak RSS %d kB" % rss
-    assert secs < 120
+    within_budget(rss, RSS_LIMIT_KB, "peak RSS (kB)")
+    within_budget(secs, 120, "seconds")
     time.sleep(0.3)
     assert relay.capture.messages() == []
 

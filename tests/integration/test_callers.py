@@ -344,7 +344,10 @@ def test_fifty_megabyte_message_streams(relay, sendmail_bin, tmp_path):
                            env={"PATH": "/usr/bin:/bin", "RELAYSHIM_CONFIG": str(conf)})
     assert r.returncode == 0, r.stderr
     peak_kb = int(r.stderr.strip().splitlines()[-1])
-    # The body is spilled to a file and streamed: memory stays far below the size.
-    assert peak_kb < 16 * 1024, peak_kb
+    # The body is spilled to a file and streamed: memory stays far below the size. A
+    # budget, asserted for the normal build only, as in `make bench`: a sanitizer build
+    # (BUILD=build-san) carries shadow memory whose size depends on the machine.
+    if not os.environ.get("BUILD", "build").rstrip("/").endswith("-san"):
+        assert peak_kb < 16 * 1024, peak_kb
     m = relay.capture.wait_for(1, timeout=60)[0]
     assert len(body_of(m.data)) == nlines * (len(line) + 1)
