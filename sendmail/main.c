@@ -177,27 +177,23 @@ static void log_rejected(const char *queue_id, const struct smtp_result *res)
 static void accepted_rcpts(struct strlist *out, const struct envelope *env,
 			   const struct smtp_result *res)
 {
-	for (size_t i = 0; i < env->rcpts.n; i++) {
-		const char *r = env->rcpts.v[i];
-		int refused = 0;
-
-		/* smtp.c copies the envelope's own strings into both lists. */
-		for (size_t j = 0; !refused && j < res->rejected.n; j++)
-			refused = strcmp(res->rejected.v[j], r) == 0;
-		for (size_t j = 0; !refused && j < res->deferred.n; j++)
-			refused = strcmp(res->deferred.v[j], r) == 0;
-		if (!refused)
-			strlist_add(out, r);
-	}
+	for (size_t i = 0; i < env->rcpts.n; i++)
+		if (!strlist_contains_ci(&res->rejected, env->rcpts.v[i])
+		    && !strlist_contains_ci(&res->deferred, env->rcpts.v[i]))
+			strlist_add(out, env->rcpts.v[i]);
 }
 
-/* deferred_text - "<a@b>: 451 4.2.0 busy; <c@d>: ..." for the deferred recipients */
-
-static void deferred_text(struct buf *out, const struct smtp_result *res)
+/*
+ * deferred_text - "<a@b>: 451 4.2.0 busy; <c@d>: ..." for the first max
+ * deferred recipients (the rest counted: the error stays one readable line)
+ */
+static void deferred_text(struct buf *out, const struct smtp_result *res, size_t max)
 {
-	for (size_t i = 0; i < res->deferred.n; i++)
+	for (size_t i = 0; i < res->deferred.n && i < max; i++)
 		buf_printf(out, "%s<%s>: %s", i ? "; " : "", res->deferred.v[i],
 			   i < res->deferred_replies.n ? res->deferred_replies.v[i] : "");
+	if (res->deferred.n > max)
+		buf_printf(out, "; and %zu more", res->deferred.n - max);
 }
 
 /*
@@ -221,7 +217,7 @@ static int queue_deferred(const struct config *cfg, const struct envelope *env,
 	if (res->deferred.n == 0)
 		return 0;
 	error_clear(&qerr);
-	deferred_text(&why, res);
+	deferred_text(&why, res, res->deferred.n);
 	rest.rcpts = res->deferred;	/* borrowed: spool_store copies what it keeps */
 	if (cfg->queue_mode != QUEUE_NEVER &&
 	    spool_store(cfg, &rest, msg, queue_id,
@@ -240,7 +236,7 @@ static int queue_deferred(const struct config *cfg, const struct envelope *env,
 	log_outcome(LOG_LEVEL_ERROR, queue_id, env, &res->deferred, msg, res, "deferred", why.data,
 		    start);
 	buf_reset(&why);
-	deferred_text(&why, res);
+	deferred_text(&why, res, 3);
 	error_set(err, EX_TEMPFAIL,
 		  "relay took %zu recipient(s) but deferred %zu (%s), which could not be "
 		  "queued (%s): try again later; the recipients already served will get "
