@@ -178,8 +178,8 @@ static void accepted_rcpts(struct strlist *out, const struct envelope *env,
 			   const struct smtp_result *res)
 {
 	for (size_t i = 0; i < env->rcpts.n; i++)
-		if (!strlist_contains_ci(&res->rejected, env->rcpts.v[i])
-		    && !strlist_contains_ci(&res->deferred, env->rcpts.v[i]))
+		if (!strlist_contains_ci(&res->rejected, env->rcpts.v[i]) &&
+		    !strlist_contains_ci(&res->deferred, env->rcpts.v[i]))
 			strlist_add(out, env->rcpts.v[i]);
 }
 
@@ -222,7 +222,7 @@ static int queue_deferred(const struct config *cfg, const struct envelope *env,
 	if (cfg->queue_mode != QUEUE_NEVER &&
 	    spool_store(cfg, &rest, msg, queue_id,
 			res->deferred_replies.n ? res->deferred_replies.v[0] : 0, &qerr) == 0) {
-		/* The caller kicks the queue after the delivery (-bs: at the end of the session). */
+		/* The caller kicks the queue (-bs: at the end of the session). */
 		log_outcome(LOG_LEVEL_WARNING, queue_id, env, &res->deferred, msg, res, "queued",
 			    why.data, start);
 		log_msg(LOG_LEVEL_WARNING, "%s: %zu deferred recipient(s) queued for retry",

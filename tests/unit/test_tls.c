@@ -40,8 +40,8 @@ static const char *required(void)
 	return r ? r : "";
 }
 
-static const char pin[] =
-    "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+static const char pin[] = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:"
+			  "AB:CD:EF:01:23:45:67:89";
 
 START_TEST(may_alone_is_opportunistic)
 {
