@@ -248,9 +248,10 @@ def test_queued_deferred_recipient_is_logged_as_queued_not_sent(spool):
     r = spool.run(["-i", "-f", "s@example.com", "ok@example.com", "later@example.com"],
                   spool.config("127.0.0.1:%d" % srv.port))
     assert r.returncode == 0, err(r)
-    assert len(spool.entries()) == 1
+    # The worker the store kicked may deliver later@ at once: its own line comes after.
     rec = spool.records()
-    assert rec["ok@example.com"] == ["sent"] and rec["later@example.com"] == ["queued"], rec
+    assert rec["ok@example.com"] == ["sent"], rec
+    assert rec["later@example.com"][0] == "queued", rec
 
 
 @pytest.mark.parametrize("mode", ["fallback", "always"])
