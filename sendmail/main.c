@@ -133,11 +133,14 @@ static void new_queue_id(char *id, size_t size)
 	snprintf(id, size, "%02X%02X%02X%02X%02X%02X", r[0], r[1], r[2], r[3], r[4], r[5]);
 }
 
-/* log_outcome - the one log line per message */
-
+/*
+ * log_outcome - one delivery record for the recipients in to (all of them,
+ * or one group of a partial acceptance: each group gets its own status).
+ */
 static void log_outcome(enum log_level level, const char *queue_id, const struct envelope *env,
-			const struct message *msg, const struct smtp_result *res, const char *status,
-			const char *text, const struct timespec *start)
+			const struct strlist *to, const struct message *msg,
+			const struct smtp_result *res, const char *status, const char *text,
+			const struct timespec *start)
 {
 	struct log_record rec;
 	struct timespec now;
@@ -147,7 +150,7 @@ static void log_outcome(enum log_level level, const char *queue_id, const struct
 	rec.level = level;
 	rec.queue_id = queue_id;
 	rec.from = env->sender;
-	rec.to = &env->rcpts;
+	rec.to = to;
 	rec.relay = res ? res->relay : 0;
 	rec.status = status;
 	rec.dsn = res && res->dsn[0] ? res->dsn : 0;
@@ -159,55 +162,96 @@ static void log_outcome(enum log_level level, const char *queue_id, const struct
 	log_delivery(&rec);
 }
 
-/* log_rejected - every recipient the relay refused while it took others */
+/* log_rejected - every recipient the relay refused (5xx) while it took others */
 
-static void log_rejected(const struct config *cfg, const char *queue_id,
-			 const struct smtp_result *res)
+static void log_rejected(const char *queue_id, const struct smtp_result *res)
 {
-	/* Deferred recipients are queued on their own, except in mode never: lost. */
-	enum log_level deferred_level =
-	    cfg->queue_mode == QUEUE_NEVER ? LOG_LEVEL_ERROR : LOG_LEVEL_WARNING;
-
 	for (size_t i = 0; i < res->rejected.n; i++)
 		log_msg(LOG_LEVEL_ERROR, "%s: to=<%s>: refused by the relay: %s", queue_id,
 			res->rejected.v[i],
 			i < res->rejected_replies.n ? res->rejected_replies.v[i] : "");
-	for (size_t i = 0; i < res->deferred.n; i++)
-		log_msg(deferred_level, "%s: to=<%s>: deferred by the relay: %s", queue_id,
-			res->deferred.v[i],
-			i < res->deferred_replies.n ? res->deferred_replies.v[i] : "");
+}
+
+/* accepted_rcpts - the recipients the relay took: neither refused nor deferred */
+
+static void accepted_rcpts(struct strlist *out, const struct envelope *env,
+			   const struct smtp_result *res)
+{
+	for (size_t i = 0; i < env->rcpts.n; i++)
+		if (!strlist_contains_ci(&res->rejected, env->rcpts.v[i]) &&
+		    !strlist_contains_ci(&res->deferred, env->rcpts.v[i]))
+			strlist_add(out, env->rcpts.v[i]);
+}
+
+/*
+ * deferred_text - "<a@b>: 451 4.2.0 busy; <c@d>: ..." for the first max
+ * deferred recipients (the rest counted: the error stays one readable line)
+ */
+static void deferred_text(struct buf *out, const struct smtp_result *res, size_t max)
+{
+	for (size_t i = 0; i < res->deferred.n && i < max; i++)
+		buf_printf(out, "%s<%s>: %s", i ? "; " : "", res->deferred.v[i],
+			   i < res->deferred_replies.n ? res->deferred_replies.v[i] : "");
+	if (res->deferred.n > max)
+		buf_printf(out, "; and %zu more", res->deferred.n - max);
 }
 
 /*
  * queue_deferred - recipients the relay deferred (4xx) while it took others are
- * queued on their own, so a partial acceptance loses nobody.
+ * queued on their own, so a partial acceptance loses nobody. Returns 0 when
+ * every recipient is now either delivered or queued; otherwise EX_TEMPFAIL
+ * with err set: the deferred ones are in nobody's hands but the caller's, so
+ * the caller must hear a temporary failure although its retry gives the
+ * accepted recipients a second copy (a duplicate can be noticed, a loss not).
  */
-static void queue_deferred(const struct config *cfg, const struct envelope *env,
-			   const struct message *msg, const char *queue_id,
-			   const struct smtp_result *res)
+static int queue_deferred(const struct config *cfg, const struct envelope *env,
+			  const struct message *msg, const char *queue_id,
+			  const struct timespec *start, const struct smtp_result *res,
+			  struct error *err)
 {
 	struct envelope rest = *env;
+	struct buf why = BUF_INIT;
 	struct error qerr;
+	size_t accepted = env->rcpts.n - res->rejected.n - res->deferred.n;
 
-	if (res->deferred.n == 0 || cfg->queue_mode == QUEUE_NEVER)
-		return;
+	if (res->deferred.n == 0)
+		return 0;
 	error_clear(&qerr);
+	deferred_text(&why, res, res->deferred.n);
 	rest.rcpts = res->deferred;	/* borrowed: spool_store copies what it keeps */
-	if (spool_store(cfg, &rest, msg, queue_id,
-			res->deferred_replies.n ? res->deferred_replies.v[0] : 0, &qerr) != 0) {
-		log_msg(LOG_LEVEL_ERROR, "%s: %zu deferred recipient(s) could not be queued: %s",
-			queue_id, res->deferred.n, qerr.text);
-		return;
+	if (cfg->queue_mode != QUEUE_NEVER &&
+	    spool_store(cfg, &rest, msg, queue_id,
+			res->deferred_replies.n ? res->deferred_replies.v[0] : 0, &qerr) == 0) {
+		/* The caller kicks the queue (-bs: at the end of the session). */
+		log_outcome(LOG_LEVEL_WARNING, queue_id, env, &res->deferred, msg, res, "queued",
+			    why.data, start);
+		log_msg(LOG_LEVEL_WARNING, "%s: %zu deferred recipient(s) queued for retry",
+			queue_id, res->deferred.n);
+		buf_free(&why);
+		return 0;
 	}
-	/* The caller kicks the queue after the delivery (-bs: at the end of the session). */
-	log_msg(LOG_LEVEL_WARNING, "%s: %zu deferred recipient(s) queued for retry", queue_id,
-		res->deferred.n);
+	if (cfg->queue_mode == QUEUE_NEVER)
+		snprintf(qerr.text, sizeof(qerr.text), "queue mode never");
+	buf_printf(&why, "; not queued: %s", qerr.text);
+	log_outcome(LOG_LEVEL_ERROR, queue_id, env, &res->deferred, msg, res, "deferred", why.data,
+		    start);
+	buf_reset(&why);
+	deferred_text(&why, res, 3);
+	error_set(err, EX_TEMPFAIL,
+		  "relay took %zu recipient(s) but deferred %zu (%s), which could not be "
+		  "queued (%s): try again later; the recipients already served will get "
+		  "the message twice",
+		  accepted, res->deferred.n, why.data, qerr.text);
+	err->temporary = 1;
+	buf_free(&why);
+	return EX_TEMPFAIL;
 }
 
 /*
  * deliver_or_queue - the delivery decision shared by the command line and -bs.
- * Returns 0 (delivered or durably queued) or a sysexits code with err set.
- * *queued tells which of the two happened. session may be NULL (one-shot).
+ * Returns 0 (every recipient delivered, refused for good or durably queued)
+ * or a sysexits code with err set. *queued tells whether the whole message
+ * was queued. session may be NULL (one-shot).
  */
 static int deliver_or_queue(struct config *cfg, struct smtp_session **session,
 			    const struct envelope *env, const struct message *msg, const char *queue_id,
@@ -222,8 +266,8 @@ static int deliver_or_queue(struct config *cfg, struct smtp_session **session,
 	if (cfg->queue_mode == QUEUE_ALWAYS) {
 		if (spool_store(cfg, env, msg, queue_id, 0, &qerr) == 0) {
 			*queued = 1;
-			log_outcome(LOG_LEVEL_INFO, queue_id, env, msg, 0, "queued", "queue mode always",
-				    start);
+			log_outcome(LOG_LEVEL_INFO, queue_id, env, &env->rcpts, msg, 0, "queued",
+				    "queue mode always", start);
 			spool_kick(cfg);
 			return 0;
 		}
@@ -247,29 +291,40 @@ static int deliver_or_queue(struct config *cfg, struct smtp_session **session,
 	}
 
 	if (rc == 0) {
-		log_rejected(cfg, queue_id, res);
-		queue_deferred(cfg, env, msg, queue_id, res);
-		log_outcome(LOG_LEVEL_INFO, queue_id, env, msg, res, "sent", res->reply, start);
+		struct strlist accepted = STRLIST_INIT;
+
+		accepted_rcpts(&accepted, env, res);
+		log_outcome(LOG_LEVEL_INFO, queue_id, env, &accepted, msg, res, "sent", res->reply,
+			    start);
+		strlist_free(&accepted);
+		log_rejected(queue_id, res);
+		rc = queue_deferred(cfg, env, msg, queue_id, start, res, err);
 		/* A working relay is the moment to retry the queue; -bs kicks once per
 		 * session; in mode never nothing is ever queued (-q still flushes). */
 		if (session == 0 && cfg->queue_mode != QUEUE_NEVER)
 			spool_kick(cfg);
-		return 0;
+		return rc;
 	}
 	if (!err->temporary || cfg->queue_mode == QUEUE_NEVER) {
-		log_outcome(LOG_LEVEL_ERROR, queue_id, env, msg, res, err->temporary ? "deferred" : "bounced",
-			    err->text, start);
+		log_outcome(LOG_LEVEL_ERROR, queue_id, env, &env->rcpts, msg, res,
+			    err->temporary ? "deferred" : "bounced", err->text, start);
 		return rc;
 	}
 	if (spool_store(cfg, env, msg, queue_id, err->text, &qerr) != 0) {
 		struct error first = *err;
+		struct buf why = BUF_INIT;
 
-		log_outcome(LOG_LEVEL_ERROR, queue_id, env, msg, res, "deferred", err->text, start);
+		buf_printf(&why, "%s; not queued: %s", first.text, qerr.text);
+		log_outcome(LOG_LEVEL_ERROR, queue_id, env, &env->rcpts, msg, res, "deferred",
+			    why.data, start);
+		buf_free(&why);
+		/* err stays temporary: -bs answers 4xx, never a 5xx that would bounce it. */
 		return error_set(err, EX_CANTCREAT, "%s, and the message could not be queued: %s",
 				 first.text, qerr.text);
 	}
 	*queued = 1;
-	log_outcome(LOG_LEVEL_WARNING, queue_id, env, msg, res, "queued", err->text, start);
+	log_outcome(LOG_LEVEL_WARNING, queue_id, env, &env->rcpts, msg, res, "queued", err->text,
+		    start);
 	spool_kick(cfg);
 	error_clear(err);
 	return 0;

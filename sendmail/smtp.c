@@ -617,6 +617,8 @@ done:
 static int starttls(struct smtp_session *s, struct error *err)
 {
 	const struct config *cfg = s->cfg;
+	/* A pin or tls_verify = yes turns tls = may into mandatory TLS. */
+	const char *required = tls_required_by(cfg);
 	struct smtp_reply r;
 	struct buf b = BUF_INIT;
 	int status;
@@ -624,12 +626,13 @@ static int starttls(struct smtp_session *s, struct error *err)
 	if (cfg->tls == TLS_NONE || cfg->tls == TLS_IMPLICIT)
 		return 0;
 	if (!s->caps.starttls) {
-		if (cfg->tls == TLS_MAY)
+		if (required == 0)
 			return 0;
 		/* Like Postfix: a relay that stops offering TLS is a deferral. */
 		return fail(err, EX_TEMPFAIL, 1,
-			    "relay %s does not offer STARTTLS, which tls = starttls requires",
-			    s->relay);
+			    "relay %s does not offer STARTTLS, which %s requires (nothing is sent "
+			    "in plain text)",
+			    s->relay, required);
 	}
 	smtp_reply_init(&r);
 	queue_cmd(s, "STARTTLS");
@@ -638,12 +641,16 @@ static int starttls(struct smtp_session *s, struct error *err)
 		0)
 		goto done;
 	if (r.code != 220) {
-		if (cfg->tls == TLS_MAY && r.code >= 400) {
+		if (required == 0 && r.code >= 400) {
 			/* Opportunistic: carry on in plain text, the session is still sane. */
 			report(s, "STARTTLS refused, continuing without TLS (tls = may)");
 			goto done;
 		}
-		status = fail_reply(s, err, &r, EX_TEMPFAIL, "refused STARTTLS");
+		if (cfg->tls == TLS_STARTTLS)
+			buf_puts(&b, "refused STARTTLS");
+		else
+			buf_printf(&b, "refused STARTTLS, which %s requires", required);
+		status = fail_reply(s, err, &r, EX_TEMPFAIL, b.data);
 		err->temporary = 1;
 		goto done;
 	}

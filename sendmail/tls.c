@@ -173,6 +173,32 @@ int tls_verify_wanted(const struct config *cfg)
 	return cfg->tls == TLS_STARTTLS || cfg->tls == TLS_IMPLICIT;
 }
 
+/*
+ * tls_required_by - the setting that forbids plain text, or NULL. A pin or
+ * an explicit tls_verify = yes is a promise about the relay's identity that
+ * a plain-text session cannot keep, so with tls = may they make TLS
+ * mandatory too (Postfix's "secure" and "verify" levels are never
+ * opportunistic either).
+ */
+const char *tls_required_by(const struct config *cfg)
+{
+	switch (cfg->tls) {
+	case TLS_NONE:
+		return 0;
+	case TLS_STARTTLS:
+		return "tls = starttls";
+	case TLS_IMPLICIT:
+		return "tls = tls";
+	default:
+		break;
+	}
+	if (cfg->has_tls_fingerprint)
+		return "tls_fingerprint";
+	if (tls_verify_wanted(cfg))
+		return "tls_verify = yes";
+	return 0;
+}
+
 /* openssl_reason - the most useful text of OpenSSL's error queue */
 
 static const char *openssl_reason(unsigned long e)

@@ -19,6 +19,7 @@
  *	void	tls_describe(const struct tls_conn *t, struct buf *out);
  *	void	tls_close(struct tls_conn *t);
  *	int	tls_verify_wanted(const struct config *cfg);
+ *	const char *tls_required_by(const struct config *cfg);
  *	int	tls_hmac_sha256(const void *key, size_t keylen, const void *data,
  *			size_t n, unsigned char out[32], struct error *err);
  * DESCRIPTION
@@ -40,6 +41,12 @@
  *	(msmtp's tls_fingerprint semantics: the pin is the trust anchor).
  *	tls_cert_file and tls_key_file present a client certificate;
  *	tls_min_version sets the lowest protocol version.
+ *
+ *	tls_required_by() names the setting that makes TLS mandatory
+ *	("tls = starttls", "tls = tls", "tls_fingerprint", "tls_verify =
+ *	yes"), or returns NULL when plain text is allowed (tls = none, and
+ *	tls = may with neither a pin nor tls_verify = yes). The SMTP client
+ *	never falls back to plain text when it names one.
  *
  *	tls_read() returns bytes read (>0), or 0 when the relay closed the
  *	connection, or -1 with err filled. tls_write() writes all n bytes.
@@ -80,6 +87,7 @@ int tls_verified(const struct tls_conn *t);
 void tls_describe(const struct tls_conn *t, struct buf *out);
 void tls_close(struct tls_conn *t);
 int tls_verify_wanted(const struct config *cfg);
+const char *tls_required_by(const struct config *cfg);
 int tls_hmac_sha256(const void *key, size_t keylen, const void *data, size_t n,
 		    unsigned char out[32], struct error *err);
 
