@@ -819,37 +819,78 @@ static void smuggle_start(void)
 	expect("354");
 }
 
-START_TEST(smuggling_lf_dot_lf_ends_the_data_and_what_follows_is_a_command)
+START_TEST(smuggling_lf_dot_lf_is_content_and_so_is_what_follows)
 {
 	smuggle_start();
-	send_str("one\n.\nMAIL FROM:<evil@example.com>\r\n");
+	/* The 2023 smuggling payload: a client that does not see bare LF as a line end
+	 * does not dot-stuff "\n.\n", so it must not end the data here either. */
+	send_str("one\n.\nMAIL FROM:<evil@example.com>\nRCPT TO:<x@example.org>\nDATA\n"
+		 "smuggled\n.\nQUIT\n\r\n.\r\nNOOP\r\n");
 	expect("250");
-	ck_assert_str_eq(expect("250"), "250 2.1.0 Ok\r\n");
+	ck_assert_str_eq(expect("250"), "250 2.0.0 Ok\r\n");
 	finish();
 	ck_assert_int_eq(t.ndelivered, 1);
-	ck_assert_str_eq(t.got[0].body, "one\r\n");
+	ck_assert_str_eq(t.got[0].sender, "a@example.com");
+	/* The dots stay literal: the SMTP client stuffs them again for the relay. */
+	ck_assert_str_eq(t.got[0].body, "one\r\n.\r\nMAIL FROM:<evil@example.com>\r\n"
+					"RCPT TO:<x@example.org>\r\nDATA\r\nsmuggled\r\n.\r\n"
+					"QUIT\r\n\r\n");
 }
 END_TEST
 
-START_TEST(smuggling_crlf_dot_lf_ends_the_data)
+START_TEST(smuggling_crlf_dot_lf_is_content)
 {
 	smuggle_start();
-	send_str("one\r\n.\nNOOP\r\n");
-	expect("250");
+	send_str("one\r\n.\nNOOP\r\n.\r\n");
 	expect("250");
 	finish();
-	ck_assert_str_eq(t.got[0].body, "one\r\n");
+	ck_assert_int_eq(t.ndelivered, 1);
+	ck_assert_str_eq(t.got[0].body, "one\r\n.\r\nNOOP\r\n");
 }
 END_TEST
 
-START_TEST(smuggling_lf_dot_crlf_ends_the_data)
+START_TEST(smuggling_lf_dot_crlf_is_content)
 {
 	smuggle_start();
-	send_str("one\n.\r\nNOOP\r\n");
-	expect("250");
+	send_str("one\n.\r\nNOOP\r\n.\r\n");
 	expect("250");
 	finish();
-	ck_assert_str_eq(t.got[0].body, "one\r\n");
+	ck_assert_int_eq(t.ndelivered, 1);
+	ck_assert_str_eq(t.got[0].body, "one\r\n.\r\nNOOP\r\n");
+}
+END_TEST
+
+START_TEST(only_crlf_dot_crlf_ends_the_data_and_bare_lf_lines_are_unstuffed)
+{
+	smuggle_start();
+	/* ".." after a bare LF is transparency as after CRLF (bare LF is a line end
+	 * for content, Postfix's "normalize"), and an empty message ends at once. */
+	send_str("..two\n..\r\n.\r\nMAIL FROM:<c@example.com>\r\nRCPT TO:<d@example.org>\r\n"
+		 "DATA\r\n.\r\n");
+	expect("250");
+	expect("250");
+	expect("250");
+	expect("354");
+	expect("250");
+	finish();
+	ck_assert_int_eq(t.ndelivered, 2);
+	ck_assert_str_eq(t.got[0].body, ".two\r\n.\r\n");
+	ck_assert_str_eq(t.got[1].sender, "c@example.com");
+	ck_assert_uint_eq(t.got[1].body_len, 0);
+}
+END_TEST
+
+START_TEST(data_after_a_bare_lf_data_command_needs_a_crlf_before_the_dot)
+{
+	session_start();
+	send_str("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\n");
+	expect("250");
+	expect("250");
+	expect("354");
+	send_str(".\r\nx\r\n.\r\n");
+	expect("250");
+	finish();
+	ck_assert_str_eq(t.got[0].body, ".\r\nx\r\n");
 }
 END_TEST
 
@@ -897,6 +938,60 @@ START_TEST(idle_client_gets_421_and_the_session_ends)
 	finish();
 	ck_assert_int_eq(t.rc, 0);
 	ck_assert_int_eq(t.end_sessions, 1);
+}
+END_TEST
+
+START_TEST(noop_loop_ends_with_421_after_the_junk_limit)
+{
+	t.lim.junk_max = 5;
+	session_start();
+	send_str("NOOP\r\nNOOP\r\nRSET\r\nNOOP\r\nNOOP\r\nNOOP\r\nQUIT\r\n");
+	/* EHLO was the first of the five. */
+	for (int i = 0; i < 4; i++)
+		expect("250");
+	ck_assert_str_eq(expect("421"),
+			 "421 4.7.0 relayshim.test Error: too many commands without a message\r\n");
+	expect_eof();
+	finish();
+	ck_assert_int_eq(t.rc, 0);
+}
+END_TEST
+
+START_TEST(a_delivered_message_resets_the_junk_count)
+{
+	t.lim.junk_max = 3;
+	session_start();
+	send_str("NOOP\r\nNOOP\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n"
+		 "DATA\r\nx\r\n.\r\nNOOP\r\nRSET\r\nNOOP\r\nQUIT\r\n");
+	for (int i = 0; i < 4; i++)
+		expect("250");
+	expect("354");
+	for (int i = 0; i < 4; i++)
+		expect("250");
+	expect("221");
+	finish();
+	ck_assert_int_eq(t.ndelivered, 1);
+}
+END_TEST
+
+START_TEST(noop_does_not_extend_the_idle_timeout)
+{
+	struct timespec tick = {0, 100 * 1000 * 1000};
+	int i;
+
+	t.lim.idle_timeout_ms = 500;
+	session_start();
+	/* A NOOP every 100 ms: the old rule (any byte resets the timer) never ends this. */
+	for (i = 0; i < 30 && !t.done; i++) {
+		nanosleep(&tick, 0);
+		(void)!write(t.client, "NOOP\r\n", 6);
+	}
+	ck_assert_msg(t.done, "a NOOP every 100 ms kept the session for 3 s (timeout 500 ms)");
+	ck_assert_int_le(i, 8);
+	while (fill() > 0)
+		;
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&t.in), "421 4.4.2 relayshim.test Error: timeout"));
+	finish();
 }
 END_TEST
 
@@ -1010,6 +1105,7 @@ START_TEST(hostile_input_never_crashes_the_server)
 	ssize_t n;
 
 	t.lim.errors_max = 1000000;
+	t.lim.junk_max = 0;
 	t.lim.rcpt_max = 5;
 	t.lim.data_line_max = 300;
 	t.cfg.max_size = 2000;
@@ -1409,9 +1505,14 @@ int main(void)
 	tcase_add_test(data, message_over_the_limit_is_read_to_the_end_and_refused);
 	tcase_add_test(data, overlong_message_line_is_refused_after_the_dot);
 	tcase_add_test(data, large_message_is_spilled_and_arrives_whole);
-	tcase_add_test(data, smuggling_lf_dot_lf_ends_the_data_and_what_follows_is_a_command);
-	tcase_add_test(data, smuggling_crlf_dot_lf_ends_the_data);
-	tcase_add_test(data, smuggling_lf_dot_crlf_ends_the_data);
+	tcase_add_test(data, smuggling_lf_dot_lf_is_content_and_so_is_what_follows);
+	tcase_add_test(data, smuggling_crlf_dot_lf_is_content);
+	tcase_add_test(data, smuggling_lf_dot_crlf_is_content);
+	tcase_add_test(data, only_crlf_dot_crlf_ends_the_data_and_bare_lf_lines_are_unstuffed);
+	tcase_add_test(data, noop_loop_ends_with_421_after_the_junk_limit);
+	tcase_add_test(data, a_delivered_message_resets_the_junk_count);
+	tcase_add_test(data, noop_does_not_extend_the_idle_timeout);
+	tcase_add_test(data, data_after_a_bare_lf_data_command_needs_a_crlf_before_the_dot);
 	tcase_add_test(data, smuggling_cr_dot_cr_is_data_and_stays_in_one_line);
 	tcase_add_test(data, smuggling_crlf_dot_cr_is_data);
 	tcase_add_test(data, client_closing_in_the_middle_of_data_delivers_nothing);
