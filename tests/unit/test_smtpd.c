@@ -1384,6 +1384,66 @@ START_TEST(daemon_serves_connections_and_stops_on_sigterm)
 }
 END_TEST
 
+START_TEST(daemon_caps_the_sessions_of_one_local_user)
+{
+	char spec[64];
+	unsigned port = free_port();
+	int fds[2];
+	pid_t pid;
+	int status;
+	int got220 = 0;
+
+	snprintf(spec, sizeof(spec), "127.0.0.1:%u", port);
+	t.cfg.intercept = spec;
+	t.lim.daemon_client_children = 2;
+	t.lim.drain_ms = 300;
+	pid = fork();
+	if (pid == 0) {
+		struct error err;
+
+		_exit(smtpd_daemon_limits(&t.cfg, &t.lim, &t.ops, &t, &err));
+	}
+	close(t.server);
+	close(t.client);
+	/* Same uid for all: the third is refused although 98 sessions are free. */
+	for (int i = 0; i < 2; i++) {
+		t.client = fds[i] = connect_port(port);
+		buf_reset(&t.in);
+		expect("220");
+	}
+	t.client = connect_port(port);
+	buf_reset(&t.in);
+	ck_assert_str_eq(expect("421"),
+			 "421 4.7.0 Error: too many connections from your user, try again later\r\n");
+	expect_eof();
+	close(t.client);
+	/* One session ends: the user may open one again (once the daemon reaped it). */
+	t.client = fds[0];
+	send_str("QUIT\r\n");
+	expect("221");
+	expect_eof();
+	close(fds[0]);
+	for (int i = 0; i < 100 && !got220; i++) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+
+		t.client = connect_port(port);
+		buf_reset(&t.in);
+		while (reply_end() == 0 && fill() > 0)
+			;
+		got220 = strncmp(buf_cstr(&t.in), "220", 3) == 0;
+		close(t.client);
+		nanosleep(&ts, 0);
+	}
+	ck_assert(got220);
+	close(fds[1]);
+	t.client = -1;
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
 START_TEST(daemon_sigterm_waits_for_a_running_session_then_ends_it)
 {
 	char spec[64];
@@ -1526,6 +1586,7 @@ int main(void)
 	tcase_add_test(pure, endpoints_must_be_loopback_and_well_formed);
 
 	tcase_add_test(daemon, daemon_serves_connections_and_stops_on_sigterm);
+	tcase_add_test(daemon, daemon_caps_the_sessions_of_one_local_user);
 	tcase_add_test(daemon, daemon_sigterm_waits_for_a_running_session_then_ends_it);
 	tcase_add_test(daemon, daemon_refuses_a_non_loopback_endpoint);
 	tcase_add_test(daemon, daemon_fails_clearly_when_the_port_is_taken);
