@@ -88,9 +88,9 @@ struct smtpd {
 	int dsn;	/* DSN advertised in the last EHLO */
 	int authenticated;
 	unsigned errors;
-	unsigned junk;		/* commands since the session began or the last DATA ended */
-	long long progress_ms;	/* monotonic time of that moment */
-	int in_data;		/* reading message data: every byte is progress */
+	unsigned junk;	       /* commands since the session began or the last DATA ended */
+	long long progress_ms; /* monotonic time of that moment */
+	int in_data;	       /* reading message data: every byte is progress */
 
 	int in_mail; /* MAIL accepted, transaction open */
 	struct envelope env;
@@ -668,7 +668,8 @@ static int in_line(struct smtpd *s, size_t max, const char **line, size_t *len, 
 
 			s->in_pos += n + 1;
 			/* An over-long line's CR may have gone with the discarded part. */
-			s->line_crlf = n > 0 ? start[n - 1] == '\r' : s->discarding && s->discard_cr;
+			s->line_crlf =
+			    n > 0 ? start[n - 1] == '\r' : s->discarding && s->discard_cr;
 			if (n > 0 && start[n - 1] == '\r')
 				n--;
 			if (s->discarding || n > max) {
@@ -1395,7 +1396,7 @@ struct daemon_state {
 	pid_t *children;
 	long *client_uids; /* per child: the client's uid, -1 unknown */
 	size_t nchildren;
-	int uid_warned;	   /* the kernel could not name a client's uid once */
+	int uid_warned; /* the kernel could not name a client's uid once */
 };
 
 /* daemon_forget - remove child i (order does not matter) */
@@ -1625,14 +1626,14 @@ static void daemon_accept(struct daemon_state *d, int lfd, const struct config *
 		for (size_t i = 0; uid >= 0 && i < d->nchildren; i++)
 			same += d->client_uids[i] == uid;
 		if (uid >= 0 && same >= lim->daemon_client_children) {
-			static const char busy[] =
-			    "421 4.7.0 Error: too many connections from your user, try again later\r\n";
+			static const char busy[] = "421 4.7.0 Error: too many connections from "
+						   "your user, try again later\r\n";
 
 			(void)!write(fd, busy, sizeof(busy) - 1);
 			close(fd);
 			log_msg(LOG_LEVEL_WARNING,
-				"-bd: uid %ld already has %zu sessions on %s, connection refused", uid,
-				same, host);
+				"-bd: uid %ld already has %zu sessions on %s, connection refused",
+				uid, same, host);
 			continue;
 		}
 		/* Unflushed stdio in the parent would otherwise be written twice. */

@@ -1413,8 +1413,9 @@ START_TEST(daemon_caps_the_sessions_of_one_local_user)
 	}
 	t.client = connect_port(port);
 	buf_reset(&t.in);
-	ck_assert_str_eq(expect("421"),
-			 "421 4.7.0 Error: too many connections from your user, try again later\r\n");
+	ck_assert_str_eq(
+	    expect("421"),
+	    "421 4.7.0 Error: too many connections from your user, try again later\r\n");
 	expect_eof();
 	close(t.client);
 	/* One session ends: the user may open one again (once the daemon reaped it). */
