@@ -88,9 +88,9 @@ struct smtpd {
 	int dsn;	/* DSN advertised in the last EHLO */
 	int authenticated;
 	unsigned errors;
-	unsigned junk;	       /* commands since the session began or the last DATA ended */
-	long long progress_ms; /* monotonic time of that moment */
-	int in_data;	       /* reading message data: every byte is progress */
+	unsigned junk;		    /* commands since the greeting or the end of the last DATA */
+	unsigned long long idle_ms; /* time spent waiting for the client since then */
+	int in_data;		    /* reading message data: every byte is progress */
 
 	int in_mail; /* MAIL accepted, transaction open */
 	struct envelope env;
@@ -487,27 +487,25 @@ static long long now_ms(void)
 static void made_progress(struct smtpd *s)
 {
 	s->junk = 0;
-	s->progress_ms = now_ms();
+	s->idle_ms = 0;
 }
 
 /* read_wait_ms - how long in_fill may wait for the client */
 
 static int read_wait_ms(const struct smtpd *s)
 {
-	long long left;
-
 	/*
 	 * Inside DATA every byte counts (a large message over a slow link).
-	 * Between messages the idle timeout runs from the greeting or the
-	 * last DATA, not from the last command: NOOP or RSET every minute
-	 * must not hold a session - and its -bd slot - forever.
+	 * Between messages the waits for the client add up from the greeting
+	 * or the last DATA, whatever commands came in between: NOOP or RSET
+	 * every minute must not hold a session - and its -bd slot - forever.
+	 * Our own time (EHLO asking the relay, a delivery) is not counted.
 	 */
 	if (s->in_data)
 		return (int)s->lim->idle_timeout_ms;
-	left = s->progress_ms + s->lim->idle_timeout_ms - now_ms();
-	if (left < 0)
+	if (s->idle_ms >= s->lim->idle_timeout_ms)
 		return 0;
-	return left < s->lim->idle_timeout_ms ? (int)left : (int)s->lim->idle_timeout_ms;
+	return (int)(s->lim->idle_timeout_ms - s->idle_ms);
 }
 
 /* io_failed - classify a read/write failure: a vanished client is an EOF */
@@ -614,6 +612,7 @@ static void count_junk(struct smtpd *s)
 static int in_fill(struct smtpd *s)
 {
 	struct pollfd pfd = {.fd = s->in_fd, .events = POLLIN};
+	long long waited;
 	ssize_t n;
 	int ready;
 
@@ -626,9 +625,12 @@ static int in_fill(struct smtpd *s)
 		buf_consume(&s->in, s->in_pos);
 		s->in_pos = 0;
 	}
+	waited = now_ms();
 	do
 		ready = poll(&pfd, 1, read_wait_ms(s));
 	while (ready < 0 && errno == EINTR);
+	if (!s->in_data)
+		s->idle_ms += (unsigned long long)(now_ms() - waited);
 	if (ready == 0) {
 		/* RFC 5321 4.5.3.2.7: the server may close an idle session, with 421. */
 		reply(s, "421 4.4.2 %s Error: timeout exceeded", s->host);
@@ -994,7 +996,6 @@ static void read_data(struct smtpd *s)
 			failed = 1;
 	}
 	s->in_data = 0;
-	made_progress(s);
 	if (!too_big && !too_long && !failed && msgbuild_finish(&mb, &build_err) != 0)
 		failed = 1;
 	if (too_big || too_long || failed) {
@@ -1011,6 +1012,7 @@ static void read_data(struct smtpd *s)
 			    s,
 			    "451 4.3.0 Error: local problem storing the message; try again later");
 		}
+		made_progress(s);
 		txn_reset(s);
 		return;
 	}
@@ -1026,6 +1028,8 @@ static void read_data(struct smtpd *s)
 		s->env.rcpts.n, s->out.data + start);
 	buf_free(&answer);
 	message_free(&msg);
+	/* After the delivery: a slow relay must not eat the client's budget. */
+	made_progress(s);
 	txn_reset(s);
 	if (s->out.len >= OUT_FLUSH_BYTES)
 		out_flush(s);

@@ -131,11 +131,13 @@
  *	SMTPD_ERRORS_MAX	20 commands answered 4xx/5xx in a session; then
  *				"421 4.7.0" and the session ends.
  *	SMTPD_IDLE_TIMEOUT	300 s: inside DATA, without a byte from the
- *				client; between messages, since the greeting
- *				or the end of the last DATA, whatever commands
- *				came in between (NOOP does not keep a session
- *				alive); also for a client that does not read
- *				its replies. Then "421 4.4.2", session ends.
+ *				client; between messages, the client's pauses
+ *				added up since the greeting or the end of the
+ *				last DATA, whatever commands came in between
+ *				(NOOP does not keep a session alive; our own
+ *				time talking to the relay is not counted);
+ *				also for a client that does not read its
+ *				replies. Then "421 4.4.2", session ends.
  *	SMTPD_JUNK_MAX		100 commands other than MAIL, RCPT, DATA and
  *				QUIT (NOOP, RSET, HELO, VRFY, ...) and RCPTs
  *				past SMTPD_RCPT_MAX since the greeting or the

@@ -46,6 +46,7 @@ static struct {
 
 	const char *answer; /* what the fake deliver replies */
 	int deliver_rc;
+	long deliver_delay_ms; /* a slow relay */
 	int dsn;
 	struct delivery got[16];
 	int ndelivered;
@@ -63,6 +64,11 @@ static int fake_deliver(void *ctx, struct envelope *env, struct message *msg, st
 	struct buf rcpts = BUF_INIT;
 
 	ck_assert_ptr_eq(ctx, &t);
+	if (t.deliver_delay_ms) {
+		struct timespec ts = {0, t.deliver_delay_ms * 1000 * 1000};
+
+		nanosleep(&ts, 0);
+	}
 	if (t.ndelivered >= 16) {
 		/* Only counted: the hostile-input test delivers many. */
 		t.ndelivered++;
@@ -995,6 +1001,24 @@ START_TEST(noop_does_not_extend_the_idle_timeout)
 }
 END_TEST
 
+START_TEST(a_slow_delivery_does_not_use_up_the_clients_idle_time)
+{
+	struct timespec tick = {0, 200 * 1000 * 1000};
+
+	t.lim.idle_timeout_ms = 500;
+	t.deliver_delay_ms = 600;
+	smuggle_start();
+	send_str("x\r\n.\r\n");
+	expect("250");
+	/* Only the client's own silence counts: 200 ms of the 500 are used. */
+	nanosleep(&tick, 0);
+	send_str("NOOP\r\nQUIT\r\n");
+	expect("250");
+	expect("221");
+	finish();
+}
+END_TEST
+
 START_TEST(too_many_errors_end_the_session_with_421)
 {
 	t.lim.errors_max = 3;
@@ -1573,6 +1597,7 @@ int main(void)
 	tcase_add_test(data, noop_loop_ends_with_421_after_the_junk_limit);
 	tcase_add_test(data, a_delivered_message_resets_the_junk_count);
 	tcase_add_test(data, noop_does_not_extend_the_idle_timeout);
+	tcase_add_test(data, a_slow_delivery_does_not_use_up_the_clients_idle_time);
 	tcase_add_test(data, data_after_a_bare_lf_data_command_needs_a_crlf_before_the_dot);
 	tcase_add_test(data, smuggling_cr_dot_cr_is_data_and_stays_in_one_line);
 	tcase_add_test(data, smuggling_crlf_dot_cr_is_data);
