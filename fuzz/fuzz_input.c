@@ -13,8 +13,10 @@
  *	Invariants checked on every input: the header section is made of
  *	CRLF-terminated lines without any bare CR-LF confusion (no LF that is
  *	not preceded by CR), the body length matches what body_read() returns
- *	and the body ends in CRLF when it is not empty, and the header never
- *	grows past INPUT_MAX_HEADER_BYTES plus one line.
+ *	and the body ends in CRLF when it is not empty, the header never
+ *	grows past INPUT_MAX_HEADER_BYTES plus one line, and header_parse()
+ *	sees every line the builder kept as a field or its continuation (one
+ *	grammar: "BCC : x" is a field on both sides).
  * DIAGNOSTICS
  *	A crash, a sanitizer report or "fuzz invariant failed: ...".
  *--*/
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "header.h"
 #include "input.h"
 
 /* check_crlf_lines - every LF is preceded by CR and the text ends in CRLF */
@@ -40,10 +43,15 @@ static void check_crlf_lines(const char *p, size_t len, const char *what)
 
 static void check_message(struct message *msg)
 {
+	struct header h = HEADER_INIT;
 	char *body;
 	ssize_t n;
 
 	check_crlf_lines(msg->header.data, msg->header.len, "header lines end in CRLF");
+	header_parse(&h, msg->header.data ? msg->header.data : "", msg->header.len);
+	for (size_t i = 0; i < h.n; i++)
+		fuzz_check(h.v[i].name_len > 0, "every kept header line is a field for header.c");
+	header_free(&h);
 	body = malloc(msg->body.len + 1);
 	n = body_read(&msg->body, 0, body, msg->body.len);
 	fuzz_check(n == (ssize_t)msg->body.len, "body_read returns the whole body");

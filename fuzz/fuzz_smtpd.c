@@ -18,7 +18,10 @@
  *	and no more than the limit; the header and the body are CRLF lines
  *	(every LF after a CR: a bare LF ended a line, a lone CR stayed data,
  *	SMTP smuggling cannot split what the relay sees); no body line is
- *	longer than the data line limit; with a size limit the message fits.
+ *	longer than the data line limit; with a size limit the message fits;
+ *	no more messages are delivered than the stream holds "\r\n.\r\n"
+ *	sequences (only that ends DATA: a bare-LF dot cannot start a second,
+ *	smuggled transaction).
  * DIAGNOSTICS
  *	A crash, a sanitizer report or "fuzz invariant failed: ...".
  *--*/
@@ -45,6 +48,7 @@ static const char *const answers[] = {
 
 static int answer;
 static int fail;
+static size_t delivered;
 
 /* check_crlf - every LF after a CR */
 
@@ -82,8 +86,20 @@ static int fake_deliver(void *ctx, struct envelope *env, struct message *msg, st
 	if (cfg->max_size)
 		fuzz_check(message_size(msg) <= cfg->max_size + 2, "size limit holds");
 	free(body);
+	delivered++;
 	buf_puts(reply, answers[answer]);
 	return fail;
+}
+
+/* count_ends - "\r\n.\r\n" sequences in the stream (overlapping ones too) */
+
+static size_t count_ends(const uint8_t *p, size_t len)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i + 5 <= len; i++)
+		n += memcmp(p + i, "\r\n.\r\n", 5) == 0;
+	return n;
 }
 
 static int fake_has_dsn(void *ctx)
@@ -118,7 +134,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	error_clear(&err);
 	in = fuzz_memfd(data, size);
 	out = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	delivered = 0;
 	(void)smtpd_serve_limits(in, out, &cfg, &lim, &ops, &cfg, &err);
+	fuzz_check(delivered <= count_ends(data, size), "every message ended at CRLF.CRLF");
 	close(in);
 	close(out);
 	return 0;

@@ -24,6 +24,33 @@ static int is_name_byte(unsigned char c)
 	return c >= 33 && c <= 126 && c != ':';
 }
 
+/* header_field_name - name length of the field a line starts, 0 when none */
+
+size_t header_field_name(const char *line, size_t len, size_t *value_off)
+{
+	size_t i = 0;
+	size_t name_end;
+
+	while (i < len && is_name_byte((unsigned char)line[i]))
+		i++;
+	name_end = i;
+	/* RFC 5322 4.5.8 obs-optional: "BCC : x" is a Bcc field, not body text. */
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	if (name_end == 0 || i >= len || line[i] != ':')
+		return 0;
+	if (value_off)
+		*value_off = i + 1;
+	return name_end;
+}
+
+/* header_is_continuation - a folded line: starts with a space or tab */
+
+int header_is_continuation(const char *line, size_t len)
+{
+	return len > 0 && (line[0] == ' ' || line[0] == '\t');
+}
+
 /* field_add - append an empty field at the end */
 
 static struct header_field *field_add(struct header *h)
@@ -45,19 +72,8 @@ static struct header_field *field_add(struct header *h)
 
 static void field_classify(struct header_field *f, size_t first_line_len)
 {
-	const char *p = f->raw.data;
-	size_t i = 0;
-	size_t name_end;
-
-	while (i < first_line_len && is_name_byte((unsigned char)p[i]))
-		i++;
-	name_end = i;
-	while (i < first_line_len && (p[i] == ' ' || p[i] == '\t'))
-		i++;
-	if (name_end == 0 || i >= first_line_len || p[i] != ':')
-		return; /* not a field: name_len stays 0 */
-	f->name_len = name_end;
-	f->value_off = i + 1;
+	/* Not a field: name_len stays 0. */
+	f->name_len = header_field_name(f->raw.data, first_line_len, &f->value_off);
 }
 
 /* header_parse - split a header section into fields */
@@ -72,7 +88,7 @@ void header_parse(struct header *h, const char *data, size_t len)
 		size_t line_len = nl ? (size_t)(nl - (data + pos)) + 1 : len - pos;
 		const char *line = data + pos;
 
-		if (cur && (line[0] == ' ' || line[0] == '\t')) {
+		if (cur && header_is_continuation(line, line_len)) {
 			buf_append(&cur->raw, line, line_len);
 		} else {
 			cur = field_add(h);

@@ -12,6 +12,9 @@
  *	struct header_field { struct buf raw; size_t name_len; size_t value_off; };
  *	struct header { struct header_field *v; size_t n; size_t cap; };
  *
+ *	size_t	header_field_name(const char *line, size_t len, size_t *value_off);
+ *	int	header_is_continuation(const char *line, size_t len);
+ *
  *	void	header_parse(struct header *h, const char *data, size_t len);
  *	void	header_serialize(const struct header *h, struct buf *out);
  *	void	header_free(struct header *h);
@@ -27,6 +30,20 @@
  *	void	header_set_value(struct header *h, size_t idx, const char *value,
  *			size_t len);
  * DESCRIPTION
+ *	header_field_name() is the one header-field grammar of the program
+ *	(RFC 5322 3.6.8 field-name, with 4.5's obsolete white space before
+ *	the colon): a line starts a field when it begins with one or more
+ *	printable US-ASCII bytes other than colon (33-126), then optional
+ *	spaces and tabs, then a colon. It returns the length of the name (0:
+ *	the line does not start a field) and, when value_off is not NULL,
+ *	stores the offset just after the colon. "BCC : x" is the field Bcc;
+ *	"Two words: x", ": x" and a name with a byte >= 0x80 are not fields.
+ *	header_is_continuation() is non-zero for a line that starts with a
+ *	space or tab (folding). Every module that tells header lines from
+ *	body lines (the message builder in input.c, header_parse() here)
+ *	uses these two, so they can never disagree on where the header ends
+ *	or which field a line belongs to.
+ *
  *	header_parse() splits data (a message's header section: complete
  *	lines, normally CRLF-terminated, no blank separator line) into
  *	fields, appending to h. A field is its first line plus every
@@ -34,9 +51,9 @@
  *	raw holds the field's bytes exactly as they were, final line end
  *	included; name_len is the length of the field name (trailing white
  *	space before the colon excluded, as RFC 5322 obs-field allows), and
- *	value_off the offset just after the colon. A line that is not a
- *	field (no colon, an invalid name, a continuation line at the very
- *	start) is kept as a field with name_len 0: it is never matched by
+ *	value_off the offset just after the colon (header_field_name()). A
+ *	line that is not a field (no colon, an invalid name, a continuation
+ *	line at the very start) is kept as a field with name_len 0: it is never matched by
  *	name and is serialised unchanged.
  *
  *	header_serialize() appends all fields to out. For fields that were
@@ -79,6 +96,8 @@ struct header {
 
 #define HEADER_INIT {0}
 
+size_t header_field_name(const char *line, size_t len, size_t *value_off);
+int header_is_continuation(const char *line, size_t len);
 void header_parse(struct header *h, const char *data, size_t len);
 void header_serialize(const struct header *h, struct buf *out);
 void header_free(struct header *h);

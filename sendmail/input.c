@@ -19,27 +19,11 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "header.h"
 #include "input.h"
 
 #define READ_CHUNK (64 * 1024)
 #define SPILL_WRITE_CHUNK (128 * 1024)
-
-/* input_is_header_field - "name:" with a non-empty printable-ASCII name */
-
-int input_is_header_field(const char *line, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)line[i];
-
-		if (c == ':')
-			return i > 0;
-		if (c < 33 || c > 126)
-			return 0;
-	}
-	return 0;
-}
 
 /* note_line - track 8-bit bytes, NULs and the longest line */
 
@@ -160,9 +144,10 @@ int msgbuild_line(struct msgbuild *mb, const char *line, size_t len, struct erro
 			mb->state = 2;
 			return 0;
 		}
+		/* header.c's grammar, so rewrite.c sees the same fields we kept. */
 		if (msg->header.len < INPUT_MAX_HEADER_BYTES
-		    && (input_is_header_field(line, len)
-			|| ((line[0] == ' ' || line[0] == '\t') && msg->header.len > 0))) {
+		    && (header_field_name(line, len, 0) > 0
+			|| (header_is_continuation(line, len) && msg->header.len > 0))) {
 			buf_append(&msg->header, line, len);
 			buf_append(&msg->header, "\r\n", 2);
 			return 0;

@@ -30,7 +30,8 @@
  *	server's DATA reader: feed it lines without their line ending (dots
  *	already unstuffed), then msgbuild_finish(). It splits the header
  *	section from the body: header fields and their continuation lines
- *	form the header; the first empty line is the separator (consumed);
+ *	(header_field_name() and header_is_continuation(), header.h: the one
+ *	grammar, "BCC : x" included) form the header; the first empty line is the separator (consumed);
  *	a first line that is neither a field nor a continuation starts the
  *	body (a message without headers, as curl sends). Bodies beyond
  *	INPUT_SPILL_BYTES are moved to an unlinked temporary file in $TMPDIR
@@ -80,6 +81,5 @@ void msgbuild_init(struct msgbuild *mb, struct message *msg);
 int msgbuild_line(struct msgbuild *mb, const char *line, size_t len, struct error *err);
 int msgbuild_finish(struct msgbuild *mb, struct error *err);
 void msgbuild_abort(struct msgbuild *mb);
-int input_is_header_field(const char *line, size_t len);
 
 #endif

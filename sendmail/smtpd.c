@@ -28,6 +28,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -59,6 +62,7 @@ enum smtpd_end {
 	END_EOF,
 	END_TIMEOUT,
 	END_ERRORS,
+	END_JUNK,
 	END_IOERR,
 };
 
@@ -74,6 +78,8 @@ struct smtpd {
 	struct buf in; /* unread client bytes start at in_pos */
 	size_t in_pos;
 	int discarding; /* inside an over-long line */
+	int discard_cr; /* the discarded part ended in CR */
+	int line_crlf;	/* the last line from in_line() ended in CRLF, not a bare LF */
 	struct buf out; /* replies not yet written */
 	struct buf cmd; /* the current command line, NUL-terminated */
 	enum smtpd_end end;
@@ -82,6 +88,9 @@ struct smtpd {
 	int dsn;	/* DSN advertised in the last EHLO */
 	int authenticated;
 	unsigned errors;
+	unsigned junk;		    /* commands since the greeting or the end of the last DATA */
+	unsigned long long idle_ms; /* time spent waiting for the client since then */
+	int in_data;		    /* reading message data: every byte is progress */
 
 	int in_mail; /* MAIL accepted, transaction open */
 	struct envelope env;
@@ -97,6 +106,8 @@ void smtpd_limits_default(struct smtpd_limits *lim)
 	lim->errors_max = SMTPD_ERRORS_MAX;
 	lim->idle_timeout_ms = SMTPD_IDLE_TIMEOUT * 1000;
 	lim->daemon_children = SMTPD_DAEMON_CHILDREN;
+	lim->daemon_client_children = SMTPD_DAEMON_CLIENT_CHILDREN;
+	lim->junk_max = SMTPD_JUNK_MAX;
 	lim->drain_ms = SMTPD_DRAIN_SECONDS * 1000;
 }
 
@@ -461,6 +472,42 @@ int smtpd_parse_endpoints(const char *spec, struct smtpd_endpoint **out, size_t 
 /* Client I/O: buffered replies, buffered line reader.                 */
 /* ------------------------------------------------------------------ */
 
+/* now_ms - monotonic milliseconds */
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* made_progress - a message was carried: the idle budget starts again */
+
+static void made_progress(struct smtpd *s)
+{
+	s->junk = 0;
+	s->idle_ms = 0;
+}
+
+/* read_wait_ms - how long in_fill may wait for the client */
+
+static int read_wait_ms(const struct smtpd *s)
+{
+	/*
+	 * Inside DATA every byte counts (a large message over a slow link).
+	 * Between messages the waits for the client add up from the greeting
+	 * or the last DATA, whatever commands came in between: NOOP or RSET
+	 * every minute must not hold a session - and its -bd slot - forever.
+	 * Our own time (EHLO asking the relay, a delivery) is not counted.
+	 */
+	if (s->in_data)
+		return (int)s->lim->idle_timeout_ms;
+	if (s->idle_ms >= s->lim->idle_timeout_ms)
+		return 0;
+	return (int)(s->lim->idle_timeout_ms - s->idle_ms);
+}
+
 /* io_failed - classify a read/write failure: a vanished client is an EOF */
 
 static void io_failed(struct smtpd *s, const char *what, int errnum)
@@ -549,11 +596,23 @@ static void reply_error(struct smtpd *s, const char *fmt, ...)
 	}
 }
 
+/* count_junk - one more command that carries no mail; too many end the session */
+
+static void count_junk(struct smtpd *s)
+{
+	/* Postfix smtpd_junk_command_limit: NOOP, RSET, VRFY... loops hold a slot for nothing. */
+	if (s->lim->junk_max && ++s->junk > s->lim->junk_max && s->end == END_NONE) {
+		reply(s, "421 4.7.0 %s Error: too many commands without a message", s->host);
+		s->end = END_JUNK;
+	}
+}
+
 /* in_fill - read more client bytes; flushes replies before blocking */
 
 static int in_fill(struct smtpd *s)
 {
 	struct pollfd pfd = {.fd = s->in_fd, .events = POLLIN};
+	long long waited;
 	ssize_t n;
 	int ready;
 
@@ -566,9 +625,12 @@ static int in_fill(struct smtpd *s)
 		buf_consume(&s->in, s->in_pos);
 		s->in_pos = 0;
 	}
+	waited = now_ms();
 	do
-		ready = poll(&pfd, 1, (int)s->lim->idle_timeout_ms);
+		ready = poll(&pfd, 1, read_wait_ms(s));
 	while (ready < 0 && errno == EINTR);
+	if (!s->in_data)
+		s->idle_ms += (unsigned long long)(now_ms() - waited);
 	if (ready == 0) {
 		/* RFC 5321 4.5.3.2.7: the server may close an idle session, with 421. */
 		reply(s, "421 4.4.2 %s Error: timeout exceeded", s->host);
@@ -607,6 +669,9 @@ static int in_line(struct smtpd *s, size_t max, const char **line, size_t *len, 
 			size_t n = (size_t)(nl - start);
 
 			s->in_pos += n + 1;
+			/* An over-long line's CR may have gone with the discarded part. */
+			s->line_crlf =
+			    n > 0 ? start[n - 1] == '\r' : s->discarding && s->discard_cr;
 			if (n > 0 && start[n - 1] == '\r')
 				n--;
 			if (s->discarding || n > max) {
@@ -624,6 +689,7 @@ static int in_line(struct smtpd *s, size_t max, const char **line, size_t *len, 
 		if (avail > max + 1) {
 			s->in_pos = s->in.len;
 			s->discarding = 1;
+			s->discard_cr = start[avail - 1] == '\r';
 		}
 		if (in_fill(s) < 0)
 			return 0;
@@ -838,6 +904,7 @@ static void cmd_rcpt(struct smtpd *s, char *arg)
 		/* Not a client error: RFC 5321 4.5.3.1.10 expects the rest in a new transaction. */
 		reply(s, "452 4.5.3 Error: too many recipients (at most %zu per message)",
 		      s->lim->rcpt_max);
+		count_junk(s);
 		goto out;
 	}
 	for (tok = strtok_r((char *)params, " ", &save); tok; tok = strtok_r(0, " ", &save)) {
@@ -883,6 +950,7 @@ static void read_data(struct smtpd *s)
 	const char *line;
 	size_t len;
 	int long_line;
+	int prev_crlf = s->line_crlf;
 	size_t start;
 	int rc;
 
@@ -890,24 +958,34 @@ static void read_data(struct smtpd *s)
 	msgbuild_init(&mb, &msg);
 	mb.keep_from_line = 1;
 	error_clear(&build_err);
+	s->in_data = 1;
 	for (;;) {
 		if (!in_line(s, s->lim->data_line_max, &line, &len, &long_line)) {
 			/* The client left (or idled out) before the final dot: deliver nothing. */
+			s->in_data = 0;
 			msgbuild_abort(&mb);
 			txn_reset(s);
 			return;
 		}
 		if (long_line) {
 			too_long = 1;
+			prev_crlf = s->line_crlf;
 			continue;
 		}
-		/* The end is a line that is exactly "." - see smtpd.h on smuggling. */
-		if (len == 1 && line[0] == '.')
-			break;
-		if (len > 0 && line[0] == '.') {
+		/*
+		 * Only <CR><LF>.<CR><LF> ends the data (see smtpd.h on smuggling):
+		 * prev_crlf is the ending of the line before, the DATA command's for
+		 * the first line. Any other "." line is content and stays a dot,
+		 * which the SMTP client stuffs again on the way to the relay.
+		 */
+		if (len == 1 && line[0] == '.') {
+			if (prev_crlf && s->line_crlf)
+				break;
+		} else if (len > 0 && line[0] == '.') {
 			line++;
 			len--;
 		}
+		prev_crlf = s->line_crlf;
 		size += len + 2;
 		if (s->cfg->max_size && size > s->cfg->max_size)
 			too_big = 1;
@@ -917,6 +995,7 @@ static void read_data(struct smtpd *s)
 		if (msgbuild_line(&mb, line, len, &build_err) != 0)
 			failed = 1;
 	}
+	s->in_data = 0;
 	if (!too_big && !too_long && !failed && msgbuild_finish(&mb, &build_err) != 0)
 		failed = 1;
 	if (too_big || too_long || failed) {
@@ -933,6 +1012,7 @@ static void read_data(struct smtpd *s)
 			    s,
 			    "451 4.3.0 Error: local problem storing the message; try again later");
 		}
+		made_progress(s);
 		txn_reset(s);
 		return;
 	}
@@ -948,6 +1028,8 @@ static void read_data(struct smtpd *s)
 		s->env.rcpts.n, s->out.data + start);
 	buf_free(&answer);
 	message_free(&msg);
+	/* After the delivery: a slow relay must not eat the client's budget. */
+	made_progress(s);
 	txn_reset(s);
 	if (s->out.len >= OUT_FLUSH_BYTES)
 		out_flush(s);
@@ -1137,27 +1219,29 @@ static void cmd_auth(struct smtpd *s, char *arg)
 	reply(s, "235 2.7.0 Authentication successful");
 }
 
+/* progress: the verb builds a transaction; every other one counts towards junk_max. */
 static const struct smtpd_command {
 	const char *verb;
 	void (*run)(struct smtpd *s, char *arg);
+	int progress;
 } smtpd_commands[] = {
-    {"HELO", cmd_helo},
-    {"EHLO", cmd_ehlo},
-    {"MAIL", cmd_mail},
-    {"RCPT", cmd_rcpt},
-    {"DATA", cmd_data},
-    {"RSET", cmd_rset},
-    {"NOOP", cmd_noop},
-    {"VRFY", cmd_vrfy},
-    {"HELP", cmd_help},
-    {"QUIT", cmd_quit},
-    {"AUTH", cmd_auth},
-    {"STARTTLS", cmd_not_implemented},
-    {"EXPN", cmd_not_implemented},
-    {"ETRN", cmd_not_implemented},
-    {"BDAT", cmd_not_implemented},
-    {"TURN", cmd_not_implemented},
-    {0, 0},
+    {"HELO", cmd_helo, 0},
+    {"EHLO", cmd_ehlo, 0},
+    {"MAIL", cmd_mail, 1},
+    {"RCPT", cmd_rcpt, 1},
+    {"DATA", cmd_data, 1},
+    {"RSET", cmd_rset, 0},
+    {"NOOP", cmd_noop, 0},
+    {"VRFY", cmd_vrfy, 0},
+    {"HELP", cmd_help, 0},
+    {"QUIT", cmd_quit, 1},
+    {"AUTH", cmd_auth, 0},
+    {"STARTTLS", cmd_not_implemented, 0},
+    {"EXPN", cmd_not_implemented, 0},
+    {"ETRN", cmd_not_implemented, 0},
+    {"BDAT", cmd_not_implemented, 0},
+    {"TURN", cmd_not_implemented, 0},
+    {0, 0, 0},
 };
 
 /* smtpd_command - dispatch one command line */
@@ -1190,7 +1274,10 @@ static void smtpd_command(struct smtpd *s, const char *line, size_t len)
 	}
 	for (const struct smtpd_command *c = smtpd_commands; c->verb; c++) {
 		if (strcasecmp(verb, c->verb) == 0) {
-			c->run(s, arg);
+			if (!c->progress)
+				count_junk(s);
+			if (s->end == END_NONE)
+				c->run(s, arg);
 			return;
 		}
 	}
@@ -1240,6 +1327,7 @@ int smtpd_serve_limits(int in_fd, int out_fd, const struct config *cfg,
 	envelope_init(&s.env);
 	error_clear(err);
 	smtpd_hostname(&s);
+	made_progress(&s);
 	signal(SIGPIPE, SIG_IGN);
 	/*
 	 * On a TCP socket (-bd, or the shim's accepted connection): replies are
@@ -1265,6 +1353,10 @@ int smtpd_serve_limits(int in_fd, int out_fd, const struct config *cfg,
 			lim->idle_timeout_ms / 1000);
 	else if (s.end == END_ERRORS)
 		log_msg(LOG_LEVEL_INFO, "-bs: too many errors from the client, session closed");
+	else if (s.end == END_JUNK)
+		log_msg(LOG_LEVEL_INFO,
+			"-bs: %u commands from the client without a message, session closed",
+			lim->junk_max);
 	else
 		log_msg(LOG_LEVEL_DEBUG, "-bs: session ended (%s)",
 			s.end == END_QUIT ? "QUIT" : "client closed");
@@ -1306,8 +1398,90 @@ struct daemon_state {
 	int *fds; /* listeners */
 	size_t nfds;
 	pid_t *children;
+	long *client_uids; /* per child: the client's uid, -1 unknown */
 	size_t nchildren;
+	int uid_warned; /* the kernel could not name a client's uid once */
 };
+
+/* daemon_forget - remove child i (order does not matter) */
+
+static void daemon_forget(struct daemon_state *d, size_t i)
+{
+	d->nchildren--;
+	d->children[i] = d->children[d->nchildren];
+	d->client_uids[i] = d->client_uids[d->nchildren];
+}
+
+/* daemon_client_uid - the uid owning the client's end of a loopback TCP connection */
+
+static long daemon_client_uid(int fd, const struct sockaddr_storage *peer)
+{
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 req;
+	} rq;
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+	struct timeval tv = {1, 0};
+	long buf[2048];
+	const struct nlmsghdr *nlh = (const struct nlmsghdr *)buf;
+	ssize_t n;
+	long uid = -1;
+	int nl;
+
+	/*
+	 * Every client of a loopback daemon comes from 127.0.0.1, so the
+	 * address says nothing about who it is. The kernel knows which uid
+	 * created the other end (what identd reports): ask sock_diag for
+	 * exactly that socket - its local end is our peer, its remote end us.
+	 */
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) != 0 ||
+	    local.ss_family != peer->ss_family)
+		return -1;
+	memset(&rq, 0, sizeof(rq));
+	rq.nlh.nlmsg_len = sizeof(rq);
+	rq.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	rq.nlh.nlmsg_flags = NLM_F_REQUEST;
+	rq.req.sdiag_family = (unsigned char)peer->ss_family;
+	rq.req.sdiag_protocol = IPPROTO_TCP;
+	rq.req.idiag_states = ~0U;
+	rq.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+	rq.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if (peer->ss_family == AF_INET) {
+		const struct sockaddr_in *p = (const struct sockaddr_in *)peer;
+		const struct sockaddr_in *l = (const struct sockaddr_in *)&local;
+
+		rq.req.id.idiag_sport = p->sin_port;
+		rq.req.id.idiag_dport = l->sin_port;
+		memcpy(rq.req.id.idiag_src, &p->sin_addr, 4);
+		memcpy(rq.req.id.idiag_dst, &l->sin_addr, 4);
+	} else if (peer->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *p = (const struct sockaddr_in6 *)peer;
+		const struct sockaddr_in6 *l = (const struct sockaddr_in6 *)&local;
+
+		rq.req.id.idiag_sport = p->sin6_port;
+		rq.req.id.idiag_dport = l->sin6_port;
+		memcpy(rq.req.id.idiag_src, &p->sin6_addr, 16);
+		memcpy(rq.req.id.idiag_dst, &l->sin6_addr, 16);
+	} else {
+		return -1;
+	}
+	if ((nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)) < 0)
+		return -1;
+	(void)setsockopt(nl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (sendto(nl, &rq, sizeof(rq), 0, (struct sockaddr *)&kernel, sizeof(kernel)) ==
+	    (ssize_t)sizeof(rq)) {
+		do
+			n = recv(nl, buf, sizeof(buf), 0);
+		while (n < 0 && errno == EINTR);
+		if (n > 0 && NLMSG_OK(nlh, (size_t)n) && nlh->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+		    nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+			uid = (long)((const struct inet_diag_msg *)NLMSG_DATA(nlh))->idiag_uid;
+	}
+	close(nl);
+	return uid;
+}
 
 /* daemon_reap - collect finished sessions without blocking */
 
@@ -1318,7 +1492,7 @@ static void daemon_reap(struct daemon_state *d)
 	while ((pid = waitpid(-1, 0, WNOHANG)) > 0) {
 		for (size_t i = 0; i < d->nchildren; i++) {
 			if (d->children[i] == pid) {
-				d->children[i] = d->children[--d->nchildren];
+				daemon_forget(d, i);
 				break;
 			}
 		}
@@ -1424,6 +1598,8 @@ static void daemon_accept(struct daemon_state *d, int lfd, const struct config *
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof(peer);
 		int fd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
+		size_t same = 0;
+		long uid;
 		pid_t pid;
 
 		if (fd < 0) {
@@ -1443,6 +1619,27 @@ static void daemon_accept(struct daemon_state *d, int lfd, const struct config *
 				host);
 			continue;
 		}
+		uid = lim->daemon_client_children ? daemon_client_uid(fd, &peer) : -1;
+		if (uid < 0 && lim->daemon_client_children && !d->uid_warned) {
+			d->uid_warned = 1;
+			log_msg(LOG_LEVEL_WARNING,
+				"-bd: the kernel does not tell which user a client is (no "
+				"NETLINK_SOCK_DIAG): only the limit of %u sessions in all applies",
+				lim->daemon_children);
+		}
+		for (size_t i = 0; uid >= 0 && i < d->nchildren; i++)
+			same += d->client_uids[i] == uid;
+		if (uid >= 0 && same >= lim->daemon_client_children) {
+			static const char busy[] = "421 4.7.0 Error: too many connections from "
+						   "your user, try again later\r\n";
+
+			(void)!write(fd, busy, sizeof(busy) - 1);
+			close(fd);
+			log_msg(LOG_LEVEL_WARNING,
+				"-bd: uid %ld already has %zu sessions on %s, connection refused",
+				uid, same, host);
+			continue;
+		}
 		/* Unflushed stdio in the parent would otherwise be written twice. */
 		fflush(0);
 		pid = fork();
@@ -1451,8 +1648,10 @@ static void daemon_accept(struct daemon_state *d, int lfd, const struct config *
 		if (pid < 0)
 			log_msg(LOG_LEVEL_WARNING, "-bd: cannot fork a session: %s",
 				strerror(errno));
-		else
+		else {
+			d->client_uids[d->nchildren] = uid;
 			d->children[d->nchildren++] = pid;
+		}
 		close(fd);
 	}
 }
@@ -1490,7 +1689,7 @@ static void daemon_drain(struct daemon_state *d, const struct smtpd_limits *lim,
 		if (pid > 0)
 			for (size_t i = 0; i < d->nchildren; i++)
 				if (d->children[i] == pid) {
-					d->children[i] = d->children[--d->nchildren];
+					daemon_forget(d, i);
 					break;
 				}
 	}
@@ -1523,6 +1722,7 @@ int smtpd_daemon_limits(const struct config *cfg, const struct smtpd_limits *lim
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = 0;
 	d.children = util_calloc(lim->daemon_children ? lim->daemon_children : 1, sizeof(pid_t));
+	d.client_uids = util_calloc(lim->daemon_children ? lim->daemon_children : 1, sizeof(long));
 	pfds = util_calloc(d.nfds, sizeof(*pfds));
 	for (size_t i = 0; i < d.nfds; i++) {
 		pfds[i].fd = d.fds[i];
@@ -1578,6 +1778,7 @@ out:
 		close(d.fds[i]);
 	free(d.fds);
 	free(d.children);
+	free(d.client_uids);
 	free(eps);
 	return rc;
 }

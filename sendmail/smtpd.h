@@ -95,19 +95,25 @@
  *	- VRFY answers 252; EXPN, ETRN, BDAT, TURN 502; unknown verbs 500.
  *
  *	DATA and SMTP smuggling (RFC 5321 2.3.8 and 4.1.1.4; the 2023
- *	"SMTP smuggling" research): a line ends at LF, and one CR just before
- *	the LF belongs to the line ending, so CRLF and bare LF (curl sends
- *	files as they are) are both line endings. The data ends at a line
- *	that is exactly "." - so "\r\n.\r\n", "\n.\n", "\r\n.\n" and
- *	"\n.\r\n" all end it. A lone CR is data, never a line ending, so
- *	"\r.\r" does not end it. A leading dot is removed from every other
- *	line (transparency, RFC 5321 4.5.2). Every line is then re-terminated
- *	with CRLF and dot-stuffed again by the SMTP client, so the relay
- *	sees exactly the message boundary we saw and no second message can
- *	be hidden behind an ambiguous one. The same rule is Postfix's default
- *	(smtpd_forbid_bare_newline = no), so an application that talks to
- *	the relay directly gets the same result. A relay that took a lone CR
- *	as a line ending would see lines we did not; Postfix does not.
+ *	"SMTP smuggling" research): only <CR><LF>.<CR><LF> ends the data -
+ *	a line that is exactly "." ended by CRLF, after a line (or the DATA
+ *	command) ended by CRLF. Postfix 3.9's smtpd_forbid_bare_newline =
+ *	normalize does the same. Otherwise a bare LF is a line end for the
+ *	content (curl sends files as they are), and one CR just before the
+ *	LF belongs to the line ending. A "." line that does not end the data
+ *	("\n.\n", "\r\n.\n", "\n.\r\n") is content and stays a dot: a
+ *	client that does not see a bare LF as a line end did not dot-stuff
+ *	it, so what follows it is its message text, never our next command.
+ *	A lone CR is data, never a line ending ("\r.\r" ends nothing). A
+ *	leading dot is removed from every other line (transparency, RFC 5321
+ *	4.5.2, after CRLF or bare LF alike). Every line is then re-terminated
+ *	with CRLF and dot-stuffed again by the SMTP client, so the relay sees
+ *	exactly the message boundary we saw and no second message can be
+ *	hidden behind an ambiguous one. A client that ends its data with a
+ *	bare-LF "." is not answered until the idle timeout, as with Postfix.
+ *	Lone CRs inside a line are relayed as they are (SPEC: lone CR bytes
+ *	stay): a receiver behind the relay that took a lone CR as a line end
+ *	would see lines we did not; Postfix does not.
  *
  *	Bounds (they go into relayshim(8)):
  *	SMTPD_LINE_MAX		4096 bytes per command line, line ending
@@ -124,11 +130,31 @@
  *				"552 5.3.4" without being delivered.
  *	SMTPD_ERRORS_MAX	20 commands answered 4xx/5xx in a session; then
  *				"421 4.7.0" and the session ends.
- *	SMTPD_IDLE_TIMEOUT	300 s without a byte from the client (or
- *				without being able to write to it); then
- *				"421 4.4.2" and the session ends.
+ *	SMTPD_IDLE_TIMEOUT	300 s: inside DATA, without a byte from the
+ *				client; between messages, the client's pauses
+ *				added up since the greeting or the end of the
+ *				last DATA, whatever commands came in between
+ *				(NOOP does not keep a session alive; our own
+ *				time talking to the relay is not counted);
+ *				also for a client that does not read its
+ *				replies. Then "421 4.4.2", session ends.
+ *	SMTPD_JUNK_MAX		100 commands other than MAIL, RCPT, DATA and
+ *				QUIT (NOOP, RSET, HELO, VRFY, ...) and RCPTs
+ *				past SMTPD_RCPT_MAX since the greeting or the
+ *				last DATA; the next is answered "421 4.7.0" and
+ *				the session ends (Postfix's
+ *				smtpd_junk_command_limit).
  *	SMTPD_DAEMON_CHILDREN	100 concurrent -bd sessions; more are answered
  *				"421 4.3.2" and closed.
+ *	SMTPD_DAEMON_CLIENT_CHILDREN 20 concurrent -bd sessions per client:
+ *				the local user (uid) that owns the connecting
+ *				socket, asked from the kernel's socket table
+ *				(NETLINK_SOCK_DIAG; every client of a loopback
+ *				daemon has the same address). More are answered
+ *				"421 4.7.0" and closed, so one user's idle
+ *				connections leave 80 sessions to the others.
+ *				When the kernel cannot tell (no sock_diag), only
+ *				the global cap applies, with one warning.
  *	SMTPD_DRAIN_SECONDS	10 s for running -bd sessions after SIGTERM.
  *
  *	smtpd_parse_path() parses the argument of MAIL or RCPT: keyword
@@ -183,6 +209,8 @@
 #define SMTPD_ERRORS_MAX 20
 #define SMTPD_IDLE_TIMEOUT 300 /* seconds */
 #define SMTPD_DAEMON_CHILDREN 100
+#define SMTPD_DAEMON_CLIENT_CHILDREN 20
+#define SMTPD_JUNK_MAX 100
 #define SMTPD_DRAIN_SECONDS 10
 
 struct smtpd_ops {
@@ -201,6 +229,8 @@ struct smtpd_limits {
 	unsigned errors_max;	  /* SMTPD_ERRORS_MAX */
 	unsigned idle_timeout_ms; /* SMTPD_IDLE_TIMEOUT * 1000 */
 	unsigned daemon_children; /* SMTPD_DAEMON_CHILDREN */
+	unsigned daemon_client_children; /* SMTPD_DAEMON_CLIENT_CHILDREN (0: no cap) */
+	unsigned junk_max;	  /* SMTPD_JUNK_MAX (0: no limit) */
 	unsigned drain_ms;	  /* SMTPD_DRAIN_SECONDS * 1000 */
 };
 

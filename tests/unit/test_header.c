@@ -76,6 +76,42 @@ START_TEST(names_match_ignoring_case_and_obsolete_space)
 }
 END_TEST
 
+START_TEST(field_name_grammar)
+{
+	size_t off = 0;
+
+	ck_assert_uint_eq(header_field_name("To: x", 5, &off), 2);
+	ck_assert_uint_eq(off, 3);
+	ck_assert_uint_eq(header_field_name("X-Odd-Name:", 11, &off), 10);
+	ck_assert_uint_eq(header_field_name("BCC : hidden@x", 14, &off), 3);
+	ck_assert_uint_eq(off, 5);
+	ck_assert_uint_eq(header_field_name("Bcc \t :x", 8, &off), 3);
+	ck_assert_uint_eq(off, 7);
+	ck_assert_uint_eq(header_field_name("Bcc:", 4, 0), 3);
+	ck_assert_uint_eq(header_field_name(": x", 3, 0), 0);
+	ck_assert_uint_eq(header_field_name(" To: x", 6, 0), 0);
+	ck_assert_uint_eq(header_field_name("Two words: x", 12, 0), 0);
+	ck_assert_uint_eq(header_field_name("NoColon", 7, 0), 0);
+	ck_assert_uint_eq(header_field_name("Bcc ", 4, 0), 0);
+	ck_assert_uint_eq(header_field_name("B\200cc: x", 7, 0), 0);
+	ck_assert_uint_eq(header_field_name("Bcc\r: x", 7, 0), 0);
+	ck_assert(header_is_continuation(" x", 2));
+	ck_assert(header_is_continuation("\tx", 2));
+	ck_assert(!header_is_continuation("x", 1));
+	ck_assert(!header_is_continuation("", 0));
+}
+END_TEST
+
+START_TEST(bcc_with_space_before_the_colon_is_found_and_removed)
+{
+	load("To: b@example.org\r\nBCC : hidden@example.org\r\nbcc\t:other@example.org\r\n");
+	ck_assert_int_eq(header_find(&h, "Bcc", 0), 1);
+	ck_assert_int_eq(header_find(&h, "Bcc", 2), 2);
+	ck_assert_uint_eq(header_remove_all(&h, "Bcc"), 2);
+	ck_assert_str_eq(dump(), "To: b@example.org\r\n");
+}
+END_TEST
+
 START_TEST(removing_a_field_leaves_the_others_in_order)
 {
 	load(sample);
@@ -178,6 +214,8 @@ int main(void)
 	tcase_add_test(tc, untouched_header_serialises_byte_exact);
 	tcase_add_test(tc, continuation_lines_belong_to_their_field);
 	tcase_add_test(tc, names_match_ignoring_case_and_obsolete_space);
+	tcase_add_test(tc, field_name_grammar);
+	tcase_add_test(tc, bcc_with_space_before_the_colon_is_found_and_removed);
 	tcase_add_test(tc, removing_a_field_leaves_the_others_in_order);
 	tcase_add_test(tc, remove_all_removes_every_copy);
 	tcase_add_test(tc, insert_at_top_and_bottom);

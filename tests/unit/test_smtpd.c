@@ -46,6 +46,7 @@ static struct {
 
 	const char *answer; /* what the fake deliver replies */
 	int deliver_rc;
+	long deliver_delay_ms; /* a slow relay */
 	int dsn;
 	struct delivery got[16];
 	int ndelivered;
@@ -63,6 +64,11 @@ static int fake_deliver(void *ctx, struct envelope *env, struct message *msg, st
 	struct buf rcpts = BUF_INIT;
 
 	ck_assert_ptr_eq(ctx, &t);
+	if (t.deliver_delay_ms) {
+		struct timespec ts = {0, t.deliver_delay_ms * 1000 * 1000};
+
+		nanosleep(&ts, 0);
+	}
 	if (t.ndelivered >= 16) {
 		/* Only counted: the hostile-input test delivers many. */
 		t.ndelivered++;
@@ -819,37 +825,78 @@ static void smuggle_start(void)
 	expect("354");
 }
 
-START_TEST(smuggling_lf_dot_lf_ends_the_data_and_what_follows_is_a_command)
+START_TEST(smuggling_lf_dot_lf_is_content_and_so_is_what_follows)
 {
 	smuggle_start();
-	send_str("one\n.\nMAIL FROM:<evil@example.com>\r\n");
+	/* The 2023 smuggling payload: a client that does not see bare LF as a line end
+	 * does not dot-stuff "\n.\n", so it must not end the data here either. */
+	send_str("one\n.\nMAIL FROM:<evil@example.com>\nRCPT TO:<x@example.org>\nDATA\n"
+		 "smuggled\n.\nQUIT\n\r\n.\r\nNOOP\r\n");
 	expect("250");
-	ck_assert_str_eq(expect("250"), "250 2.1.0 Ok\r\n");
+	ck_assert_str_eq(expect("250"), "250 2.0.0 Ok\r\n");
 	finish();
 	ck_assert_int_eq(t.ndelivered, 1);
-	ck_assert_str_eq(t.got[0].body, "one\r\n");
+	ck_assert_str_eq(t.got[0].sender, "a@example.com");
+	/* The dots stay literal: the SMTP client stuffs them again for the relay. */
+	ck_assert_str_eq(t.got[0].body, "one\r\n.\r\nMAIL FROM:<evil@example.com>\r\n"
+					"RCPT TO:<x@example.org>\r\nDATA\r\nsmuggled\r\n.\r\n"
+					"QUIT\r\n\r\n");
 }
 END_TEST
 
-START_TEST(smuggling_crlf_dot_lf_ends_the_data)
+START_TEST(smuggling_crlf_dot_lf_is_content)
 {
 	smuggle_start();
-	send_str("one\r\n.\nNOOP\r\n");
-	expect("250");
+	send_str("one\r\n.\nNOOP\r\n.\r\n");
 	expect("250");
 	finish();
-	ck_assert_str_eq(t.got[0].body, "one\r\n");
+	ck_assert_int_eq(t.ndelivered, 1);
+	ck_assert_str_eq(t.got[0].body, "one\r\n.\r\nNOOP\r\n");
 }
 END_TEST
 
-START_TEST(smuggling_lf_dot_crlf_ends_the_data)
+START_TEST(smuggling_lf_dot_crlf_is_content)
 {
 	smuggle_start();
-	send_str("one\n.\r\nNOOP\r\n");
-	expect("250");
+	send_str("one\n.\r\nNOOP\r\n.\r\n");
 	expect("250");
 	finish();
-	ck_assert_str_eq(t.got[0].body, "one\r\n");
+	ck_assert_int_eq(t.ndelivered, 1);
+	ck_assert_str_eq(t.got[0].body, "one\r\n.\r\nNOOP\r\n");
+}
+END_TEST
+
+START_TEST(only_crlf_dot_crlf_ends_the_data_and_bare_lf_lines_are_unstuffed)
+{
+	smuggle_start();
+	/* ".." after a bare LF is transparency as after CRLF (bare LF is a line end
+	 * for content, Postfix's "normalize"), and an empty message ends at once. */
+	send_str("..two\n..\r\n.\r\nMAIL FROM:<c@example.com>\r\nRCPT TO:<d@example.org>\r\n"
+		 "DATA\r\n.\r\n");
+	expect("250");
+	expect("250");
+	expect("250");
+	expect("354");
+	expect("250");
+	finish();
+	ck_assert_int_eq(t.ndelivered, 2);
+	ck_assert_str_eq(t.got[0].body, ".two\r\n.\r\n");
+	ck_assert_str_eq(t.got[1].sender, "c@example.com");
+	ck_assert_uint_eq(t.got[1].body_len, 0);
+}
+END_TEST
+
+START_TEST(data_after_a_bare_lf_data_command_needs_a_crlf_before_the_dot)
+{
+	session_start();
+	send_str("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\n");
+	expect("250");
+	expect("250");
+	expect("354");
+	send_str(".\r\nx\r\n.\r\n");
+	expect("250");
+	finish();
+	ck_assert_str_eq(t.got[0].body, ".\r\nx\r\n");
 }
 END_TEST
 
@@ -897,6 +944,78 @@ START_TEST(idle_client_gets_421_and_the_session_ends)
 	finish();
 	ck_assert_int_eq(t.rc, 0);
 	ck_assert_int_eq(t.end_sessions, 1);
+}
+END_TEST
+
+START_TEST(noop_loop_ends_with_421_after_the_junk_limit)
+{
+	t.lim.junk_max = 5;
+	session_start();
+	send_str("NOOP\r\nNOOP\r\nRSET\r\nNOOP\r\nNOOP\r\nNOOP\r\nQUIT\r\n");
+	/* EHLO was the first of the five. */
+	for (int i = 0; i < 4; i++)
+		expect("250");
+	ck_assert_str_eq(expect("421"),
+			 "421 4.7.0 relayshim.test Error: too many commands without a message\r\n");
+	expect_eof();
+	finish();
+	ck_assert_int_eq(t.rc, 0);
+}
+END_TEST
+
+START_TEST(a_delivered_message_resets_the_junk_count)
+{
+	t.lim.junk_max = 3;
+	session_start();
+	send_str("NOOP\r\nNOOP\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n"
+		 "DATA\r\nx\r\n.\r\nNOOP\r\nRSET\r\nNOOP\r\nQUIT\r\n");
+	for (int i = 0; i < 4; i++)
+		expect("250");
+	expect("354");
+	for (int i = 0; i < 4; i++)
+		expect("250");
+	expect("221");
+	finish();
+	ck_assert_int_eq(t.ndelivered, 1);
+}
+END_TEST
+
+START_TEST(noop_does_not_extend_the_idle_timeout)
+{
+	struct timespec tick = {0, 100 * 1000 * 1000};
+	int i;
+
+	t.lim.idle_timeout_ms = 500;
+	session_start();
+	/* A NOOP every 100 ms: the old rule (any byte resets the timer) never ends this. */
+	for (i = 0; i < 30 && !t.done; i++) {
+		nanosleep(&tick, 0);
+		(void)!write(t.client, "NOOP\r\n", 6);
+	}
+	ck_assert_msg(t.done, "a NOOP every 100 ms kept the session for 3 s (timeout 500 ms)");
+	ck_assert_int_le(i, 8);
+	while (fill() > 0)
+		;
+	ck_assert_ptr_nonnull(strstr(buf_cstr(&t.in), "421 4.4.2 relayshim.test Error: timeout"));
+	finish();
+}
+END_TEST
+
+START_TEST(a_slow_delivery_does_not_use_up_the_clients_idle_time)
+{
+	struct timespec tick = {0, 200 * 1000 * 1000};
+
+	t.lim.idle_timeout_ms = 500;
+	t.deliver_delay_ms = 600;
+	smuggle_start();
+	send_str("x\r\n.\r\n");
+	expect("250");
+	/* Only the client's own silence counts: 200 ms of the 500 are used. */
+	nanosleep(&tick, 0);
+	send_str("NOOP\r\nQUIT\r\n");
+	expect("250");
+	expect("221");
+	finish();
 }
 END_TEST
 
@@ -1010,6 +1129,7 @@ START_TEST(hostile_input_never_crashes_the_server)
 	ssize_t n;
 
 	t.lim.errors_max = 1000000;
+	t.lim.junk_max = 0;
 	t.lim.rcpt_max = 5;
 	t.lim.data_line_max = 300;
 	t.cfg.max_size = 2000;
@@ -1288,6 +1408,67 @@ START_TEST(daemon_serves_connections_and_stops_on_sigterm)
 }
 END_TEST
 
+START_TEST(daemon_caps_the_sessions_of_one_local_user)
+{
+	char spec[64];
+	unsigned port = free_port();
+	int fds[2];
+	pid_t pid;
+	int status;
+	int got220 = 0;
+
+	snprintf(spec, sizeof(spec), "127.0.0.1:%u", port);
+	t.cfg.intercept = spec;
+	t.lim.daemon_client_children = 2;
+	t.lim.drain_ms = 300;
+	pid = fork();
+	if (pid == 0) {
+		struct error err;
+
+		_exit(smtpd_daemon_limits(&t.cfg, &t.lim, &t.ops, &t, &err));
+	}
+	close(t.server);
+	close(t.client);
+	/* Same uid for all: the third is refused although 98 sessions are free. */
+	for (int i = 0; i < 2; i++) {
+		t.client = fds[i] = connect_port(port);
+		buf_reset(&t.in);
+		expect("220");
+	}
+	t.client = connect_port(port);
+	buf_reset(&t.in);
+	ck_assert_str_eq(
+	    expect("421"),
+	    "421 4.7.0 Error: too many connections from your user, try again later\r\n");
+	expect_eof();
+	close(t.client);
+	/* One session ends: the user may open one again (once the daemon reaped it). */
+	t.client = fds[0];
+	send_str("QUIT\r\n");
+	expect("221");
+	expect_eof();
+	close(fds[0]);
+	for (int i = 0; i < 100 && !got220; i++) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+
+		t.client = connect_port(port);
+		buf_reset(&t.in);
+		while (reply_end() == 0 && fill() > 0)
+			;
+		got220 = strncmp(buf_cstr(&t.in), "220", 3) == 0;
+		close(t.client);
+		nanosleep(&ts, 0);
+	}
+	ck_assert(got220);
+	close(fds[1]);
+	t.client = -1;
+	ck_assert_int_eq(kill(pid, SIGTERM), 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
 START_TEST(daemon_sigterm_waits_for_a_running_session_then_ends_it)
 {
 	char spec[64];
@@ -1409,9 +1590,15 @@ int main(void)
 	tcase_add_test(data, message_over_the_limit_is_read_to_the_end_and_refused);
 	tcase_add_test(data, overlong_message_line_is_refused_after_the_dot);
 	tcase_add_test(data, large_message_is_spilled_and_arrives_whole);
-	tcase_add_test(data, smuggling_lf_dot_lf_ends_the_data_and_what_follows_is_a_command);
-	tcase_add_test(data, smuggling_crlf_dot_lf_ends_the_data);
-	tcase_add_test(data, smuggling_lf_dot_crlf_ends_the_data);
+	tcase_add_test(data, smuggling_lf_dot_lf_is_content_and_so_is_what_follows);
+	tcase_add_test(data, smuggling_crlf_dot_lf_is_content);
+	tcase_add_test(data, smuggling_lf_dot_crlf_is_content);
+	tcase_add_test(data, only_crlf_dot_crlf_ends_the_data_and_bare_lf_lines_are_unstuffed);
+	tcase_add_test(data, noop_loop_ends_with_421_after_the_junk_limit);
+	tcase_add_test(data, a_delivered_message_resets_the_junk_count);
+	tcase_add_test(data, noop_does_not_extend_the_idle_timeout);
+	tcase_add_test(data, a_slow_delivery_does_not_use_up_the_clients_idle_time);
+	tcase_add_test(data, data_after_a_bare_lf_data_command_needs_a_crlf_before_the_dot);
 	tcase_add_test(data, smuggling_cr_dot_cr_is_data_and_stays_in_one_line);
 	tcase_add_test(data, smuggling_crlf_dot_cr_is_data);
 	tcase_add_test(data, client_closing_in_the_middle_of_data_delivers_nothing);
@@ -1425,6 +1612,7 @@ int main(void)
 	tcase_add_test(pure, endpoints_must_be_loopback_and_well_formed);
 
 	tcase_add_test(daemon, daemon_serves_connections_and_stops_on_sigterm);
+	tcase_add_test(daemon, daemon_caps_the_sessions_of_one_local_user);
 	tcase_add_test(daemon, daemon_sigterm_waits_for_a_running_session_then_ends_it);
 	tcase_add_test(daemon, daemon_refuses_a_non_loopback_endpoint);
 	tcase_add_test(daemon, daemon_fails_clearly_when_the_port_is_taken);
