@@ -163,8 +163,8 @@ endif
 
 # make deb: dpkg-buildpackage -b on a copy of the tree (its parent directory
 # is where the .deb lands: build/deb/relayshim_VERSION_ARCH.deb), then
-# lintian, which fails on errors. DEB_BUILD_OPTIONS=nocheck skips the unit
-# tests (and the check build dependency).
+# lintian, which fails on errors (where it can run). DEB_BUILD_OPTIONS=nocheck
+# skips the unit tests (and the check build dependency).
 deb:
 	@sh tools/install-deb-deps.sh
 	rm -rf build/deb && mkdir -p build/deb/relayshim
@@ -173,7 +173,12 @@ deb:
 	cd build/deb/relayshim && dpkg-buildpackage -us -uc -b \
 		$(if $(filter nocheck,$(DEB_BUILD_OPTIONS)),-Pnocheck)
 	rm -rf build/deb/relayshim
-	lintian --fail-on error build/deb/relayshim_*.changes
+	@if lintian --version >/dev/null 2>&1; then \
+		echo "lintian --fail-on error build/deb/relayshim_*.changes"; \
+		lintian --fail-on error build/deb/relayshim_*.changes; \
+	else \
+		echo "make deb: lintian does not run here (a slim image's dpkg excludes /usr/share/lintian): not checked" >&2; \
+	fi
 	@ls build/deb/relayshim_*.deb
 
 # make check-deb: the package installed with bsd-mailx and cron in a Debian
