@@ -6,7 +6,8 @@
 # In a Debian bookworm container (podman):
 #   apt-get install ./relayshim_*.deb bsd-mailx cron
 # must pull in no other MTA (mail-transport-agent is provided by relayshim
-# alone; no exim4 or postfix); the package must lay out sendmail, its two
+# alone; no exim4 or postfix; mailutils, simulated afterwards, would not
+# bring one either); the package must lay out sendmail, its two
 # symlinks, the shim (not preloaded), the man pages, the conffile and the
 # queue directory (mode 1733, root); then, with the relay named in
 # /etc/relayshim.conf, "echo hi | mail -s test root" must reach the relay:
@@ -86,6 +87,8 @@ dpkg -l | grep -i -E 'mta|exim|postfix|sendmail|relayshim|mailx|cron' || true
 echo "== packages providing mail-transport-agent"
 dpkg-query -W -f '${Status} ${Package} ${Provides}\n' |
 	awk '/^install ok installed/ && /mail-transport-agent/ {print $4}' | tee mta.list
+echo "== apt-get install -s mailutils (simulated): what it would add"
+apt-get install -s -q mailutils 2>&1 | awk '/^Inst / {print $2}' | tee mailutils.inst
 echo "== layout"
 ls -ld /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/mailq /usr/lib/relayshim/librelayshim.so \
 	/etc/relayshim.conf /var/spool/relayshim | tee layout.txt
@@ -125,6 +128,9 @@ grep -q '^mail exit status 0$' "$work/inside.out" || { cat "$work/inside.err" >&
 # No other MTA: relayshim is the only provider, exim4 and postfix absent.
 [ "$(cat "$work/mta.list")" = relayshim ] || fail "providers of mail-transport-agent: $(cat "$work/mta.list")"
 grep -q -E '^ii +(exim4|postfix|nullmailer|dma|msmtp-mta|ssmtp)' "$work/inside.out" && fail "another MTA was installed"
+grep -q '^mailutils$' "$work/mailutils.inst" || fail "apt-get install -s mailutils did not plan mailutils"
+grep -E '^(exim4|postfix|nullmailer|dma|msmtp-mta|ssmtp|sendmail-bin)' "$work/mailutils.inst" &&
+	fail "mailutils would pull in another MTA"
 # Layout.
 [ "$(cat "$work/spool.stat")" = "1733 root root" ] || fail "spool is $(cat "$work/spool.stat"), want 1733 root root"
 [ "$(cat "$work/links.txt")" = "$(printf '../sbin/sendmail\n../sbin/sendmail')" ] || fail "symlinks: $(cat "$work/links.txt")"
