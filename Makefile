@@ -8,6 +8,8 @@
 #   make demo              local Postfix relay, one message via sendmail and via the shim
 #   make bench             relayshim against its peers (see bench/README.md)
 #   make fuzz              libFuzzer targets (clang)
+#   make deb               Debian package (debian/, dpkg-buildpackage) in build/deb/
+#   make check-deb         install the package in a Debian container, mail through it
 
 PREFIX   ?= /usr
 DESTDIR  ?=
@@ -56,7 +58,7 @@ TOOL_BIN = $(TOOL_SRC:%.c=$(BUILD)/%)
 SENDMAIL = $(BUILD)/sendmail/sendmail
 SHIM     = $(BUILD)/shim/librelayshim.so
 
-.PHONY: all install check check-one unit integration demo bench fuzz clean deps format
+.PHONY: all install check check-one unit integration demo bench fuzz clean deps format deb check-deb
 all: $(SENDMAIL) $(SHIM)
 
 $(BUILD)/%.o: %.c $(wildcard sendmail/*.h) $(wildcard shim/*.h)
@@ -163,6 +165,32 @@ fuzz: $(FUZZ_BIN)
 ifneq ($(RUN),)
 	@sh fuzz/run.sh $(RUN) $(FUZZ_BIN)
 endif
+
+# make deb: dpkg-buildpackage -b on a copy of the tree (its parent directory
+# is where the .deb lands: build/deb/relayshim_VERSION_ARCH.deb), then
+# lintian, which fails on errors (where it can run). DEB_BUILD_OPTIONS=nocheck
+# skips the unit tests (and the check build dependency).
+deb:
+	@sh tools/install-deb-deps.sh
+	rm -rf build/deb && mkdir -p build/deb/relayshim
+	tar --exclude=./build --exclude=./build-san --exclude=./build-fuzz --exclude=./.git \
+		-cf - . | tar -xf - -C build/deb/relayshim
+	cd build/deb/relayshim && dpkg-buildpackage -us -uc -b \
+		$(if $(filter nocheck,$(DEB_BUILD_OPTIONS)),-Pnocheck)
+	rm -rf build/deb/relayshim
+	@if lintian --version >/dev/null 2>&1; then \
+		echo "lintian --fail-on error build/deb/relayshim_*.changes"; \
+		lintian --fail-on error build/deb/relayshim_*.changes; \
+	else \
+		echo "make deb: lintian does not run here (a slim image's dpkg excludes /usr/share/lintian): not checked" >&2; \
+	fi
+	@ls build/deb/relayshim_*.deb
+
+# make check-deb: the package installed with bsd-mailx and cron in a Debian
+# bookworm container (podman), no other MTA pulled in, mail(1) to a relay.
+check-deb: deb
+	@sh tools/install-deb-deps.sh --test
+	@sh tests/deb/test_deb.sh build/deb
 
 format:
 	clang-format -i sendmail/*.[ch] shim/*.[ch] tests/unit/*.c tests/tools/*.c
