@@ -5,6 +5,7 @@
  *	the durable fallback queue and its detached retry worker
  * SYNOPSIS
  *	#include "spool.h"
+#include "spool_entry.h"
  * DESCRIPTION
  *	See spool.h for the contract, the layout, the permission model and
  *	the crash-consistency argument. This file is organised as:
@@ -51,8 +52,6 @@
 #include "log.h"
 #include "spool.h"
 
-#define SPOOL_MAGIC		"relayshim-spool 1"
-#define SPOOL_STATE_MAGIC	"relayshim-state 1"
 #define SPOOL_ENVELOPE_MAX	(16 * 1024 * 1024)	/* envelope text of one entry */
 #define SPOOL_TMP_MAX_AGE	3600			/* seconds before tmp/ debris goes */
 #define SPOOL_STREAK_MAX	3			/* temporary failures that end a pass */
@@ -217,277 +216,23 @@ void spool_make_id(char *id, size_t size)
  * Entry format: envelope text with %XX escapes
  * ==================================================================== */
 
-/* put_escaped - append s with controls, space, % and DEL as %XX */
-
-static void put_escaped(struct buf *out, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c <= 0x20 || c == '%' || c == 0x7f)
-			buf_printf(out, "%%%02X", c);
-		else
-			buf_putc(out, c);
-	}
-}
-
-/* put_field - one "key value" line */
-
-static void put_field(struct buf *out, const char *key, const char *value)
-{
-	buf_puts(out, key);
-	buf_putc(out, ' ');
-	put_escaped(out, value);
-	buf_putc(out, '\n');
-}
-
-/* unescape - decode %XX in [p, p+n) into a new string; NULL when malformed */
-
-static char *unescape(const char *p, size_t n)
-{
-	struct buf b = BUF_INIT;
-
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '%') {
-			int hi, lo;
-
-			if (i + 2 >= n) {
-				buf_free(&b);
-				return 0;
-			}
-			hi = util_hex_value(p[i + 1]);
-			lo = util_hex_value(p[i + 2]);
-			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-				buf_free(&b);
-				return 0;
-			}
-			buf_putc(&b, hi * 16 + lo);
-			i += 2;
-		} else {
-			buf_putc(&b, p[i]);
-		}
-	}
-	if (b.data == 0)
-		return util_strdup("");
-	return buf_steal(&b);
-}
-
-/* One entry, as read from q/ID and q/ID.st. */
-struct spool_entry {
-	char id[SPOOL_ID_MAX];
-	uid_t owner;
-	double created;
-	struct envelope env;
-	unsigned long long header_len;
-	unsigned long long body_len;
-	unsigned long long data_off;	/* envelope text length: the header starts here */
-	int has_8bit;
-	int has_nul;
-	unsigned long long longest;
-	char *first_error;		/* reason given to spool_store() */
-	/* q/ID.st */
-	unsigned attempts;
-	double last_try;
-	double next_try;
-	char *last_error;
-	struct strlist done;		/* recipients finished after a partial acceptance */
-};
-
-/* entry_init - empty entry */
-
-static void entry_init(struct spool_entry *e)
-{
-	memset(e, 0, sizeof(*e));
-	envelope_init(&e->env);
-}
-
-/* entry_free - release everything */
-
-static void entry_free(struct spool_entry *e)
-{
-	envelope_free(&e->env);
-	free(e->first_error);
-	free(e->last_error);
-	strlist_free(&e->done);
-	entry_init(e);
-}
-
-/* envelope_text - the envelope part of q/ID */
+/* envelope_text - the envelope part of q/ID for a message being stored */
 
 static void envelope_text(struct buf *out, double created, const struct envelope *env,
 			  const struct message *msg, const char *reason)
 {
-	buf_puts(out, SPOOL_MAGIC "\n");
-	buf_printf(out, "created %.6f\n", created);
-	put_field(out, "sender", env->sender ? env->sender : "");
-	for (size_t i = 0; i < env->rcpts.n; i++)
-		put_field(out, "rcpt", env->rcpts.v[i]);
-	if (env->dsn_notify)
-		put_field(out, "notify", env->dsn_notify);
-	if (env->dsn_ret)
-		put_field(out, "ret", env->dsn_ret);
-	if (env->dsn_envid)
-		put_field(out, "envid", env->dsn_envid);
-	buf_printf(out, "smtputf8 %d\n8bit %d\nnul %d\nlongest %zu\n", env->smtputf8 ? 1 : 0,
-		   msg->has_8bit ? 1 : 0, msg->has_nul ? 1 : 0, msg->longest_line);
-	if (reason && *reason)
-		put_field(out, "error", reason);
-	buf_printf(out, "header %zu\nbody %llu\n\n", msg->header.len, msg->body.len);
-}
+	struct spool_entry e;
 
-/* parse_ull - a decimal number filling the whole string */
-
-static int parse_ull(const char *s, unsigned long long *v)
-{
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	*v = strtoull(s, &end, 10);
-	return (errno || *end) ? -1 : 0;
-}
-
-/* parse_double - a number filling the whole string */
-
-static int parse_double(const char *s, double *v)
-{
-	char *end;
-
-	*v = strtod(s, &end);
-	return (end == s || *end || !isfinite(*v)) ? -1 : 0;
-}
-
-/* envelope_parse - read the envelope text of q/ID; -1 when malformed */
-
-static int envelope_parse(const char *p, size_t n, struct spool_entry *e)
-{
-	const char *end = p + n;
-	int seen_header = 0, seen_body = 0, seen_sender = 0, seen_created = 0;
-	size_t magic = sizeof(SPOOL_MAGIC) - 1;
-
-	if (n < magic + 1 || memcmp(p, SPOOL_MAGIC "\n", magic + 1) != 0)
-		return -1;
-	p += magic + 1;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *sp;
-		char key[16];
-		char *val;
-		unsigned long long num = 0;
-		size_t klen;
-
-		if (nl == 0)
-			return -1;
-		if (nl == p) {			/* the empty line ends the envelope */
-			e->data_off = (unsigned long long)(nl + 1 - (end - n));
-			break;
-		}
-		sp = memchr(p, ' ', (size_t)(nl - p));
-		if (sp == 0 || (klen = (size_t)(sp - p)) >= sizeof(key))
-			return -1;
-		memcpy(key, p, klen);
-		key[klen] = 0;
-		if ((val = unescape(sp + 1, (size_t)(nl - sp - 1))) == 0)
-			return -1;
-		p = nl + 1;
-		if (strcmp(key, "sender") == 0) {
-			free(e->env.sender);
-			e->env.sender = val;
-			seen_sender = 1;
-			continue;
-		}
-		if (strcmp(key, "rcpt") == 0) {
-			strlist_add_nodup(&e->env.rcpts, val);
-			continue;
-		}
-		if (strcmp(key, "notify") == 0 || strcmp(key, "ret") == 0
-		    || strcmp(key, "envid") == 0 || strcmp(key, "error") == 0) {
-			char **slot = key[0] == 'n' ? &e->env.dsn_notify
-				      : key[0] == 'r' ? &e->env.dsn_ret
-				      : key[1] == 'n' ? &e->env.dsn_envid
-						      : &e->first_error;
-
-			free(*slot);
-			*slot = val;
-			continue;
-		}
-		if (strcmp(key, "created") == 0) {
-			int bad = parse_double(val, &e->created);
-
-			free(val);
-			if (bad)
-				return -1;
-			seen_created = 1;
-			continue;
-		}
-		if (parse_ull(val, &num) != 0) {
-			free(val);
-			return -1;
-		}
-		free(val);
-		if (strcmp(key, "smtputf8") == 0)
-			e->env.smtputf8 = num != 0;
-		else if (strcmp(key, "8bit") == 0)
-			e->has_8bit = num != 0;
-		else if (strcmp(key, "nul") == 0)
-			e->has_nul = num != 0;
-		else if (strcmp(key, "longest") == 0)
-			e->longest = num;
-		else if (strcmp(key, "header") == 0)
-			e->header_len = num, seen_header = 1;
-		else if (strcmp(key, "body") == 0)
-			e->body_len = num, seen_body = 1;
-		/* Unknown numeric keys are ignored: a newer writer may add some. */
-	}
-	if (e->data_off == 0 || !seen_header || !seen_body || !seen_sender || !seen_created
-	    || e->env.rcpts.n == 0)
-		return -1;
-	return 0;
-}
-
-/* state_parse - read q/ID.st; unknown or malformed lines are ignored (advisory) */
-
-static void state_parse(const char *p, size_t n, struct spool_entry *e)
-{
-	const char *end = p + n;
-	size_t magic = sizeof(SPOOL_STATE_MAGIC) - 1;
-
-	if (n < magic + 1 || memcmp(p, SPOOL_STATE_MAGIC "\n", magic + 1) != 0)
-		return;
-	p += magic + 1;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *sp;
-		char *val;
-		double d;
-
-		if (nl == 0)
-			break;
-		sp = memchr(p, ' ', (size_t)(nl - p));
-		if (sp == 0 || (val = unescape(sp + 1, (size_t)(nl - sp - 1))) == 0) {
-			p = nl + 1;
-			continue;
-		}
-#define KEY_IS(k) ((size_t)(sp - p) == sizeof(k) - 1 && memcmp(p, k, sizeof(k) - 1) == 0)
-		if (KEY_IS("attempts") && parse_double(val, &d) == 0 && d >= 0 && d < 1e9)
-			e->attempts = (unsigned)d;
-		else if (KEY_IS("last_try") && parse_double(val, &d) == 0)
-			e->last_try = d;
-		else if (KEY_IS("next_try") && parse_double(val, &d) == 0)
-			e->next_try = d;
-		else if (KEY_IS("error")) {
-			free(e->last_error);
-			e->last_error = val;
-			val = 0;
-		} else if (KEY_IS("done")) {
-			strlist_add_nodup(&e->done, val);
-			val = 0;
-		}
-#undef KEY_IS
-		free(val);
-		p = nl + 1;
-	}
+	spool_entry_init(&e);
+	e.created = created;
+	e.env = *env;			/* borrowed: not freed below */
+	e.has_8bit = msg->has_8bit;
+	e.has_nul = msg->has_nul;
+	e.longest = msg->longest_line;
+	e.first_error = (char *)reason;
+	e.header_len = msg->header.len;
+	e.body_len = msg->body.len;
+	spool_entry_format(out, &e);
 }
 
 /* read_envelope_text - the bytes of q/ID up to and including the empty line */
@@ -571,7 +316,7 @@ static int entry_read(int qdir, int fd, const char *id, struct spool_entry *e)
 
 	snprintf(e->id, sizeof(e->id), "%s", id);
 	if (fstat(fd, &sb) != 0 || read_envelope_text(fd, &text) != 0
-	    || envelope_parse(text.data, text.len, e) != 0)
+	    || spool_entry_parse(text.data, text.len, e) != 0)
 		goto out;
 	e->owner = sb.st_uid;
 	/* A file shorter than its envelope promises was cut short: corrupt. */
@@ -580,7 +325,7 @@ static int entry_read(int qdir, int fd, const char *id, struct spool_entry *e)
 	e->next_try = e->created;
 	snprintf(stname, sizeof(stname), "%s.st", id);
 	if (read_small_file(qdir, stname, &st) == 0 && st.len > 0)
-		state_parse(st.data, st.len, e);
+		spool_state_parse(st.data, st.len, e);
 	rc = 0;
 out:
 	buf_free(&text);
@@ -973,13 +718,7 @@ static void state_write(const struct spool_area *a, const struct spool_entry *e,
 	char tmpname[SPOOL_ID_MAX + 32], stname[SPOOL_ID_MAX + 4];
 	int fd;
 
-	buf_puts(&text, SPOOL_STATE_MAGIC "\n");
-	buf_printf(&text, "attempts %u\nlast_try %.6f\nnext_try %.6f\n", e->attempts, e->last_try,
-		   e->next_try);
-	if (e->last_error)
-		put_field(&text, "error", e->last_error);
-	for (size_t i = 0; i < e->done.n; i++)
-		put_field(&text, "done", e->done.v[i]);
+	spool_state_format(&text, e);
 	snprintf(tmpname, sizeof(tmpname), "%s.st.%ld", e->id, (long)getpid());
 	snprintf(stname, sizeof(stname), "%s.st", e->id);
 	(void)unlinkat(a->tmp, tmpname, 0);
@@ -1313,13 +1052,13 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		close(fd);
 		return ENTRY_GONE;
 	}
-	entry_init(&e);
+	spool_entry_init(&e);
 	if (entry_read(a->q, fd, id, &e) != 0) {
 		struct strlist none = STRLIST_INIT;
 
 		snprintf(e.id, sizeof(e.id), "%s", id);
 		entry_give_up(cfg, a, fd, &e, "corrupt queue entry (unreadable envelope)", &none, 0, 0);
-		entry_free(&e);
+		spool_entry_free(&e);
 		close(fd);
 		error_set(err, EX_DATAERR, "queue entry %s is corrupt; moved to %s/failed", id, a->path);
 		return ENTRY_FAILED;
@@ -1328,7 +1067,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 	if (!force && e.next_try > now) {
 		if (e.next_try < *next_due)
 			*next_due = e.next_try;
-		entry_free(&e);
+		spool_entry_free(&e);
 		close(fd);
 		return ENTRY_NOT_DUE;
 	}
@@ -1339,7 +1078,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 			id, a->path, strerror(errno));
 		if (now + spool_retry_base() < *next_due)
 			*next_due = now + spool_retry_base();
-		entry_free(&e);
+		spool_entry_free(&e);
 		close(fd);
 		return ENTRY_NOT_DUE;
 	}
@@ -1358,7 +1097,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		error_set(err, EX_UNAVAILABLE, "%s: %s", id, why.data);
 		buf_free(&why);
 		strlist_free(&left);
-		entry_free(&e);
+		spool_entry_free(&e);
 		close(fd);
 		return ENTRY_FAILED;
 	}
@@ -1459,7 +1198,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 	smtp_result_free(&res);
 	message_free(&msg);
 	envelope_free(&denv);
-	entry_free(&e);
+	spool_entry_free(&e);
 	close(fd);				/* releases the lock */
 	return result;
 }
@@ -1802,18 +1541,18 @@ int spool_load(const struct config *cfg, const char *queue_id, struct envelope *
 		area_close(&a);
 		return err->status;
 	}
-	entry_init(&e);
+	spool_entry_init(&e);
 	if (entry_read(a.q, fd, queue_id, &e) != 0 || entry_message(fd, &e, msg) != 0) {
 		error_set(err, EX_DATAERR, "queue entry %s/q/%s is corrupt", a.path, queue_id);
 		message_free(msg);
-		entry_free(&e);
+		spool_entry_free(&e);
 		close(fd);
 		area_close(&a);
 		return err->status;
 	}
 	*env = e.env;
 	envelope_init(&e.env);
-	entry_free(&e);
+	spool_entry_free(&e);
 	close(fd);
 	area_close(&a);
 	return 0;
@@ -2139,11 +1878,11 @@ int spool_list(const struct config *cfg, struct buf *out, struct error *err)
 
 			if (fd < 0)
 				continue;
-			entry_init(&e);
+			spool_entry_init(&e);
 			if (entry_read(areas[ai].q, fd, ids.v[i], &e) != 0) {
 				buf_printf(out, "%-24s (corrupt entry, will be moved to failed/)\n\n",
 					   ids.v[i]);
-				entry_free(&e);
+				spool_entry_free(&e);
 				close(fd);
 				continue;
 			}
@@ -2188,7 +1927,7 @@ int spool_list(const struct config *cfg, struct buf *out, struct error *err)
 			}
 			buf_putc(out, '\n');
 			buf_free(&tmp);
-			entry_free(&e);
+			spool_entry_free(&e);
 		}
 		strlist_free(&ids);
 	}

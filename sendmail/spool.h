@@ -168,7 +168,7 @@
 #include "smtp.h"
 #include "util.h"
 
-#define SPOOL_ID_MAX 65
+#include "spool_entry.h"
 
 typedef int (*spool_transport_fn)(const struct config *cfg, const struct envelope *env,
 				  const struct message *msg, struct smtp_result *res,
