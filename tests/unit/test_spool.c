@@ -377,15 +377,31 @@ START_TEST(missing_parent_makes_the_spool_unusable)
 }
 END_TEST
 
-START_TEST(an_area_planted_by_another_user_is_refused)
+START_TEST(an_area_open_to_others_is_left_alone_and_the_next_name_used)
 {
-	char path[400];
+	char path[400], alt[420];
+	struct stat sb;
 
 	ck_assert_int_eq(mkdir(qdir, 01733), 0);
 	snprintf(path, sizeof(path), "%s/%lu", qdir, (unsigned long)geteuid());
-	ck_assert_int_eq(mkdir(path, 0755), 0);	/* open to others: must be refused */
+	ck_assert_int_eq(mkdir(path, 0755), 0);	/* open to others: never stored into */
+	ck_assert_int_eq(spool_usable(&cfg, &err), 0);
+	store_one("PLANTED1", "s@example.com");
+	snprintf(alt, sizeof(alt), "%s.1/q/PLANTED1", path);
+	ck_assert_int_eq(stat(alt, &sb), 0);
+	ck_assert_int_eq(count_dir(path, "", 0), 0);
+	mock_mode = MOCK_OK;
+	ck_assert_int_eq(spool_run(&cfg, &err), 0);	/* -q finds it under the other name */
+	ck_assert_int_eq(mock_calls, 1);
+}
+END_TEST
+
+START_TEST(a_spool_top_writable_by_others_without_the_sticky_bit_is_refused)
+{
+	ck_assert_int_eq(mkdir(qdir, 0777), 0);
+	ck_assert_int_eq(chmod(qdir, 0777), 0);
 	ck_assert_int_eq(spool_usable(&cfg, &err), EX_CANTCREAT);
-	ck_assert_ptr_nonnull(strstr(err.text, "mode 0700"));
+	ck_assert_ptr_nonnull(strstr(err.text, "without the sticky bit"));
 }
 END_TEST
 
@@ -938,7 +954,8 @@ static Suite *spool_suite(void)
 	tcase_add_test(tc, concurrent_stores_with_one_id_keep_every_message);
 	tcase_add_test(tc, an_unsafe_queue_id_is_replaced);
 	tcase_add_test(tc, missing_parent_makes_the_spool_unusable);
-	tcase_add_test(tc, an_area_planted_by_another_user_is_refused);
+	tcase_add_test(tc, an_area_open_to_others_is_left_alone_and_the_next_name_used);
+	tcase_add_test(tc, a_spool_top_writable_by_others_without_the_sticky_bit_is_refused);
 	tcase_add_test(tc, file_size_limit_gives_73_and_no_entry);
 	tcase_add_test(tc, crash_after_tmp_write_leaves_no_visible_entry);
 	tcase_add_test(tc, crash_after_fsync_leaves_no_visible_entry);
