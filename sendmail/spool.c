@@ -1765,6 +1765,11 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 				st->remaining++;
 				break;
 			case ENTRY_BUSY:
+				/* In another user's area the lock holder is that
+				 * user (its worker, or a flock() meant to keep us
+				 * polling): not ours to wait for. */
+				if (areas[ai].uid != geteuid())
+					break;
 				st->remaining++;
 				if (st->next_due > spool_now() + 1.0)
 					st->next_due = spool_now() + 1.0;
@@ -1788,9 +1793,9 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 	scope_free(areas, nareas);
 }
 
-/* scope_count - how many entries this process could deliver (stops at limit) */
+/* scope_count - how many entries this process could deliver (stops at limit); own = our areas only */
 
-static unsigned scope_count(const struct config *cfg, unsigned limit)
+static unsigned scope_count(const struct config *cfg, unsigned limit, int own)
 {
 	struct spool_area *areas;
 	size_t nareas;
@@ -1803,6 +1808,8 @@ static unsigned scope_count(const struct config *cfg, unsigned limit)
 	for (size_t ai = 0; ai < nareas && found < limit; ai++) {
 		struct strlist ids = STRLIST_INIT;
 
+		if (own && areas[ai].uid != geteuid())
+			continue;
 		list_ids(&areas[ai], &ids, 0);
 		found += (unsigned)ids.n;
 		strlist_free(&ids);
@@ -1815,7 +1822,7 @@ static unsigned scope_count(const struct config *cfg, unsigned limit)
 
 static int scope_nonempty(const struct config *cfg)
 {
-	return scope_count(cfg, 1) > 0;
+	return scope_count(cfg, 1, 0) > 0;
 }
 
 /* spool_run - sendmail -q: everything now, in the foreground */
@@ -1845,7 +1852,7 @@ int spool_run(const struct config *cfg, struct error *err)
 	}
 	strlist_free(&tried);
 	/* What is left after the last pass (a fresh look, tried or not). */
-	if ((left = scope_count(cfg, ~0U)) == 0)
+	if ((left = scope_count(cfg, ~0U, 0)) == 0)
 		return 0;
 	error_set(err, EX_TEMPFAIL, "%u message(s) remain in the queue%s%s", left,
 		  last.text[0] ? "; last error: " : "", last.text);
@@ -1983,8 +1990,11 @@ static int worker_relock(const struct config *cfg, int dirfd)
 	int fd;
 
 	/* A submitter that committed while we held the lock only kicked
-	 * the file; its message is ours unless another worker has started. */
-	if (!scope_nonempty(cfg))
+	 * the file; its message is ours unless another worker has started.
+	 * Only our own areas count: another user's entry that a pass left
+	 * (locked by that user, say) is that user's worker's to deliver,
+	 * and must not keep ours alive. */
+	if (scope_count(cfg, 1, 1) == 0)
 		return -1;
 	fd = openat(dirfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)

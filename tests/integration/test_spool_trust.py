@@ -159,6 +159,30 @@ def test_a_fifo_in_another_area_does_not_stall_the_worker(spool, relay):
     assert spool.wait_workers_gone(20), "the worker did not exit"
 
 
+def test_a_lock_held_by_another_user_stalls_neither_q_nor_the_worker(spool, relay):
+    root_message_queued(spool)
+    uid, area = attacker_area(spool)
+    path = plant(spool, uid, "AAAALOCKED", entry("www@example.com", ["x@example.com"],
+                                                  b"Subject: locked\r\n", b"hi\r\n"))
+    holder = subprocess.Popen(["setpriv", "--reuid=%d" % uid, "--regid=65534",
+                               "--clear-groups", "--", "flock", path, "sleep", "120"])
+    try:
+        time.sleep(0.5)                        # flock(1) has taken the lock
+        spool.relay_back(relay)
+        r = spool.run(["-q"], timeout=60)
+        msgs = relay.capture.wait_for(1, timeout=20)
+        assert subjects(msgs).get(b"queue test 1") == 1
+        assert spool.entries(0) == []
+        # The worker does not stay around polling the attacker's lock either.
+        r = spool.send(2, env={"RELAYSHIM_RETRY_BASE": "0.2"})
+        assert r.returncode == 0, err(r)
+        relay.capture.wait_for(2, timeout=20)
+        assert spool.wait_workers_gone(20), "the worker stayed for the locked entry"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 # ---------------------------------------------------------------------------
 # Item 2: a directory in q/ never makes the worker spin
 # ---------------------------------------------------------------------------
