@@ -8,20 +8,20 @@
  * DESCRIPTION
  *	See spool.h for the contract, the layout, the permission model and
  *	the crash-consistency argument. This file is organised as:
- *	knobs (crash points, backoff), the on-disk entry format, areas
+ *	knobs (crash points, backoff), reading entries, areas
  *	(per-user directories), the commit protocol (spool_store), delivery
  *	of one entry, passes over the queue, the worker, and the listing.
  *
- *	Entry file q/ID: a small text envelope, one "key value" per line
- *	(values %XX-escaped so no address can break the format), an empty
- *	line, then the header section, CRLF and the body, exactly as they
- *	go to the relay. The envelope states the header and body sizes, so
- *	a truncated file is recognised as corrupt rather than delivered.
- *
- *	State file q/ID.st: attempts, last and next try, last error, and the
- *	recipients already done (after a partial acceptance), replaced
- *	atomically by rename. It is advisory except for "done" lines, which
+ *	Entry file q/ID and state file q/ID.st: their text is written and
+ *	parsed by spool_entry.c (pure functions, fuzzed). The envelope
+ *	states the header and body sizes, so a truncated file is recognised
+ *	as corrupt rather than delivered. The state file is replaced
+ *	atomically by rename; it is advisory except for "done" lines, which
  *	are fsync'ed: losing them would resend to those recipients.
+ *
+ *	Every file of an area is read through open_owned(): another user's
+ *	area is that user's to fill with FIFOs, directories, symlinks and
+ *	forged entries (spool.h, TRUST).
  * DIAGNOSTICS
  *	Functions return 0 or a sysexits.h code with one line in err. The
  *	worker has no caller to report to: it logs with log_msg() and
