@@ -14,7 +14,8 @@
  *
  *	Invariants of an accepted entry: the envelope text ends with the
  *	empty line at data_off, inside the input; sender, recipients and
- *	DSN parameters hold no control byte (they go into SMTP commands);
+ *	DSN parameters hold no control byte (they go into SMTP commands)
+ *	and are at most SPOOL_ENTRY_ADDRESS_MAX bytes long;
  *	1 to SPOOL_ENTRY_RCPT_MAX recipients; the header section within
  *	SPOOL_ENTRY_HEADER_MAX. For both files: formatting what was parsed
  *	gives a text that parses again (an entry: accepted, data_off =
@@ -28,12 +29,14 @@
 #include "fuzz.h"
 #include "spool_entry.h"
 
-/* spool_fuzz_clean - no byte below 0x20 and no DEL */
+/* spool_fuzz_clean - no byte below 0x20, no DEL, not too long */
 
 static int spool_fuzz_clean(const char *s)
 {
 	if (s == 0)
 		return 1;
+	if (strlen(s) > SPOOL_ENTRY_ADDRESS_MAX)
+		return 0;
 	for (; *s; s++)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
 			return 0;

@@ -54,7 +54,8 @@
 #include "spool.h"
 #include "spool_entry.h"
 
-#define SPOOL_ENVELOPE_MAX	(16 * 1024 * 1024)	/* envelope text of one entry */
+#define SPOOL_ENVELOPE_MAX	(8 * 1024 * 1024)	/* envelope text of one entry: 1000
+							 * addresses of 2 KiB, escaped, fit */
 #define SPOOL_TMP_MAX_AGE	3600			/* seconds before tmp/ debris goes */
 #define SPOOL_STREAK_MAX	3			/* temporary failures that end a pass */
 #define SPOOL_COPY_CHUNK	(256 * 1024)
@@ -367,7 +368,7 @@ out:
 static int entry_message(int fd, const struct spool_entry *e, struct message *msg)
 {
 	message_init(msg);
-	if (e->header_len > SPOOL_ENVELOPE_MAX * 4ULL) {
+	if (e->header_len > SPOOL_ENTRY_HEADER_MAX) {
 		errno = EFBIG;
 		return -1;
 	}

@@ -175,7 +175,7 @@ static int set_string(struct spool_entry *e, const char *key, char *val)
 		slot = &e->first_error;
 	else
 		return 1;			/* not a string field */
-	if (slot != &e->first_error && has_control(val)) {
+	if (slot != &e->first_error && (has_control(val) || strlen(val) > SPOOL_ENTRY_ADDRESS_MAX)) {
 		free(val);
 		return -1;
 	}
@@ -221,7 +221,8 @@ int spool_entry_parse(const char *p, size_t n, struct spool_entry *e)
 		if (strcmp(key, "rcpt") == 0) {
 			/* Beyond the limit the format was never written by us;
 			 * and a huge list must not cost quadratic time later. */
-			if (has_control(val) || *val == 0 || e->env.rcpts.n >= SPOOL_ENTRY_RCPT_MAX) {
+			if (has_control(val) || *val == 0 || strlen(val) > SPOOL_ENTRY_ADDRESS_MAX
+			    || e->env.rcpts.n >= SPOOL_ENTRY_RCPT_MAX) {
 				free(val);
 				return -1;
 			}

@@ -35,7 +35,9 @@
  *	sender, created, header or body line, no recipient or more than
  *	SPOOL_ENTRY_RCPT_MAX, a malformed %XX escape or number, a control
  *	byte in the sender, a recipient or a DSN parameter (they go into
- *	SMTP commands), a header section over SPOOL_ENTRY_HEADER_MAX
+ *	SMTP commands), one of them longer than SPOOL_ENTRY_ADDRESS_MAX
+ *	(no relay takes such a command line; and it bounds what one entry
+ *	costs a reader), a header section over SPOOL_ENTRY_HEADER_MAX
  *	(it is read into memory). Unknown numeric keys are ignored: a
  *	newer writer may add some.
  *
@@ -61,6 +63,7 @@
 #define SPOOL_STATE_MAGIC "relayshim-state 1"
 #define SPOOL_ENTRY_RCPT_MAX 1000			/* as REWRITE_RCPT_MAX and -bs */
 #define SPOOL_ENTRY_HEADER_MAX (64ULL * 1024 * 1024)	/* read into memory */
+#define SPOOL_ENTRY_ADDRESS_MAX 2048			/* Postfix's line_length_limit */
 
 /* One entry, as read from q/ID and q/ID.st. */
 struct spool_entry {
