@@ -58,11 +58,10 @@ static void spool_fuzz_entry(const char *p, size_t n)
 	fuzz_check(e.data_off >= 2 && e.data_off <= n, "data_off inside the input");
 	fuzz_check(p[e.data_off - 1] == '\n' && p[e.data_off - 2] == '\n',
 		   "the envelope ends with the empty line");
-	fuzz_check(e.env.rcpts.n >= 1 && e.env.rcpts.n <= SPOOL_ENTRY_RCPT_MAX,
-		   "recipient count");
+	fuzz_check(e.env.rcpts.n >= 1 && e.env.rcpts.n <= SPOOL_ENTRY_RCPT_MAX, "recipient count");
 	fuzz_check(e.header_len <= SPOOL_ENTRY_HEADER_MAX, "header size bound");
-	fuzz_check(spool_fuzz_clean(e.env.sender) && spool_fuzz_clean(e.env.dsn_notify)
-		       && spool_fuzz_clean(e.env.dsn_ret) && spool_fuzz_clean(e.env.dsn_envid),
+	fuzz_check(spool_fuzz_clean(e.env.sender) && spool_fuzz_clean(e.env.dsn_notify) &&
+		       spool_fuzz_clean(e.env.dsn_ret) && spool_fuzz_clean(e.env.dsn_envid),
 		   "no control byte in the envelope");
 	for (size_t i = 0; i < e.env.rcpts.n; i++)
 		fuzz_check(spool_fuzz_clean(e.env.rcpts.v[i]) && *e.env.rcpts.v[i],

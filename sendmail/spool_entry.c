@@ -174,8 +174,9 @@ static int set_string(struct spool_entry *e, const char *key, char *val)
 	else if (strcmp(key, "error") == 0)
 		slot = &e->first_error;
 	else
-		return 1;			/* not a string field */
-	if (slot != &e->first_error && (has_control(val) || strlen(val) > SPOOL_ENTRY_ADDRESS_MAX)) {
+		return 1; /* not a string field */
+	if (slot != &e->first_error &&
+	    (has_control(val) || strlen(val) > SPOOL_ENTRY_ADDRESS_MAX)) {
 		free(val);
 		return -1;
 	}
@@ -206,7 +207,7 @@ int spool_entry_parse(const char *p, size_t n, struct spool_entry *e)
 
 		if (nl == 0)
 			return -1;
-		if (nl == p) {			/* the empty line ends the envelope */
+		if (nl == p) { /* the empty line ends the envelope */
 			e->data_off = (unsigned long long)(nl + 1 - start);
 			break;
 		}
@@ -221,8 +222,9 @@ int spool_entry_parse(const char *p, size_t n, struct spool_entry *e)
 		if (strcmp(key, "rcpt") == 0) {
 			/* Beyond the limit the format was never written by us;
 			 * and a huge list must not cost quadratic time later. */
-			if (has_control(val) || *val == 0 || strlen(val) > SPOOL_ENTRY_ADDRESS_MAX
-			    || e->env.rcpts.n >= SPOOL_ENTRY_RCPT_MAX) {
+			if (has_control(val) || *val == 0 ||
+			    strlen(val) > SPOOL_ENTRY_ADDRESS_MAX ||
+			    e->env.rcpts.n >= SPOOL_ENTRY_RCPT_MAX) {
 				free(val);
 				return -1;
 			}
@@ -260,9 +262,9 @@ int spool_entry_parse(const char *p, size_t n, struct spool_entry *e)
 		else if (strcmp(key, "body") == 0)
 			e->body_len = num, seen_body = 1;
 	}
-	if (e->data_off == 0 || !seen_header || !seen_body || e->env.sender == 0 || !seen_created
-	    || e->env.rcpts.n == 0 || e->header_len > SPOOL_ENTRY_HEADER_MAX
-	    || e->body_len > (unsigned long long)INT64_MAX - e->header_len - e->data_off - 2)
+	if (e->data_off == 0 || !seen_header || !seen_body || e->env.sender == 0 || !seen_created ||
+	    e->env.rcpts.n == 0 || e->header_len > SPOOL_ENTRY_HEADER_MAX ||
+	    e->body_len > (unsigned long long)INT64_MAX - e->header_len - e->data_off - 2)
 		return -1;
 	return 0;
 }

@@ -61,9 +61,9 @@
 #define SPOOL_ID_MAX 65
 #define SPOOL_ENTRY_MAGIC "relayshim-spool 1"
 #define SPOOL_STATE_MAGIC "relayshim-state 1"
-#define SPOOL_ENTRY_RCPT_MAX 1000			/* as REWRITE_RCPT_MAX and -bs */
-#define SPOOL_ENTRY_HEADER_MAX (64ULL * 1024 * 1024)	/* read into memory */
-#define SPOOL_ENTRY_ADDRESS_MAX 2048			/* Postfix's line_length_limit */
+#define SPOOL_ENTRY_RCPT_MAX 1000		     /* as REWRITE_RCPT_MAX and -bs */
+#define SPOOL_ENTRY_HEADER_MAX (64ULL * 1024 * 1024) /* read into memory */
+#define SPOOL_ENTRY_ADDRESS_MAX 2048		     /* Postfix's line_length_limit */
 
 /* One entry, as read from q/ID and q/ID.st. */
 struct spool_entry {
@@ -73,17 +73,17 @@ struct spool_entry {
 	struct envelope env;
 	unsigned long long header_len;
 	unsigned long long body_len;
-	unsigned long long data_off;	/* envelope text length: the header starts here */
+	unsigned long long data_off; /* envelope text length: the header starts here */
 	int has_8bit;
 	int has_nul;
 	unsigned long long longest;
-	char *first_error;		/* reason given to spool_store() */
+	char *first_error; /* reason given to spool_store() */
 	/* q/ID.st */
 	unsigned attempts;
 	double last_try;
 	double next_try;
 	char *last_error;
-	struct strlist done;		/* recipients finished after a partial acceptance */
+	struct strlist done; /* recipients finished after a partial acceptance */
 };
 
 void spool_entry_init(struct spool_entry *e);
