@@ -1116,6 +1116,7 @@ enum entry_result {
 	ENTRY_GONE,			/* vanished (delivered by someone else) */
 	ENTRY_UNREADABLE,		/* not ours to read */
 	ENTRY_LOCAL_FAULT,		/* could not be read: retried later, not the relay's fault */
+	ENTRY_LEFT_TO_OWNER,		/* another user's, only its owner's worker may send it */
 };
 
 /* The relay connection of one pass, and whether it could be opened at all. */
@@ -1363,6 +1364,12 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		err->temporary = 1;
 		rc = EX_IOERR;
 		local_fault = 1;
+	} else if (a->uid != geteuid() && *denv.sender == 0 && cfg->allowed_sender_domains.n > 0
+		   && !cfg->allow_empty_sender) {
+		/* A failure notice its owner's worker queued: our policy would
+		 * refuse the null sender and lose it; that worker sends it. */
+		result = ENTRY_LEFT_TO_OWNER;
+		goto done;
 	} else if (a->uid != geteuid()
 		   && (rc = entry_revalidate(cfg, a, &e, &msg, &denv, err)) != 0) {
 		/* Refused by our policy: nobody to notify but the sender it
@@ -1724,7 +1731,7 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 			r = entry_deliver(cfg, &areas[ai], ids.v[i], force, wait_lock, &st->next_due,
 					  &link, &err);
 			if (r != ENTRY_GONE && r != ENTRY_UNREADABLE && r != ENTRY_NOT_DUE
-			    && r != ENTRY_BUSY) {
+			    && r != ENTRY_BUSY && r != ENTRY_LEFT_TO_OWNER) {
 				budget--;
 				area_tried = 1;
 			}
@@ -1764,6 +1771,8 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 				break;
 			case ENTRY_NOT_DUE:
 				st->remaining++;
+				break;
+			case ENTRY_LEFT_TO_OWNER:
 				break;
 			case ENTRY_BUSY:
 				/* In another user's area the lock holder is that

@@ -268,6 +268,22 @@ def test_a_hand_written_entry_over_max_size_is_refused_at_delivery(spool, relay)
         assert "max_size" in f.read()
 
 
+def test_a_null_sender_entry_of_another_user_is_left_to_its_owner(spool, relay):
+    # A failure notice that user's own worker queued: root's policy
+    # (allow_empty_sender = no) would refuse the null sender and lose it.
+    config = spool.config(extra=POLICY)
+    uid, area = attacker_area(spool)
+    plant(spool, uid, "AAAANOTICE", entry("", ["victim@example.com"],
+                                          b"Subject: a notice\r\n", b"bounce\r\n"))
+    spool.relay_back(relay)
+    r = spool.run(["-q"], config=config, timeout=60)
+    assert r.returncode == 75, err(r)          # honestly: it is still queued
+    time.sleep(1)
+    assert b"a notice" not in subjects(relay.capture.messages())
+    assert os.path.exists(area + "/q/AAAANOTICE")
+    assert not os.path.exists(area + "/failed/AAAANOTICE")
+
+
 def test_the_trace_of_a_hand_written_entry_names_the_areas_owner(spool, relay):
     uid, area = attacker_area(spool)
     plant(spool, uid, "AAAATRACE",
