@@ -8,20 +8,20 @@
  * DESCRIPTION
  *	See spool.h for the contract, the layout, the permission model and
  *	the crash-consistency argument. This file is organised as:
- *	knobs (crash points, backoff), the on-disk entry format, areas
+ *	knobs (crash points, backoff), reading entries, areas
  *	(per-user directories), the commit protocol (spool_store), delivery
  *	of one entry, passes over the queue, the worker, and the listing.
  *
- *	Entry file q/ID: a small text envelope, one "key value" per line
- *	(values %XX-escaped so no address can break the format), an empty
- *	line, then the header section, CRLF and the body, exactly as they
- *	go to the relay. The envelope states the header and body sizes, so
- *	a truncated file is recognised as corrupt rather than delivered.
- *
- *	State file q/ID.st: attempts, last and next try, last error, and the
- *	recipients already done (after a partial acceptance), replaced
- *	atomically by rename. It is advisory except for "done" lines, which
+ *	Entry file q/ID and state file q/ID.st: their text is written and
+ *	parsed by spool_entry.c (pure functions, fuzzed). The envelope
+ *	states the header and body sizes, so a truncated file is recognised
+ *	as corrupt rather than delivered. The state file is replaced
+ *	atomically by rename; it is advisory except for "done" lines, which
  *	are fsync'ed: losing them would resend to those recipients.
+ *
+ *	Every file of an area is read through open_owned(): another user's
+ *	area is that user's to fill with FIFOs, directories, symlinks and
+ *	forged entries (spool.h, TRUST).
  * DIAGNOSTICS
  *	Functions return 0 or a sysexits.h code with one line in err. The
  *	worker has no caller to report to: it logs with log_msg() and
@@ -49,14 +49,19 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "header.h"
+#include "rewrite.h"
 #include "spool.h"
+#include "spool_entry.h"
 
-#define SPOOL_MAGIC		"relayshim-spool 1"
-#define SPOOL_STATE_MAGIC	"relayshim-state 1"
-#define SPOOL_ENVELOPE_MAX	(16 * 1024 * 1024)	/* envelope text of one entry */
+#define SPOOL_ENVELOPE_MAX	(8 * 1024 * 1024)	/* envelope text of one entry: 1000
+							 * addresses of 2 KiB, escaped, fit */
 #define SPOOL_TMP_MAX_AGE	3600			/* seconds before tmp/ debris goes */
 #define SPOOL_STREAK_MAX	3			/* temporary failures that end a pass */
 #define SPOOL_COPY_CHUNK	(256 * 1024)
+#define SPOOL_AREA_NAMES	8			/* "UID", "UID.1" ... "UID.7" */
+#define SPOOL_AREA_BUDGET	200			/* delivery attempts per area and pass */
+#define SPOOL_WARN_MAX		10			/* warnings of one kind per scan */
 
 static spool_transport_fn spool_transport;
 
@@ -174,6 +179,30 @@ static int fsync_dir(int dirfd)
 	return fsync(dirfd);
 }
 
+/* open_owned - open a plain file of owner at dirfd/name, never blocking, never following */
+
+static int open_owned(int dirfd, const char *name, int flags, uid_t owner, struct stat *sb)
+{
+	struct stat local;
+	int fd;
+
+	if (sb == 0)
+		sb = &local;
+	/* Another user may have put a FIFO, a directory or a symlink under
+	 * this name: O_NONBLOCK keeps open() from waiting for a FIFO's other
+	 * end, and the fstat() refuses anything but that owner's plain file
+	 * (a hard link to a file of someone else is not the owner's). */
+	fd = openat(dirfd, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode) || sb->st_uid != owner) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	return fd;
+}
+
 /* id_valid - a queue id is a safe file name without dots */
 
 static int id_valid(const char *id)
@@ -217,277 +246,23 @@ void spool_make_id(char *id, size_t size)
  * Entry format: envelope text with %XX escapes
  * ==================================================================== */
 
-/* put_escaped - append s with controls, space, % and DEL as %XX */
-
-static void put_escaped(struct buf *out, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c <= 0x20 || c == '%' || c == 0x7f)
-			buf_printf(out, "%%%02X", c);
-		else
-			buf_putc(out, c);
-	}
-}
-
-/* put_field - one "key value" line */
-
-static void put_field(struct buf *out, const char *key, const char *value)
-{
-	buf_puts(out, key);
-	buf_putc(out, ' ');
-	put_escaped(out, value);
-	buf_putc(out, '\n');
-}
-
-/* unescape - decode %XX in [p, p+n) into a new string; NULL when malformed */
-
-static char *unescape(const char *p, size_t n)
-{
-	struct buf b = BUF_INIT;
-
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '%') {
-			int hi, lo;
-
-			if (i + 2 >= n) {
-				buf_free(&b);
-				return 0;
-			}
-			hi = util_hex_value(p[i + 1]);
-			lo = util_hex_value(p[i + 2]);
-			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-				buf_free(&b);
-				return 0;
-			}
-			buf_putc(&b, hi * 16 + lo);
-			i += 2;
-		} else {
-			buf_putc(&b, p[i]);
-		}
-	}
-	if (b.data == 0)
-		return util_strdup("");
-	return buf_steal(&b);
-}
-
-/* One entry, as read from q/ID and q/ID.st. */
-struct spool_entry {
-	char id[SPOOL_ID_MAX];
-	uid_t owner;
-	double created;
-	struct envelope env;
-	unsigned long long header_len;
-	unsigned long long body_len;
-	unsigned long long data_off;	/* envelope text length: the header starts here */
-	int has_8bit;
-	int has_nul;
-	unsigned long long longest;
-	char *first_error;		/* reason given to spool_store() */
-	/* q/ID.st */
-	unsigned attempts;
-	double last_try;
-	double next_try;
-	char *last_error;
-	struct strlist done;		/* recipients finished after a partial acceptance */
-};
-
-/* entry_init - empty entry */
-
-static void entry_init(struct spool_entry *e)
-{
-	memset(e, 0, sizeof(*e));
-	envelope_init(&e->env);
-}
-
-/* entry_free - release everything */
-
-static void entry_free(struct spool_entry *e)
-{
-	envelope_free(&e->env);
-	free(e->first_error);
-	free(e->last_error);
-	strlist_free(&e->done);
-	entry_init(e);
-}
-
-/* envelope_text - the envelope part of q/ID */
+/* envelope_text - the envelope part of q/ID for a message being stored */
 
 static void envelope_text(struct buf *out, double created, const struct envelope *env,
 			  const struct message *msg, const char *reason)
 {
-	buf_puts(out, SPOOL_MAGIC "\n");
-	buf_printf(out, "created %.6f\n", created);
-	put_field(out, "sender", env->sender ? env->sender : "");
-	for (size_t i = 0; i < env->rcpts.n; i++)
-		put_field(out, "rcpt", env->rcpts.v[i]);
-	if (env->dsn_notify)
-		put_field(out, "notify", env->dsn_notify);
-	if (env->dsn_ret)
-		put_field(out, "ret", env->dsn_ret);
-	if (env->dsn_envid)
-		put_field(out, "envid", env->dsn_envid);
-	buf_printf(out, "smtputf8 %d\n8bit %d\nnul %d\nlongest %zu\n", env->smtputf8 ? 1 : 0,
-		   msg->has_8bit ? 1 : 0, msg->has_nul ? 1 : 0, msg->longest_line);
-	if (reason && *reason)
-		put_field(out, "error", reason);
-	buf_printf(out, "header %zu\nbody %llu\n\n", msg->header.len, msg->body.len);
-}
+	struct spool_entry e;
 
-/* parse_ull - a decimal number filling the whole string */
-
-static int parse_ull(const char *s, unsigned long long *v)
-{
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	*v = strtoull(s, &end, 10);
-	return (errno || *end) ? -1 : 0;
-}
-
-/* parse_double - a number filling the whole string */
-
-static int parse_double(const char *s, double *v)
-{
-	char *end;
-
-	*v = strtod(s, &end);
-	return (end == s || *end || !isfinite(*v)) ? -1 : 0;
-}
-
-/* envelope_parse - read the envelope text of q/ID; -1 when malformed */
-
-static int envelope_parse(const char *p, size_t n, struct spool_entry *e)
-{
-	const char *end = p + n;
-	int seen_header = 0, seen_body = 0, seen_sender = 0, seen_created = 0;
-	size_t magic = sizeof(SPOOL_MAGIC) - 1;
-
-	if (n < magic + 1 || memcmp(p, SPOOL_MAGIC "\n", magic + 1) != 0)
-		return -1;
-	p += magic + 1;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *sp;
-		char key[16];
-		char *val;
-		unsigned long long num = 0;
-		size_t klen;
-
-		if (nl == 0)
-			return -1;
-		if (nl == p) {			/* the empty line ends the envelope */
-			e->data_off = (unsigned long long)(nl + 1 - (end - n));
-			break;
-		}
-		sp = memchr(p, ' ', (size_t)(nl - p));
-		if (sp == 0 || (klen = (size_t)(sp - p)) >= sizeof(key))
-			return -1;
-		memcpy(key, p, klen);
-		key[klen] = 0;
-		if ((val = unescape(sp + 1, (size_t)(nl - sp - 1))) == 0)
-			return -1;
-		p = nl + 1;
-		if (strcmp(key, "sender") == 0) {
-			free(e->env.sender);
-			e->env.sender = val;
-			seen_sender = 1;
-			continue;
-		}
-		if (strcmp(key, "rcpt") == 0) {
-			strlist_add_nodup(&e->env.rcpts, val);
-			continue;
-		}
-		if (strcmp(key, "notify") == 0 || strcmp(key, "ret") == 0
-		    || strcmp(key, "envid") == 0 || strcmp(key, "error") == 0) {
-			char **slot = key[0] == 'n' ? &e->env.dsn_notify
-				      : key[0] == 'r' ? &e->env.dsn_ret
-				      : key[1] == 'n' ? &e->env.dsn_envid
-						      : &e->first_error;
-
-			free(*slot);
-			*slot = val;
-			continue;
-		}
-		if (strcmp(key, "created") == 0) {
-			int bad = parse_double(val, &e->created);
-
-			free(val);
-			if (bad)
-				return -1;
-			seen_created = 1;
-			continue;
-		}
-		if (parse_ull(val, &num) != 0) {
-			free(val);
-			return -1;
-		}
-		free(val);
-		if (strcmp(key, "smtputf8") == 0)
-			e->env.smtputf8 = num != 0;
-		else if (strcmp(key, "8bit") == 0)
-			e->has_8bit = num != 0;
-		else if (strcmp(key, "nul") == 0)
-			e->has_nul = num != 0;
-		else if (strcmp(key, "longest") == 0)
-			e->longest = num;
-		else if (strcmp(key, "header") == 0)
-			e->header_len = num, seen_header = 1;
-		else if (strcmp(key, "body") == 0)
-			e->body_len = num, seen_body = 1;
-		/* Unknown numeric keys are ignored: a newer writer may add some. */
-	}
-	if (e->data_off == 0 || !seen_header || !seen_body || !seen_sender || !seen_created
-	    || e->env.rcpts.n == 0)
-		return -1;
-	return 0;
-}
-
-/* state_parse - read q/ID.st; unknown or malformed lines are ignored (advisory) */
-
-static void state_parse(const char *p, size_t n, struct spool_entry *e)
-{
-	const char *end = p + n;
-	size_t magic = sizeof(SPOOL_STATE_MAGIC) - 1;
-
-	if (n < magic + 1 || memcmp(p, SPOOL_STATE_MAGIC "\n", magic + 1) != 0)
-		return;
-	p += magic + 1;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *sp;
-		char *val;
-		double d;
-
-		if (nl == 0)
-			break;
-		sp = memchr(p, ' ', (size_t)(nl - p));
-		if (sp == 0 || (val = unescape(sp + 1, (size_t)(nl - sp - 1))) == 0) {
-			p = nl + 1;
-			continue;
-		}
-#define KEY_IS(k) ((size_t)(sp - p) == sizeof(k) - 1 && memcmp(p, k, sizeof(k) - 1) == 0)
-		if (KEY_IS("attempts") && parse_double(val, &d) == 0 && d >= 0 && d < 1e9)
-			e->attempts = (unsigned)d;
-		else if (KEY_IS("last_try") && parse_double(val, &d) == 0)
-			e->last_try = d;
-		else if (KEY_IS("next_try") && parse_double(val, &d) == 0)
-			e->next_try = d;
-		else if (KEY_IS("error")) {
-			free(e->last_error);
-			e->last_error = val;
-			val = 0;
-		} else if (KEY_IS("done")) {
-			strlist_add_nodup(&e->done, val);
-			val = 0;
-		}
-#undef KEY_IS
-		free(val);
-		p = nl + 1;
-	}
+	spool_entry_init(&e);
+	e.created = created;
+	e.env = *env;			/* borrowed: not freed below */
+	e.has_8bit = msg->has_8bit;
+	e.has_nul = msg->has_nul;
+	e.longest = msg->longest_line;
+	e.first_error = (char *)reason;
+	e.header_len = msg->header.len;
+	e.body_len = msg->body.len;
+	spool_entry_format(out, &e);
 }
 
 /* read_envelope_text - the bytes of q/ID up to and including the empty line */
@@ -529,9 +304,9 @@ static int read_envelope_text(int fd, struct buf *out)
 
 /* read_small_file - a whole small file at dirfd/name; -1 with errno */
 
-static int read_small_file(int dirfd, const char *name, struct buf *out)
+static int read_small_file(int dirfd, const char *name, uid_t owner, struct buf *out)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open_owned(dirfd, name, O_RDONLY, owner, 0);
 
 	if (fd < 0)
 		return -1;
@@ -571,7 +346,7 @@ static int entry_read(int qdir, int fd, const char *id, struct spool_entry *e)
 
 	snprintf(e->id, sizeof(e->id), "%s", id);
 	if (fstat(fd, &sb) != 0 || read_envelope_text(fd, &text) != 0
-	    || envelope_parse(text.data, text.len, e) != 0)
+	    || spool_entry_parse(text.data, text.len, e) != 0)
 		goto out;
 	e->owner = sb.st_uid;
 	/* A file shorter than its envelope promises was cut short: corrupt. */
@@ -579,8 +354,8 @@ static int entry_read(int qdir, int fd, const char *id, struct spool_entry *e)
 		goto out;
 	e->next_try = e->created;
 	snprintf(stname, sizeof(stname), "%s.st", id);
-	if (read_small_file(qdir, stname, &st) == 0 && st.len > 0)
-		state_parse(st.data, st.len, e);
+	if (read_small_file(qdir, stname, sb.st_uid, &st) == 0 && st.len > 0)
+		spool_state_parse(st.data, st.len, e);
 	rc = 0;
 out:
 	buf_free(&text);
@@ -593,7 +368,7 @@ out:
 static int entry_message(int fd, const struct spool_entry *e, struct message *msg)
 {
 	message_init(msg);
-	if (e->header_len > SPOOL_ENVELOPE_MAX * 4ULL) {
+	if (e->header_len > SPOOL_ENTRY_HEADER_MAX) {
 		errno = EFBIG;
 		return -1;
 	}
@@ -655,6 +430,32 @@ static int open_dir_at(int dirfd, const char *name)
 	return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
+/* spool_top_check - the spool directory's owner and mode, as postfix check does */
+
+static int spool_top_check(const char *top, int fd, struct error *err)
+{
+	struct stat sb;
+
+	if (fstat(fd, &sb) != 0)
+		return error_set(err, EX_CANTCREAT, "cannot stat queue directory %s: %s", top,
+				 strerror(errno));
+	/* The owner of a directory may rename or remove anything in it,
+	 * sticky bit or not: another user's spool is that user's to empty. */
+	if (sb.st_uid != 0 && sb.st_uid != geteuid())
+		return error_set(err, EX_CANTCREAT,
+				 "queue directory %s is owned by uid %lu, neither root nor you; "
+				 "refusing it (make it root's, mode 1733, or set [queue] dir)",
+				 top, (unsigned long)sb.st_uid);
+	/* Writable by others without the sticky bit: anyone may rename
+	 * another user's area away and put their own in its place. */
+	if ((sb.st_mode & 022) != 0 && (sb.st_mode & S_ISVTX) == 0)
+		return error_set(err, EX_CANTCREAT,
+				 "queue directory %s has mode %04o: writable by others without the "
+				 "sticky bit; refusing it (chmod 1733 %s)",
+				 top, (unsigned)(sb.st_mode & 07777), top);
+	return 0;
+}
+
 /* spool_top_open - open (creating with mode 1733 if needed) the spool directory */
 
 static int spool_top_open(const char *top, int create, struct error *err)
@@ -681,27 +482,56 @@ static int spool_top_open(const char *top, int create, struct error *err)
 	}
 	/* O_PATH: in a 1733 directory we may not read (list), only search. */
 	fd = open(top, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
 		error_set(err, EX_CANTCREAT, "cannot open queue directory %s: %s", top,
 			  strerror(errno));
+		return -1;
+	}
+	if (spool_top_check(top, fd, err) != 0) {
+		close(fd);
+		return -1;
+	}
 	return fd;
 }
 
-/* area_open - open dir/UID; create = it is the caller's own and may be made */
+/* area_name - the k-th name user uid may keep an area under: "UID", "UID.1", ... */
 
-static int area_open(const char *top, uid_t uid, int create, struct spool_area *a,
-		     struct error *err)
+static void area_name(char *out, size_t n, uid_t uid, unsigned k)
+{
+	if (k == 0)
+		snprintf(out, n, "%lu", (unsigned long)uid);
+	else
+		snprintf(out, n, "%lu.%u", (unsigned long)uid, k);
+}
+
+/* area_quarantine - root moves a squatter's directory out of an area's name */
+
+static void area_quarantine(int topfd, const char *top, const char *name, const struct stat *sb)
+{
+	char to[96];
+
+	/* A dot name: no reader takes it for an area. Its owner keeps it and
+	 * may remove it; root only frees the name for the user it belongs to. */
+	snprintf(to, sizeof(to), ".squatter.%s.%lu.%ld", name, (unsigned long)sb->st_uid,
+		 (long)time(0));
+	if (renameat(topfd, name, topfd, to) == 0)
+		log_msg(LOG_LEVEL_WARNING,
+			"moved %s/%s (owner uid %lu, mode %04o) out of the way to %s/%s: an area "
+			"belongs to the user it is named after, mode 0700",
+			top, name, (unsigned long)sb->st_uid, (unsigned)(sb->st_mode & 07777), top, to);
+}
+
+/* area_open_named - open one area name; 1 = no such name (not created) */
+
+static int area_open_named(int topfd, const char *top, const char *name, uid_t uid, int create,
+			   int quarantine, struct spool_area *a, struct error *err)
 {
 	static const char *subs[] = {"tmp", "q", "failed"};
-	char name[32];
 	struct stat sb;
-	int topfd, made = 0;
+	int made = 0;
 
 	area_init(a);
 	a->uid = uid;
-	if ((topfd = spool_top_open(top, create, err)) < 0)
-		return err->status;
-	snprintf(name, sizeof(name), "%lu", (unsigned long)uid);
 	{
 		struct buf path = BUF_INIT;
 
@@ -729,8 +559,14 @@ static int area_open(const char *top, uid_t uid, int create, struct spool_area *
 		}
 	}
 	if ((a->dir = open_dir_at(topfd, name)) < 0) {
+		if (errno == ENOENT && !create) {
+			area_close(a);
+			return 1;
+		}
 		error_set(err, EX_CANTCREAT, "cannot open queue area %s: %s", a->path,
 			  strerror(errno));
+		if (quarantine && fstatat(topfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+			area_quarantine(topfd, top, name, &sb);
 		goto fail;
 	}
 	if (fstat(a->dir, &sb) != 0 || sb.st_uid != uid || (sb.st_mode & 077) != 0) {
@@ -740,6 +576,8 @@ static int area_open(const char *top, uid_t uid, int create, struct spool_area *
 			  "queue area %s is not owned by uid %lu with mode 0700; remove it or fix "
 			  "its owner and mode",
 			  a->path, (unsigned long)uid);
+		if (quarantine && sb.st_uid != uid)
+			area_quarantine(topfd, top, name, &sb);
 		goto fail;
 	}
 	for (size_t i = 0; i < 3; i++) {
@@ -755,12 +593,51 @@ static int area_open(const char *top, uid_t uid, int create, struct spool_area *
 	}
 	if (made)
 		(void)fsync_dir(a->dir);
-	close(topfd);
 	return 0;
 fail:
-	close(topfd);
 	area_close(a);
-	return err->status;
+	return err->status ? err->status : EX_CANTCREAT;
+}
+
+/* area_open - the caller's usable area of uid; create = it is the caller's own and may be made */
+
+static int area_open(const char *top, uid_t uid, int create, struct spool_area *a,
+		     struct error *err)
+{
+	struct error first;
+	int topfd, rc = 1;
+
+	area_init(a);
+	error_clear(&first);
+	if ((topfd = spool_top_open(top, create, err)) < 0)
+		return err->status;
+	/* Anyone may create any name in a 1733 directory, so another user
+	 * can take "UID" first. Root moves such a squatter away (and tries
+	 * the name again); for everyone else the next names are tried, so
+	 * that a squatter costs its victim nothing but a name. */
+	for (unsigned k = 0; k < SPOOL_AREA_NAMES && rc != 0; k++) {
+		char name[48];
+
+		area_name(name, sizeof(name), uid, k);
+		error_clear(err);
+		rc = area_open_named(topfd, top, name, uid, create, create && geteuid() == 0, a, err);
+		if (rc != 0 && create && geteuid() == 0)
+			rc = area_open_named(topfd, top, name, uid, create, 0, a, err);
+		if (rc > 1 && first.status == 0)
+			first = *err;
+	}
+	close(topfd);
+	if (rc == 0) {
+		if (first.status && create)
+			log_msg(LOG_LEVEL_WARNING, "%s; using %s instead", first.text, a->path);
+		return 0;
+	}
+	if (first.status) {
+		*err = first;
+		return err->status;
+	}
+	return error_set(err, EX_CANTCREAT, "no queue area for uid %lu in %s",
+			 (unsigned long)uid, top);
 }
 
 /* area_adopt - root writes into another user's area: hand the file to its owner */
@@ -973,13 +850,7 @@ static void state_write(const struct spool_area *a, const struct spool_entry *e,
 	char tmpname[SPOOL_ID_MAX + 32], stname[SPOOL_ID_MAX + 4];
 	int fd;
 
-	buf_puts(&text, SPOOL_STATE_MAGIC "\n");
-	buf_printf(&text, "attempts %u\nlast_try %.6f\nnext_try %.6f\n", e->attempts, e->last_try,
-		   e->next_try);
-	if (e->last_error)
-		put_field(&text, "error", e->last_error);
-	for (size_t i = 0; i < e->done.n; i++)
-		put_field(&text, "done", e->done.v[i]);
+	spool_state_format(&text, e);
 	snprintf(tmpname, sizeof(tmpname), "%s.st.%ld", e->id, (long)getpid());
 	snprintf(stname, sizeof(stname), "%s.st", e->id);
 	(void)unlinkat(a->tmp, tmpname, 0);
@@ -1035,7 +906,10 @@ static void reason_append(const struct spool_area *a, const char *id, const char
 	gmtime_r(&now, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	buf_printf(&line, "%s %s\n", when, text);
-	fd = openat(a->failed, name, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+	/* O_NONBLOCK: a FIFO planted under this name fails (ENXIO) instead of
+	 * waiting for a reader; reason_file_safe() refuses anything else. */
+	fd = openat(a->failed, name,
+		    O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
 	if (fd >= 0 && !reason_file_safe(a, fd)) {
 		close(fd);
 		fd = -1;
@@ -1187,9 +1061,10 @@ static void log_result(enum log_level level, const struct spool_entry *e, const 
 
 /* entry_give_up - failed/ID + reason, error log, notice; keep = others still pending */
 
-static void entry_give_up(const struct config *cfg, const struct spool_area *a, int fd,
-			  const struct spool_entry *e, const char *reason,
-			  const struct strlist *failed, const struct strlist *why, int keep)
+static void entry_give_up_notify(const struct config *cfg, const struct spool_area *a, int fd,
+				 const struct spool_entry *e, const char *reason,
+				 const struct strlist *failed, const struct strlist *why, int keep,
+				 int notify)
 {
 	char stname[SPOOL_ID_MAX + 4];
 	struct buf rec = BUF_INIT;
@@ -1214,8 +1089,18 @@ static void entry_give_up(const struct config *cfg, const struct spool_area *a, 
 	log_msg(LOG_LEVEL_ERROR, "%s: delivery failed, moved to %s/failed: %s", e->id, a->path,
 		rec.data);
 	log_result(LOG_LEVEL_ERROR, e, failed, "bounced", 0, 0, reason);
-	notice_send(cfg, e, fd, reason, failed, why);
+	if (notify)
+		notice_send(cfg, e, fd, reason, failed, why);
 	buf_free(&rec);
+}
+
+/* entry_give_up - the same, with a failure notice per bounce_to */
+
+static void entry_give_up(const struct config *cfg, const struct spool_area *a, int fd,
+			  const struct spool_entry *e, const char *reason,
+			  const struct strlist *failed, const struct strlist *why, int keep)
+{
+	entry_give_up_notify(cfg, a, fd, e, reason, failed, why, keep, 1);
 }
 
 /* ====================================================================
@@ -1230,6 +1115,14 @@ enum entry_result {
 	ENTRY_BUSY,			/* locked by another deliverer */
 	ENTRY_GONE,			/* vanished (delivered by someone else) */
 	ENTRY_UNREADABLE,		/* not ours to read */
+	ENTRY_LOCAL_FAULT,		/* could not be read: retried later, not the relay's fault */
+	ENTRY_LEFT_TO_OWNER,		/* another user's, only its owner's worker may send it */
+};
+
+/* The relay connection of one pass, and whether it could be opened at all. */
+struct relay_link {
+	struct smtp_session *session;
+	int unreachable;		/* the last attempt could not even connect */
 };
 
 /* failure_is_permanent - give up on the message? */
@@ -1255,12 +1148,15 @@ static int failure_is_permanent(const struct error *err)
 
 /* entry_send - one transaction, on the pass's relay session when there is one */
 
-static int entry_send(const struct config *cfg, struct smtp_session **session,
+static int entry_send(const struct config *cfg, struct relay_link *link,
 		      const struct envelope *env, const struct message *msg, struct smtp_result *res,
 		      struct error *err)
 {
+	struct smtp_session **session = link ? &link->session : 0;
 	int rc;
 
+	if (link)
+		link->unreachable = 0;
 	if (spool_transport)
 		return spool_transport(cfg, env, msg, res, err);
 	if (session == 0)
@@ -1270,8 +1166,11 @@ static int entry_send(const struct config *cfg, struct smtp_session **session,
 		smtp_session_close(*session);
 		*session = 0;
 	}
-	if (*session == 0 && (rc = smtp_session_open(session, cfg, err)) != 0)
+	if (*session == 0 && (rc = smtp_session_open(session, cfg, err)) != 0) {
+		/* No entry can cause this: the relay is down for every area. */
+		link->unreachable = err->temporary;
 		return rc;
+	}
 	rc = smtp_session_send(*session, env, msg, res, err);
 	if (rc != 0 && (err->temporary || !smtp_session_usable(*session))) {
 		/* The next message starts afresh, with relay failover. */
@@ -1283,9 +1182,87 @@ static int entry_send(const struct config *cfg, struct smtp_session **session,
 
 /* entry_deliver - lock, load, send, and settle one entry */
 
+/* entry_owner_name - the login name of an area's owner, for Received */
+
+static void entry_owner_name(uid_t uid, char *out, size_t n)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw && pw->pw_name && *pw->pw_name)
+		snprintf(out, n, "%s", pw->pw_name);
+	else
+		snprintf(out, n, "uid%lu", (unsigned long)uid);
+}
+
+/* trace_is_ours - a Received field as rewrite_message() writes it */
+
+static int trace_is_ours(const struct header_field *f)
+{
+	size_t len;
+	const char *v;
+
+	if (!header_name_is(f, "Received"))
+		return 0;
+	v = header_value(f, &len);
+	return memmem(v, len, "(relayshim)", 11) != 0;
+}
+
+/*
+ * entry_revalidate - an entry of another user's area goes out only as that
+ * user could have sent it through sendmail: the trace at its top is made
+ * again for the area's owner (whose uid the area's fstat gave, whatever the
+ * entry says), and the header repair, sender policy and size limit of the
+ * submission path run again, with this process's configuration.
+ */
+static int entry_revalidate(const struct config *cfg, const struct spool_area *a,
+			    const struct spool_entry *e, struct message *msg, struct envelope *env,
+			    struct error *err)
+{
+	struct header h = HEADER_INIT;
+	struct submit sub;
+	char user[256], host[256];
+	unsigned char rnd[16];
+	double now = spool_now();
+	time_t when;
+	size_t i = 0;
+
+	/* The owner's own sendmail put one Received (and a RelayTag above it)
+	 * at the top; rewrite_message() makes both again. Anything forged
+	 * below them stays what it is: text the user wrote. */
+	header_parse(&h, msg->header.data ? msg->header.data : "", msg->header.len);
+	while (i < h.n) {
+		if (header_name_is(h.v + i, "RelayTag"))
+			i++;
+		else if (trace_is_ours(h.v + i))
+			header_remove(&h, i);
+		else
+			break;
+	}
+	buf_reset(&msg->header);
+	header_serialize(&h, &msg->header);
+	header_free(&h);
+
+	entry_owner_name(a->uid, user, sizeof(user));
+	if (gethostname(host, sizeof(host) - 1) != 0 || *host == 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = 0;
+	memset(&sub, 0, sizeof(sub));
+	sub.bs_mode = 1;			/* the envelope is the entry's */
+	sub.user = user;
+	sub.uid = (unsigned long)a->uid;
+	sub.hostname = host;
+	sub.queue_id = e->id;
+	if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+		for (size_t k = 0; k < sizeof(rnd); k++)
+			rnd[k] = (unsigned char)spool_random();
+	/* The submission's time, when the entry's claim is plausible. */
+	when = e->created > 0 && e->created <= now ? (time_t)e->created : (time_t)now;
+	return rewrite_message(cfg, &sub, msg, env, when, rnd, sizeof(rnd), err);
+}
+
 static enum entry_result entry_deliver(const struct config *cfg, const struct spool_area *a,
 				       const char *id, int force, int wait_lock, double *next_due,
-				       struct smtp_session **session, struct error *err)
+				       struct relay_link *link, struct error *err)
 {
 	struct spool_entry e;
 	struct envelope denv;
@@ -1294,12 +1271,16 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 	struct stat fsb, psb;
 	enum entry_result result;
 	double now;
-	int fd, rc;
+	int fd, rc, local_fault = 0;
 
 	error_clear(err);
-	fd = openat(a->q, id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = open_owned(a->q, id, O_RDONLY, a->uid, 0);
 	if (fd < 0)
 		return errno == ENOENT ? ENTRY_GONE : ENTRY_UNREADABLE;
+	/* Anyone may flock() a file they can read: in another user's area
+	 * waiting for the lock would let that user stop us forever. */
+	if (a->uid != geteuid())
+		wait_lock = 0;
 	while (flock(fd, wait_lock ? LOCK_EX : LOCK_EX | LOCK_NB) != 0) {
 		if (errno == EINTR)
 			continue;
@@ -1313,13 +1294,13 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		close(fd);
 		return ENTRY_GONE;
 	}
-	entry_init(&e);
+	spool_entry_init(&e);
 	if (entry_read(a->q, fd, id, &e) != 0) {
 		struct strlist none = STRLIST_INIT;
 
 		snprintf(e.id, sizeof(e.id), "%s", id);
 		entry_give_up(cfg, a, fd, &e, "corrupt queue entry (unreadable envelope)", &none, 0, 0);
-		entry_free(&e);
+		spool_entry_free(&e);
 		close(fd);
 		error_set(err, EX_DATAERR, "queue entry %s is corrupt; moved to %s/failed", id, a->path);
 		return ENTRY_FAILED;
@@ -1328,7 +1309,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 	if (!force && e.next_try > now) {
 		if (e.next_try < *next_due)
 			*next_due = e.next_try;
-		entry_free(&e);
+		spool_entry_free(&e);
 		close(fd);
 		return ENTRY_NOT_DUE;
 	}
@@ -1339,7 +1320,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 			id, a->path, strerror(errno));
 		if (now + spool_retry_base() < *next_due)
 			*next_due = now + spool_retry_base();
-		entry_free(&e);
+		spool_entry_free(&e);
 		close(fd);
 		return ENTRY_NOT_DUE;
 	}
@@ -1358,7 +1339,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		error_set(err, EX_UNAVAILABLE, "%s: %s", id, why.data);
 		buf_free(&why);
 		strlist_free(&left);
-		entry_free(&e);
+		spool_entry_free(&e);
 		close(fd);
 		return ENTRY_FAILED;
 	}
@@ -1382,9 +1363,37 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 			  strerror(errno));
 		err->temporary = 1;
 		rc = EX_IOERR;
+		local_fault = 1;
+	} else if (a->uid != geteuid() && *denv.sender == 0 && cfg->allowed_sender_domains.n > 0
+		   && !cfg->allow_empty_sender) {
+		/* A failure notice its owner's worker queued: our policy would
+		 * refuse the null sender and lose it; that worker sends it. */
+		result = ENTRY_LEFT_TO_OWNER;
+		goto done;
+	} else if (a->uid != geteuid()
+		   && (rc = entry_revalidate(cfg, a, &e, &msg, &denv, err)) != 0) {
+		/* Refused by our policy: nobody to notify but the sender it
+		 * claims, who may never have written it. */
+		struct strlist why = STRLIST_INIT;
+		struct buf text = BUF_INIT;
+
+		buf_printf(&text, "refused at delivery from %s: %s", a->path, err->text);
+		for (size_t i = 0; i < denv.rcpts.n; i++)
+			strlist_add(&why, err->text);
+		if (err->temporary || !failure_is_permanent(err)) {
+			local_fault = 1;
+		} else {
+			entry_give_up_notify(cfg, a, fd, &e, text.data, &denv.rcpts, &why, 0, 0);
+			result = ENTRY_FAILED;
+			strlist_free(&why);
+			buf_free(&text);
+			goto done;
+		}
+		strlist_free(&why);
+		buf_free(&text);
 	} else {
 		spool_crash_point("deliver-before");
-		rc = entry_send(cfg, session, &denv, &msg, &res, err);
+		rc = entry_send(cfg, link, &denv, &msg, &res, err);
 	}
 
 	if (rc == 0) {
@@ -1446,7 +1455,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		e.last_error = util_strdup(err->text);
 		state_write(a, &e, 0);
 		log_result(LOG_LEVEL_WARNING, &e, &denv.rcpts, "deferred", res.relay, 0, err->text);
-		result = ENTRY_DEFERRED;
+		result = local_fault ? ENTRY_LOCAL_FAULT : ENTRY_DEFERRED;
 	} else {
 		struct strlist why = STRLIST_INIT;
 
@@ -1456,10 +1465,11 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		strlist_free(&why);
 		result = ENTRY_FAILED;
 	}
+done:
 	smtp_result_free(&res);
 	message_free(&msg);
 	envelope_free(&denv);
-	entry_free(&e);
+	spool_entry_free(&e);
 	close(fd);				/* releases the lock */
 	return result;
 }
@@ -1494,6 +1504,7 @@ static void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 	double now = spool_now();
 	struct id_age *ages = 0;
 	size_t n = 0, cap = 0;
+	unsigned skipped = 0;
 
 	if (fd < 0 || (d = fdopendir(fd)) == 0) {
 		if (fd >= 0)
@@ -1509,6 +1520,13 @@ static void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 		if (dot == 0) {
 			if (fstatat(a->q, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
 				continue;
+			/* Only the owner's plain files are entries. A FIFO, a
+			 * directory, a symlink or a stranger's file is skipped,
+			 * every pass, without being opened or retried. */
+			if (!S_ISREG(sb.st_mode) || sb.st_uid != a->uid || !id_valid(de->d_name)) {
+				skipped++;
+				continue;
+			}
 			if (n == cap) {
 				cap = cap ? cap * 2 : 64;
 				ages = util_realloc(ages, cap * sizeof(*ages));
@@ -1528,6 +1546,10 @@ static void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 		}
 	}
 	closedir(d);
+	if (skipped && tidy)
+		log_msg(LOG_LEVEL_WARNING,
+			"%s/q: skipped %u name(s) that are not plain files of uid %lu; remove them",
+			a->path, skipped, (unsigned long)a->uid);
 	if (n > 1)
 		qsort(ages, n, sizeof(*ages), cmp_age);
 	for (size_t i = 0; i < n; i++)
@@ -1553,7 +1575,7 @@ static void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 	}
 }
 
-/* uid_name - a directory name that is a uid, or -1 */
+/* uid_name - the uid of an area name ("UID" or "UID.k", see area_name), or -1 */
 
 static long uid_name(const char *s)
 {
@@ -1562,45 +1584,82 @@ static long uid_name(const char *s)
 
 	if (*s < '0' || *s > '9')
 		return -1;
+	errno = 0;
 	v = strtol(s, &end, 10);
-	return (*end || v < 0) ? -1 : v;
+	if (errno || v < 0 || v > (long)(uid_t)-1)
+		return -1;
+	if (*end == 0)
+		return v;
+	if (end[0] == '.' && end[1] >= '1' && end[1] < '0' + SPOOL_AREA_NAMES && end[2] == 0)
+		return v;
+	return -1;
 }
 
 /* scope_areas - the areas this process may handle: its own; all of them for root */
 
-static void scope_areas(const struct config *cfg, struct spool_area **out, size_t *n)
+static int scope_areas(const struct config *cfg, struct spool_area **out, size_t *n, int tidy,
+		       struct error *err)
 {
-	struct error err;
 	struct spool_area a;
 	uid_t me = geteuid();
+	unsigned refused = 0;
 	DIR *d;
 	struct dirent *de;
+	int topfd;
 
 	*out = 0;
 	*n = 0;
+	/* A missing spool holds nothing; a spool we must not trust is an error. */
+	if (cfg->queue_dir == 0 || *cfg->queue_dir == 0 || access(cfg->queue_dir, F_OK) != 0)
+		return 0;
+	if ((topfd = spool_top_open(cfg->queue_dir, 0, err)) < 0)
+		return err->status;
 	if (me != 0) {
-		if (area_open(cfg->queue_dir, me, 0, &a, &err) == 0) {
-			*out = util_malloc(sizeof(a));
-			(*out)[(*n)++] = a;
+		/* Every name our areas may have: a squatter may hold the first. */
+		for (unsigned k = 0; k < SPOOL_AREA_NAMES; k++) {
+			char name[48];
+			struct error ignored;
+
+			area_name(name, sizeof(name), me, k);
+			error_clear(&ignored);
+			if (area_open_named(topfd, cfg->queue_dir, name, me, 0, 0, &a, &ignored) == 0) {
+				*out = util_realloc(*out, (*n + 1) * sizeof(a));
+				(*out)[(*n)++] = a;
+			}
 		}
-		return;
+		close(topfd);
+		return 0;
 	}
-	if (cfg->queue_dir == 0 || (d = opendir(cfg->queue_dir)) == 0)
-		return;
+	if ((d = opendir(cfg->queue_dir)) == 0) {
+		close(topfd);
+		return 0;
+	}
 	while ((de = readdir(d)) != 0) {
 		long uid = uid_name(de->d_name);
+		struct error aerr;
 
 		if (uid < 0)
 			continue;
-		/* area_open() checks that dir/N belongs to uid N. */
-		if (area_open(cfg->queue_dir, (uid_t)uid, 0, &a, &err) != 0) {
-			log_msg(LOG_LEVEL_WARNING, "skipping queue area: %s", err.text);
+		error_clear(&aerr);
+		/* area_open_named() checks that the area belongs to its uid;
+		 * in a pass (tidy) root moves a squatter out of the way. */
+		if (area_open_named(topfd, cfg->queue_dir, de->d_name, (uid_t)uid, 0, tidy, &a,
+				    &aerr) != 0) {
+			/* One line per area, a bounded number per scan: a user
+			 * who makes a million names gets a count, not a flood. */
+			if (aerr.status && ++refused <= SPOOL_WARN_MAX && tidy)
+				log_msg(LOG_LEVEL_WARNING, "skipping queue area: %s", aerr.text);
 			continue;
 		}
 		*out = util_realloc(*out, (*n + 1) * sizeof(a));
 		(*out)[(*n)++] = a;
 	}
 	closedir(d);
+	close(topfd);
+	if (refused > SPOOL_WARN_MAX && tidy)
+		log_msg(LOG_LEVEL_WARNING, "skipped %u more queue area(s) in %s",
+			refused - SPOOL_WARN_MAX, cfg->queue_dir);
+	return 0;
 }
 
 /* scope_free - close the areas */
@@ -1618,62 +1677,109 @@ struct pass_stats {
 	unsigned failed;
 	unsigned remaining;		/* entries left in scope after the pass */
 	unsigned tried;
-	unsigned streak;		/* consecutive temporary failures */
+	unsigned streak;		/* consecutive connection failures */
 	int aborted;			/* stopped early: the relay looks down */
 	double next_due;		/* earliest next_try of what is left */
 	struct error last;		/* last delivery error */
+	struct error scope;		/* the spool itself was refused (spool_top_check) */
 };
 
-/* run_pass - one pass over every area in scope; tried (may be NULL) = ids already tried */
-
+/*
+ * run_pass - one pass over every area in scope; tried (may be NULL) = ids
+ * already tried.
+ *
+ * Fairness: every area gets its turn in every pass. What one area holds
+ * ends only that area's turn: SPOOL_STREAK_MAX temporary failures in a row
+ * (its recipients' domains may be the ones failing), or SPOOL_AREA_BUDGET
+ * attempts (the rest waits for the next pass, due at once). Entries that
+ * cannot even be read (ENTRY_LOCAL_FAULT) count for nothing. Only a relay
+ * that cannot be connected to, SPOOL_STREAK_MAX times in a row, ends the
+ * whole pass: no entry can cause that.
+ */
 static void run_pass(const struct config *cfg, int force, int wait_lock, struct strlist *tried,
 		     struct pass_stats *st)
 {
 	struct spool_area *areas;
 	size_t nareas;
 	struct error err;
-	struct smtp_session *session = 0;	/* one relay connection per pass */
+	struct relay_link link = {0, 0};	/* one relay connection per pass */
+	unsigned areas_ended = 0, areas_tried = 0;
 
 	memset(st, 0, sizeof(*st));
 	st->next_due = HUGE_VAL;
-	scope_areas(cfg, &areas, &nareas);
+	if (scope_areas(cfg, &areas, &nareas, 1, &st->scope) != 0)
+		return;
 	for (size_t ai = 0; ai < nareas; ai++) {
 		struct strlist ids = STRLIST_INIT;
+		unsigned area_streak = 0, budget = SPOOL_AREA_BUDGET;
+		int area_ended = 0, area_tried = 0;
 
 		list_ids(&areas[ai], &ids, 1);
 		for (size_t i = 0; i < ids.n; i++) {
 			enum entry_result r;
 
-			if (st->aborted || (tried && strlist_contains_ci(tried, ids.v[i]))) {
+			if (st->aborted || area_ended || (tried && strlist_contains_ci(tried, ids.v[i]))) {
 				st->remaining++;
 				continue;
 			}
+			if (budget == 0) {
+				/* This area had its share; the rest comes next pass. */
+				st->remaining++;
+				st->next_due = spool_now();
+				continue;
+			}
 			r = entry_deliver(cfg, &areas[ai], ids.v[i], force, wait_lock, &st->next_due,
-					  &session, &err);
+					  &link, &err);
+			if (r != ENTRY_GONE && r != ENTRY_UNREADABLE && r != ENTRY_NOT_DUE
+			    && r != ENTRY_BUSY && r != ENTRY_LEFT_TO_OWNER) {
+				budget--;
+				area_tried = 1;
+			}
 			switch (r) {
 			case ENTRY_DONE:
 				st->delivered++;
 				st->tried++;
 				st->streak = 0;
+				area_streak = 0;
 				break;
 			case ENTRY_DEFERRED:
 				st->deferred++;
 				st->tried++;
 				st->remaining++;
 				st->last = err;
-				if (++st->streak >= SPOOL_STREAK_MAX)
-					st->aborted = 1;
+				if (link.unreachable || spool_transport) {
+					if (++st->streak >= SPOOL_STREAK_MAX)
+						st->aborted = 1;
+				} else {
+					st->streak = 0;
+				}
+				if (++area_streak >= SPOOL_STREAK_MAX)
+					area_ended = 1;
+				break;
+			case ENTRY_LOCAL_FAULT:
+				st->deferred++;
+				st->tried++;
+				st->remaining++;
+				st->last = err;
 				break;
 			case ENTRY_FAILED:
 				st->failed++;
 				st->tried++;
 				st->streak = 0;
+				area_streak = 0;
 				st->last = err;
 				break;
 			case ENTRY_NOT_DUE:
 				st->remaining++;
 				break;
+			case ENTRY_LEFT_TO_OWNER:
+				break;
 			case ENTRY_BUSY:
+				/* In another user's area the lock holder is that
+				 * user (its worker, or a flock() meant to keep us
+				 * polling): not ours to wait for. */
+				if (areas[ai].uid != geteuid())
+					break;
 				st->remaining++;
 				if (st->next_due > spool_now() + 1.0)
 					st->next_due = spool_now() + 1.0;
@@ -1685,30 +1791,48 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 			if (tried && r != ENTRY_GONE && r != ENTRY_UNREADABLE)
 				strlist_add(tried, ids.v[i]);
 		}
+		areas_tried += area_tried;
+		areas_ended += area_ended;
 		strlist_free(&ids);
 	}
-	smtp_session_close(session);
+	/* Every area that was tried ended on failures and nothing went out:
+	 * the relay looks down; the worker backs off as a whole. */
+	if (areas_tried > 0 && areas_ended == areas_tried && st->delivered == 0)
+		st->aborted = 1;
+	smtp_session_close(link.session);
 	scope_free(areas, nareas);
+}
+
+/* scope_count - how many entries this process could deliver (stops at limit); own = our areas only */
+
+static unsigned scope_count(const struct config *cfg, unsigned limit, int own)
+{
+	struct spool_area *areas;
+	size_t nareas;
+	struct error err;
+	unsigned found = 0;
+
+	error_clear(&err);
+	if (scope_areas(cfg, &areas, &nareas, 0, &err) != 0)
+		return 0;
+	for (size_t ai = 0; ai < nareas && found < limit; ai++) {
+		struct strlist ids = STRLIST_INIT;
+
+		if (own && areas[ai].uid != geteuid())
+			continue;
+		list_ids(&areas[ai], &ids, 0);
+		found += (unsigned)ids.n;
+		strlist_free(&ids);
+	}
+	scope_free(areas, nareas);
+	return found;
 }
 
 /* scope_nonempty - is anything queued that this process could deliver? */
 
 static int scope_nonempty(const struct config *cfg)
 {
-	struct spool_area *areas;
-	size_t nareas;
-	int found = 0;
-
-	scope_areas(cfg, &areas, &nareas);
-	for (size_t ai = 0; ai < nareas && !found; ai++) {
-		struct strlist ids = STRLIST_INIT;
-
-		list_ids(&areas[ai], &ids, 0);
-		found = ids.n > 0;
-		strlist_free(&ids);
-	}
-	scope_free(areas, nareas);
-	return found;
+	return scope_count(cfg, 1, 0) > 0;
 }
 
 /* spool_run - sendmail -q: everything now, in the foreground */
@@ -1718,12 +1842,19 @@ int spool_run(const struct config *cfg, struct error *err)
 	struct strlist tried = STRLIST_INIT;
 	struct pass_stats st;
 	struct error last;
+	unsigned left;
 
 	error_clear(err);
 	error_clear(&last);
-	/* Repeat while passes make progress: a pass may queue notices. */
+	/* Repeat while passes make progress: a pass may queue notices, and
+	 * an area's budget leaves the rest of it to the next pass. */
 	for (;;) {
 		run_pass(cfg, 1, 1, &tried, &st);
+		if (st.scope.status) {
+			strlist_free(&tried);
+			*err = st.scope;
+			return err->status;
+		}
 		if (st.last.text[0])
 			last = st.last;
 		if (st.aborted || st.tried == 0)
@@ -1731,25 +1862,10 @@ int spool_run(const struct config *cfg, struct error *err)
 	}
 	strlist_free(&tried);
 	/* What is left after the last pass (a fresh look, tried or not). */
-	if (!scope_nonempty(cfg))
+	if ((left = scope_count(cfg, ~0U, 0)) == 0)
 		return 0;
-	{
-		struct spool_area *areas;
-		size_t nareas;
-		unsigned left = 0;
-
-		scope_areas(cfg, &areas, &nareas);
-		for (size_t ai = 0; ai < nareas; ai++) {
-			struct strlist ids = STRLIST_INIT;
-
-			list_ids(&areas[ai], &ids, 0);
-			left += (unsigned)ids.n;
-			strlist_free(&ids);
-		}
-		scope_free(areas, nareas);
-		error_set(err, EX_TEMPFAIL, "%u message(s) remain in the queue%s%s", left,
-			  last.text[0] ? "; last error: " : "", last.text);
-	}
+	error_set(err, EX_TEMPFAIL, "%u message(s) remain in the queue%s%s", left,
+		  last.text[0] ? "; last error: " : "", last.text);
 	err->temporary = 1;
 	return EX_TEMPFAIL;
 }
@@ -1770,6 +1886,7 @@ int spool_deliver(const struct config *cfg, const char *queue_id, struct error *
 	case ENTRY_DONE:
 		return 0;
 	case ENTRY_DEFERRED:
+	case ENTRY_LOCAL_FAULT:
 		return EX_TEMPFAIL;
 	case ENTRY_FAILED:
 		return err->status ? err->status : EX_UNAVAILABLE;
@@ -1795,25 +1912,25 @@ int spool_load(const struct config *cfg, const char *queue_id, struct envelope *
 		return error_set(err, EX_NOINPUT, "bad queue id \"%s\"", queue_id);
 	if (area_open(cfg->queue_dir, geteuid(), 0, &a, err) != 0)
 		return err->status;
-	fd = openat(a.q, queue_id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = open_owned(a.q, queue_id, O_RDONLY, a.uid, 0);
 	if (fd < 0) {
 		error_set(err, EX_NOINPUT, "no queue entry %s in %s: %s", queue_id, a.path,
 			  strerror(errno));
 		area_close(&a);
 		return err->status;
 	}
-	entry_init(&e);
+	spool_entry_init(&e);
 	if (entry_read(a.q, fd, queue_id, &e) != 0 || entry_message(fd, &e, msg) != 0) {
 		error_set(err, EX_DATAERR, "queue entry %s/q/%s is corrupt", a.path, queue_id);
 		message_free(msg);
-		entry_free(&e);
+		spool_entry_free(&e);
 		close(fd);
 		area_close(&a);
 		return err->status;
 	}
 	*env = e.env;
 	envelope_init(&e.env);
-	entry_free(&e);
+	spool_entry_free(&e);
 	close(fd);
 	area_close(&a);
 	return 0;
@@ -1883,8 +2000,11 @@ static int worker_relock(const struct config *cfg, int dirfd)
 	int fd;
 
 	/* A submitter that committed while we held the lock only kicked
-	 * the file; its message is ours unless another worker has started. */
-	if (!scope_nonempty(cfg))
+	 * the file; its message is ours unless another worker has started.
+	 * Only our own areas count: another user's entry that a pass left
+	 * (locked by that user, say) is that user's worker's to deliver,
+	 * and must not keep ours alive. */
+	if (scope_count(cfg, 1, 1) == 0)
 		return -1;
 	fd = openat(dirfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -1978,6 +2098,42 @@ static void worker_detach(int last)
 	(void)!chdir("/");
 }
 
+/*
+ * worker_title - the worker outlives the submission that started it: its
+ * command line (sender, recipients) must not stay visible in ps for hours.
+ * The argv strings lie in one block that /proc/PID/cmdline shows; glibc's
+ * program_invocation_name points at its start. Overwrite it in place
+ * (what setproctitle() does), after checking that it is that block.
+ */
+static void worker_title(uid_t uid)
+{
+	struct buf cmdline = BUF_INIT;
+	char *start = program_invocation_name;
+	char title[64];
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	ssize_t r;
+
+	if (fd < 0)
+		return;
+	for (;;) {
+		buf_reserve(&cmdline, 4096);
+		r = read(fd, cmdline.data + cmdline.len, 4096);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		cmdline.len += (size_t)r;
+	}
+	close(fd);
+	if (start && cmdline.len > 1 && memcmp(start, cmdline.data, cmdline.len) == 0) {
+		snprintf(title, sizeof(title), "sendmail: queue worker (uid %lu)",
+			 (unsigned long)uid);
+		memset(start, 0, cmdline.len);
+		memcpy(start, title, strlen(title) < cmdline.len - 1 ? strlen(title) : cmdline.len - 1);
+	}
+	buf_free(&cmdline);
+}
+
 /* spool_kick - start a worker unless one runs; never blocks */
 
 void spool_kick(const struct config *cfg)
@@ -2058,6 +2214,7 @@ void spool_kick(const struct config *cfg)
 			if (hilock < 0 || hidir < 0 || dup2(hilock, 3) < 0 || dup2(hidir, 4) < 0)
 				_exit(0);
 			worker_detach(4);
+			worker_title(geteuid());
 			log_setup(&wcfg);
 			worker_main(&wcfg, 4, 3);
 		}
@@ -2124,7 +2281,8 @@ int spool_list(const struct config *cfg, struct buf *out, struct error *err)
 	int root = geteuid() == 0;
 
 	error_clear(err);
-	scope_areas(cfg, &areas, &nareas);
+	if (scope_areas(cfg, &areas, &nareas, 0, err) != 0)
+		return err->status;
 	for (size_t ai = 0; ai < nareas; ai++) {
 		struct strlist ids = STRLIST_INIT;
 
@@ -2134,16 +2292,16 @@ int spool_list(const struct config *cfg, struct buf *out, struct error *err)
 			struct spool_entry e;
 			struct buf tmp = BUF_INIT;
 			unsigned long long size;
-			int fd = openat(areas[ai].q, ids.v[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			int fd = open_owned(areas[ai].q, ids.v[i], O_RDONLY, areas[ai].uid, 0);
 			const char *lasterr;
 
 			if (fd < 0)
 				continue;
-			entry_init(&e);
+			spool_entry_init(&e);
 			if (entry_read(areas[ai].q, fd, ids.v[i], &e) != 0) {
 				buf_printf(out, "%-24s (corrupt entry, will be moved to failed/)\n\n",
 					   ids.v[i]);
-				entry_free(&e);
+				spool_entry_free(&e);
 				close(fd);
 				continue;
 			}
@@ -2188,7 +2346,7 @@ int spool_list(const struct config *cfg, struct buf *out, struct error *err)
 			}
 			buf_putc(out, '\n');
 			buf_free(&tmp);
-			entry_free(&e);
+			spool_entry_free(&e);
 		}
 		strlist_free(&ids);
 	}

@@ -62,9 +62,10 @@
  *	The worker delivers the due messages it can read, sleeps until the
  *	next one is due (exponential backoff with jitter: base 30 s, doubled
  *	per attempt up to 120 x base = 1 h, each delay scaled by a random
- *	factor in [0.75, 1.25)), and exits when no message is left. After
- *	three consecutive temporary failures in one pass it stops the pass
- *	(the relay is down: no need to time out 200 times) and sleeps with
+ *	factor in [0.75, 1.25)), and exits when no message is left. When
+ *	the relay cannot be connected to three times in a row, or every
+ *	area's turn ended on failures (see TRUST), it stops the pass (the
+ *	relay is down: no need to time out 200 times) and sleeps with
  *	its own backoff (a pass forced by a kick does not grow it). A kick
  *	while it sleeps makes it retry within a second. Its stdio is
  *	/dev/null, so with [log] target = stderr its log lines are lost:
@@ -103,11 +104,20 @@
  *			who cannot create it (parent not writable) gets 73:
  *			images should create it at build time
  *			(install -d -m 1733 /var/spool/relayshim).
+ *			The top must belong to root or to the caller, and
+ *			must not be writable by others without the sticky
+ *			bit (the checks of postfix check): otherwise every
+ *			function refuses it with EX_CANTCREAT and one line.
  *	dir/UID/	the area of user UID: mode 0700, owned by UID, made by
  *			that user at its first submission. Another owner or
- *			group/other bits make the area unusable (exit 73 /
- *			synchronous delivery): nobody can plant an area for
- *			someone else and read what lands in it.
+ *			group/other bits make the area unusable: nobody can
+ *			plant an area for someone else and read what lands in
+ *			it. Anyone may create any name in a 1733 directory, so
+ *			a user keeps its area under the next free one of
+ *			UID.1 ... UID.7 when UID is taken, and every reader
+ *			looks at all eight; root moves a squatter's directory
+ *			out of the way (to .squatter.NAME.OWNER.TIME) when it
+ *			stores and in every pass, so the name comes back.
  *	dir/UID/tmp/	entries being written (invisible to every reader).
  *	dir/UID/q/	committed entries: ID (envelope + message, 0600) and
  *			ID.st (delivery state: attempts, next retry, last
@@ -120,11 +130,42 @@
  *	and root's -q handle every area (dir/N owned by uid N); files root
  *	writes there are chown'ed to N so that N's own worker can go on.
  *	Each delivery holds flock() on the entry, so two workers, or a
- *	worker and -q, never send one message twice. Root opens entries in
- *	other areas with O_NOFOLLOW, creates files there with O_EXCL, and
- *	appends to failed/ID.reason only when it is a plain file with one
- *	link: a user cannot turn root's writes against another file. Root
- *	delivers a user's messages with root's configuration.
+ *	worker and -q, never send one message twice.
+ * TRUST
+ *	Everything in another user's area is that user's to forge. Root
+ *	(and anyone reading an area) opens its files with O_NOFOLLOW and
+ *	O_NONBLOCK and takes only plain files owned by the area's owner:
+ *	a FIFO, a directory, a symlink or a stranger's file under an
+ *	entry's name is skipped with one log line per pass, never opened
+ *	for reading, never retried in a loop. Root creates files there with
+ *	O_EXCL, appends to failed/ID.reason only when it is a plain file
+ *	with one link, and never waits for a lock on another user's entry.
+ *	The entry's format is checked by spool_entry_parse() (a header over
+ *	64 MiB, control bytes in an address: corrupt, moved to failed/).
+ *
+ *	An entry of another user's area goes out only as that user could
+ *	have sent it through sendmail: the Received and RelayTag fields at
+ *	its top are made again for the area's owner (uid from the fstat of
+ *	the area, name from the password database), and rewrite_message()
+ *	runs again with the deliverer's configuration (header repair, the
+ *	sender policy, max_size). A refusal moves it to failed/ without a
+ *	notice (the sender it names may be forged). A null-sender entry that
+ *	this policy would refuse (allow_empty_sender = no) is left to its
+ *	owner's worker: it is that worker's failure notice. The caller's own area
+ *	is delivered as stored: it holds what the caller's own sendmail
+ *	accepted, and the caller can do no more through it than through
+ *	sendmail.
+ *
+ *	Fairness: every pass gives every area its turn. Within an area,
+ *	three temporary failures in a row or SPOOL_AREA_BUDGET (200)
+ *	attempts end that area's turn; an entry that cannot be read counts
+ *	for nothing; only a relay that cannot be connected to three times
+ *	in a row ends the whole pass. So one user's entries can neither
+ *	stall, starve nor block another user's mail, and a pass ends after
+ *	at most 200 relay transactions per area.
+ *
+ *	The worker overwrites its command line with "sendmail: queue worker
+ *	(uid N)": the submission's sender and recipients do not stay in ps.
  * CRASH CONSISTENCY
  *	spool_store(): write tmp/ID, fsync it, renameat2(RENAME_NOREPLACE)
  *	to q/ID, fsync q/. A crash before the rename leaves only tmp/ID
@@ -168,7 +209,7 @@
 #include "smtp.h"
 #include "util.h"
 
-#define SPOOL_ID_MAX 65
+#include "spool_entry.h"
 
 typedef int (*spool_transport_fn)(const struct config *cfg, const struct envelope *env,
 				  const struct message *msg, struct smtp_result *res,

@@ -41,6 +41,9 @@
 #define LLVMFuzzerTestOneInput fuzz_cmdline_one
 #include "../../fuzz/fuzz_cmdline.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_spool_entry_one
+#include "../../fuzz/fuzz_spool_entry.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef int (*fuzz_fn)(const uint8_t *, size_t);
 
@@ -178,6 +181,12 @@ START_TEST(fuzz_cmdline_corpus_and_regressions_replay_clean)
 }
 END_TEST
 
+START_TEST(fuzz_spool_entry_corpus_and_regressions_replay_clean)
+{
+	replay("fuzz_spool_entry", fuzz_spool_entry_one);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fuzz_regressions");
@@ -194,6 +203,7 @@ int main(void)
 	tcase_add_test(tc, fuzz_smtpd_corpus_and_regressions_replay_clean);
 	tcase_add_test(tc, fuzz_config_corpus_and_regressions_replay_clean);
 	tcase_add_test(tc, fuzz_cmdline_corpus_and_regressions_replay_clean);
+	tcase_add_test(tc, fuzz_spool_entry_corpus_and_regressions_replay_clean);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

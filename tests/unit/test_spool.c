@@ -223,6 +223,103 @@ static int sent_lines(void)
 	return n;
 }
 
+/* ---- the entry format (spool_entry.c), as another user may have written it ---- */
+
+/* parse_text - spool_entry_parse() of a C string; 0 = accepted */
+
+static int parse_text(const char *text, struct spool_entry *e)
+{
+	spool_entry_init(e);
+	return spool_entry_parse(text, strlen(text), e);
+}
+
+START_TEST(entry_format_parses_back_to_the_same_envelope)
+{
+	struct spool_entry e, back;
+	struct buf text = BUF_INIT;
+
+	spool_entry_init(&e);
+	e.created = 1764000000.5;
+	e.env.sender = util_strdup("a b@example.com");
+	strlist_add(&e.env.rcpts, "x%y@example.com");
+	e.header_len = 10;
+	e.body_len = 20;
+	spool_entry_format(&text, &e);
+	ck_assert_int_eq(parse_text(text.data, &back), 0);
+	ck_assert_str_eq(back.env.sender, "a b@example.com");
+	ck_assert_str_eq(back.env.rcpts.v[0], "x%y@example.com");
+	ck_assert_uint_eq(back.data_off, text.len);
+	ck_assert_uint_eq(back.body_len, 20);
+	spool_entry_free(&e);
+	spool_entry_free(&back);
+	buf_free(&text);
+}
+END_TEST
+
+START_TEST(entry_parse_refuses_a_line_break_in_a_recipient)
+{
+	struct spool_entry e;
+
+	/* It would become a second SMTP command on the relay connection. */
+	ck_assert_int_eq(parse_text("relayshim-spool 1\ncreated 1\nsender a@b\n"
+				    "rcpt x%0D%0ARCPT%20TO:<v@w>\nheader 0\nbody 0\n\n",
+				    &e),
+			 -1);
+	spool_entry_free(&e);
+	ck_assert_int_eq(parse_text("relayshim-spool 1\ncreated 1\nsender a%0A@b\n"
+				    "rcpt x@y\nheader 0\nbody 0\n\n",
+				    &e),
+			 -1);
+	spool_entry_free(&e);
+}
+END_TEST
+
+START_TEST(entry_parse_refuses_a_header_claimed_over_64_mib)
+{
+	struct spool_entry e;
+
+	ck_assert_int_eq(parse_text("relayshim-spool 1\ncreated 1\nsender a@b\nrcpt x@y\n"
+				    "header 104857600\nbody 0\n\n",
+				    &e),
+			 -1);
+	spool_entry_free(&e);
+}
+END_TEST
+
+START_TEST(entry_parse_refuses_more_than_1000_recipients)
+{
+	struct buf text = BUF_INIT;
+	struct spool_entry e;
+
+	buf_puts(&text, "relayshim-spool 1\ncreated 1\nsender a@b\n");
+	for (int i = 0; i <= SPOOL_ENTRY_RCPT_MAX; i++)
+		buf_printf(&text, "rcpt r%d@example.com\n", i);
+	buf_puts(&text, "header 0\nbody 0\n\n");
+	spool_entry_init(&e);
+	ck_assert_int_eq(spool_entry_parse(text.data, text.len, &e), -1);
+	spool_entry_free(&e);
+	buf_free(&text);
+}
+END_TEST
+
+START_TEST(a_fifo_and_a_directory_in_q_are_skipped_without_blocking)
+{
+	char path[500];
+
+	store_one("GOOD1", "s@example.com");
+	snprintf(path, sizeof(path), "%s/q/AFIFO", area);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	snprintf(path, sizeof(path), "%s/q/ADIR", area);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/q/GOOD1.st", area);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);	/* a state file that is a FIFO */
+	mock_mode = MOCK_OK;
+	ck_assert_int_eq(spool_run(&cfg, &err), 0);	/* returns: nothing it could deliver is left */
+	ck_assert_int_eq(mock_calls, 1);
+	ck_assert_int_eq(count_dir(area, "failed", 0), 0);
+}
+END_TEST
+
 /* ---- store and load ---- */
 
 START_TEST(store_then_load_gives_back_envelope_and_bytes)
@@ -377,15 +474,31 @@ START_TEST(missing_parent_makes_the_spool_unusable)
 }
 END_TEST
 
-START_TEST(an_area_planted_by_another_user_is_refused)
+START_TEST(an_area_open_to_others_is_left_alone_and_the_next_name_used)
 {
-	char path[400];
+	char path[400], alt[420];
+	struct stat sb;
 
 	ck_assert_int_eq(mkdir(qdir, 01733), 0);
 	snprintf(path, sizeof(path), "%s/%lu", qdir, (unsigned long)geteuid());
-	ck_assert_int_eq(mkdir(path, 0755), 0);	/* open to others: must be refused */
+	ck_assert_int_eq(mkdir(path, 0755), 0);	/* open to others: never stored into */
+	ck_assert_int_eq(spool_usable(&cfg, &err), 0);
+	store_one("PLANTED1", "s@example.com");
+	snprintf(alt, sizeof(alt), "%s.1/q/PLANTED1", path);
+	ck_assert_int_eq(stat(alt, &sb), 0);
+	ck_assert_int_eq(count_dir(path, "", 0), 0);
+	mock_mode = MOCK_OK;
+	ck_assert_int_eq(spool_run(&cfg, &err), 0);	/* -q finds it under the other name */
+	ck_assert_int_eq(mock_calls, 1);
+}
+END_TEST
+
+START_TEST(a_spool_top_writable_by_others_without_the_sticky_bit_is_refused)
+{
+	ck_assert_int_eq(mkdir(qdir, 0777), 0);
+	ck_assert_int_eq(chmod(qdir, 0777), 0);
 	ck_assert_int_eq(spool_usable(&cfg, &err), EX_CANTCREAT);
-	ck_assert_ptr_nonnull(strstr(err.text, "mode 0700"));
+	ck_assert_ptr_nonnull(strstr(err.text, "without the sticky bit"));
 }
 END_TEST
 
@@ -959,7 +1072,13 @@ static Suite *spool_suite(void)
 	tcase_add_test(tc, concurrent_stores_with_one_id_keep_every_message);
 	tcase_add_test(tc, an_unsafe_queue_id_is_replaced);
 	tcase_add_test(tc, missing_parent_makes_the_spool_unusable);
-	tcase_add_test(tc, an_area_planted_by_another_user_is_refused);
+	tcase_add_test(tc, an_area_open_to_others_is_left_alone_and_the_next_name_used);
+	tcase_add_test(tc, entry_format_parses_back_to_the_same_envelope);
+	tcase_add_test(tc, entry_parse_refuses_a_line_break_in_a_recipient);
+	tcase_add_test(tc, entry_parse_refuses_a_header_claimed_over_64_mib);
+	tcase_add_test(tc, entry_parse_refuses_more_than_1000_recipients);
+	tcase_add_test(tc, a_fifo_and_a_directory_in_q_are_skipped_without_blocking);
+	tcase_add_test(tc, a_spool_top_writable_by_others_without_the_sticky_bit_is_refused);
 	tcase_add_test(tc, file_size_limit_gives_73_and_no_entry);
 	tcase_add_test(tc, crash_after_tmp_write_leaves_no_visible_entry);
 	tcase_add_test(tc, crash_after_fsync_leaves_no_visible_entry);
