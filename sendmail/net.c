@@ -192,6 +192,8 @@ static void ignore_sigpipe(void)
 int net_connect(struct net_conn *c, const struct addrinfo *ai, unsigned timeout_ms,
 		struct error *err)
 {
+	long long start = net_now_ms();
+	/* Clipped under -q --deadline: the message says what was waited. */
 	long long deadline = net_deadline(timeout_ms);
 	int one = 1;
 	int fd;
@@ -219,8 +221,10 @@ int net_connect(struct net_conn *c, const struct addrinfo *ai, unsigned timeout_
 			close(fd);
 			err->temporary = 1;
 			return error_set(err, EX_TEMPFAIL,
-					 "cannot connect to %s: timed out after %u ms", c->peer,
-					 timeout_ms);
+					 "cannot connect to %s: timed out after %lld ms", c->peer,
+					 deadline >= start + (long long)timeout_ms ? (long long)timeout_ms
+					 : deadline > start			    ? deadline - start
+										    : 0LL);
 		}
 		if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
 			soerr = errno;

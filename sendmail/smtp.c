@@ -516,7 +516,12 @@ static int flush_out(struct smtp_session *s, const char *stage, struct error *er
 static int read_reply(struct smtp_session *s, struct smtp_reply *r, unsigned timeout_ms,
 		      const char *stage, struct error *err)
 {
+	long long start = net_now_ms();
 	long long deadline = net_deadline(timeout_ms);
+	/* What is waited: less than timeout_ms under -q --deadline (net_set_limit). */
+	unsigned waited = deadline >= start + (long long)timeout_ms ? timeout_ms
+				  : deadline > start		       ? (unsigned)(deadline - start)
+								       : 0;
 
 	for (;;) {
 		ssize_t n =
@@ -537,7 +542,7 @@ static int read_reply(struct smtp_session *s, struct smtp_reply *r, unsigned tim
 				s->in_sync = 0;
 				return fail(err, EX_TEMPFAIL, 1,
 					    "relay %s: timed out after %u.%03u s %s", s->relay,
-					    timeout_ms / 1000, timeout_ms % 1000, stage);
+					    waited / 1000, waited % 1000, stage);
 			}
 			return fail_net(s, err, stage);
 		}

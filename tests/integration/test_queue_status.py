@@ -304,6 +304,9 @@ def test_deadline_with_a_stalled_relay_returns_75_in_time(spool, fault_server):
     assert len(spool.entries()) == 3
     doc = json.loads(spool.mailq_cmd(["--json"]).stdout)
     assert doc["count"] == 3
+    # The cut wait is recorded as what it was, not as the configured 300 s.
+    cut = re.compile(r"timed out after [0-2]\.\d{3} s waiting for the reply to the end of data")
+    assert any(cut.search(e["last_reply"]) for e in doc["entries"]), doc
 
 
 def test_deadline_with_the_relay_down_returns_75_at_once(spool):
