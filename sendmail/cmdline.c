@@ -234,9 +234,9 @@ static int option_with_value(struct cmdline *cl, char opt, const char *v, struct
 	}
 }
 
-/* cmdline_parse - argv -> struct cmdline */
+/* parse_args - argv -> struct cmdline; cmdline_parse() cleans up after a failure */
 
-int cmdline_parse(struct cmdline *cl, int argc, char **argv, struct error *err)
+static int parse_args(struct cmdline *cl, int argc, char **argv, struct error *err)
 {
 	const char *base;
 	int i;
@@ -318,6 +318,19 @@ int cmdline_parse(struct cmdline *cl, int argc, char **argv, struct error *err)
 	return queue_options_fit(cl, err);
 }
 
+/* cmdline_parse - argv -> struct cmdline; nothing left to free after a failure */
+
+int cmdline_parse(struct cmdline *cl, int argc, char **argv, struct error *err)
+{
+	int rc = parse_args(cl, argc, argv, err);
+
+	/* main() returns at once: values taken before the bad argument (-C x
+	 * --bogus) would be reported as leaks by the sanitizer build. */
+	if (rc != 0)
+		cmdline_free(cl);
+	return rc;
+}
+
 /* cmdline_free - release owned strings */
 
 void cmdline_free(struct cmdline *cl)
@@ -330,4 +343,5 @@ void cmdline_free(struct cmdline *cl)
 	free(cl->dsn_envid);
 	free(cl->queue_arg);
 	strlist_free(&cl->args);
+	memset(cl, 0, sizeof(*cl));	/* a second cmdline_free() is harmless */
 }

@@ -28,7 +28,8 @@
  * DIAGNOSTICS
  *	EX_USAGE for an unknown option, a missing or malformed value, or a
  *	container option without its mode, EX_DATAERR for a
- *	CR or LF inside -f/-F (header injection); err says which.
+ *	CR or LF inside -f/-F (header injection); err says which. After a
+ *	failure cl holds nothing to free; cmdline_free() may be called twice.
  *--*/
 
 #include "queue_status.h"

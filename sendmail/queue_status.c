@@ -384,8 +384,9 @@ int queue_flush(const struct config *cfg, unsigned long long deadline_ms, struct
 		deadline_ms = 86400000ULL * 365;
 	end = start + (long long)deadline_ms;
 	/* The last fifth (at most 500 ms) is for stopping: no new delivery,
-	 * relay waits cut halfway into it, the child killed at three
-	 * quarters, the rest for counting what is left. */
+	 * relay waits cut a quarter into it, the child killed halfway, the
+	 * other half for counting what is left (fork and getpwuid() are slow
+	 * under the sanitizers). */
 	margin = (long long)deadline_ms / 5;
 	if (margin > 500)
 		margin = 500;
@@ -400,13 +401,13 @@ int queue_flush(const struct config *cfg, unsigned long long deadline_ms, struct
 	pid = fork();
 	if (pid == 0) {
 		sigprocmask(SIG_SETMASK, &old, 0);
-		flush_child(cfg, end - margin, end - margin / 2);
+		flush_child(cfg, end - margin, end - margin * 3 / 4);
 	}
 	if (pid < 0) {
 		sigprocmask(SIG_SETMASK, &old, 0);
 		return error_set(err, EX_OSERR, "cannot start the queue flush: %s", strerror(errno));
 	}
-	wait_until(pid, end - margin / 4, &chld);
+	wait_until(pid, end - margin / 2, &chld);
 	sigprocmask(SIG_SETMASK, &old, 0);
 
 	if ((rc = queue_status_collect(cfg, &qs, err)) != 0) {
