@@ -106,8 +106,9 @@ static int queue_option(struct cmdline *cl, const char *arg, struct error *err)
 	}
 	if (n == 9 && strncmp(arg, "--max-age", n) == 0) {
 		if (v == 0 || queue_parse_duration(v, &cl->limits.max_age_ms) != 0)
-			return bad_arg(err, "--max-age needs a duration such as 30m, 1h or 3600:",
-				       "", arg, strlen(arg));
+			return bad_arg(err,
+				       "--max-age needs a duration such as 30m, 1h or 3600:", "",
+				       arg, strlen(arg));
 		cl->limits.has_max_age = 1;
 		return 0;
 	}
@@ -119,8 +120,10 @@ static int queue_option(struct cmdline *cl, const char *arg, struct error *err)
 		return 0;
 	}
 	if (n == 10 && strncmp(arg, "--deadline", n) == 0) {
-		if (v == 0 || queue_parse_duration(v, &cl->deadline_ms) != 0 || cl->deadline_ms == 0)
-			return bad_arg(err, "--deadline needs a duration above 0 such as 8s or 2m:", "",
+		if (v == 0 || queue_parse_duration(v, &cl->deadline_ms) != 0 ||
+		    cl->deadline_ms == 0)
+			return bad_arg(err,
+				       "--deadline needs a duration above 0 such as 8s or 2m:", "",
 				       arg, strlen(arg));
 		cl->has_deadline = 1;
 		return 0;

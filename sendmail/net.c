@@ -193,8 +193,9 @@ int net_connect(struct net_conn *c, const struct addrinfo *ai, unsigned timeout_
 		struct error *err)
 {
 	long long start = net_now_ms();
-	/* Clipped under -q --deadline: the message says what was waited. */
 	long long deadline = net_deadline(timeout_ms);
+	/* Less than timeout_ms under -q --deadline (net_set_limit): say what was waited. */
+	long long waited = deadline - start < (long long)timeout_ms ? deadline - start : timeout_ms;
 	int one = 1;
 	int fd;
 	int r;
@@ -222,9 +223,7 @@ int net_connect(struct net_conn *c, const struct addrinfo *ai, unsigned timeout_
 			err->temporary = 1;
 			return error_set(err, EX_TEMPFAIL,
 					 "cannot connect to %s: timed out after %lld ms", c->peer,
-					 deadline >= start + (long long)timeout_ms ? (long long)timeout_ms
-					 : deadline > start			    ? deadline - start
-										    : 0LL);
+					 waited > 0 ? waited : 0);
 		}
 		if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
 			soerr = errno;

@@ -61,8 +61,8 @@ int queue_parse_duration(const char *s, unsigned long long *ms)
 		const char *unit;
 		unsigned long long ms;
 	} units[] = {
-	    {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
-	    {"w", 604800000},
+	    {"", 1000},	    {"ms", 1},	     {"s", 1000},      {"m", 60000},
+	    {"h", 3600000}, {"d", 86400000}, {"w", 604800000},
 	};
 	unsigned long long v = 0;
 
@@ -215,7 +215,8 @@ int queue_status_check(const struct queue_status *qs, const struct queue_limits 
 	struct buf b = BUF_INIT;
 	size_t before = why->n;
 
-	if (lim && lim->has_max_age && qs->n > 0 && qs->oldest_age * 1000.0 > (double)lim->max_age_ms) {
+	if (lim && lim->has_max_age && qs->n > 0 &&
+	    qs->oldest_age * 1000.0 > (double)lim->max_age_ms) {
 		buf_puts(&b, "oldest message is ");
 		queue_human_age(&b, qs->oldest_age);
 		buf_puts(&b, " old, more than --max-age ");
@@ -282,14 +283,15 @@ void queue_status_json(const struct queue_status *qs, const struct queue_limits 
 		json_str(out, e->id);
 		buf_printf(out, ",\"uid\":%lu,\"user\":", e->uid);
 		json_str(out, e->user);
-		buf_printf(out, ",\"age_seconds\":%llu,\"attempts\":%u,\"next_attempt_seconds\":%llu",
+		buf_printf(out,
+			   ",\"age_seconds\":%llu,\"attempts\":%u,\"next_attempt_seconds\":%llu",
 			   json_secs(e->age), e->attempts, json_secs(e->next_in));
 		buf_puts(out, ",\"last_reply\":");
 		json_str(out, e->last_reply);
 		buf_puts(out, ",\"sender\":");
 		json_str(out, e->sender);
-		buf_printf(out, ",\"recipients\":%zu,\"size\":%llu,\"corrupt\":%s}", e->rcpts, e->size,
-			   e->corrupt ? "true" : "false");
+		buf_printf(out, ",\"recipients\":%zu,\"size\":%llu,\"corrupt\":%s}", e->rcpts,
+			   e->size, e->corrupt ? "true" : "false");
 	}
 	buf_puts(out, "]}\n");
 	strlist_free(&why);
@@ -405,7 +407,8 @@ int queue_flush(const struct config *cfg, unsigned long long deadline_ms, struct
 	}
 	if (pid < 0) {
 		sigprocmask(SIG_SETMASK, &old, 0);
-		return error_set(err, EX_OSERR, "cannot start the queue flush: %s", strerror(errno));
+		return error_set(err, EX_OSERR, "cannot start the queue flush: %s",
+				 strerror(errno));
 	}
 	wait_until(pid, end - margin / 2, &chld);
 	sigprocmask(SIG_SETMASK, &old, 0);

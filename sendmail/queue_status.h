@@ -106,12 +106,12 @@ struct queue_limits {
 struct queue_entry {
 	char *id;
 	unsigned long uid;
-	char *user;			/* login name of uid, or NULL */
-	double age;			/* seconds */
+	char *user; /* login name of uid, or NULL */
+	double age; /* seconds */
 	unsigned attempts;
-	double next_in;			/* seconds until the next attempt; 0 = due */
-	char *last_reply;		/* NULL before the first attempt */
-	char *sender;			/* NULL when corrupt */
+	double next_in;	  /* seconds until the next attempt; 0 = due */
+	char *last_reply; /* NULL before the first attempt */
+	char *sender;	  /* NULL when corrupt */
 	size_t rcpts;
 	unsigned long long size;
 	int corrupt;
@@ -121,8 +121,8 @@ struct queue_status {
 	struct queue_entry *v;
 	size_t n;
 	size_t cap;
-	double oldest_age;		/* seconds; 0 when empty */
-	unsigned failed;		/* entries in failed/ */
+	double oldest_age; /* seconds; 0 when empty */
+	unsigned failed;   /* entries in failed/ */
 	unsigned long long bytes;
 };
 

@@ -518,10 +518,8 @@ static int read_reply(struct smtp_session *s, struct smtp_reply *r, unsigned tim
 {
 	long long start = net_now_ms();
 	long long deadline = net_deadline(timeout_ms);
-	/* What is waited: less than timeout_ms under -q --deadline (net_set_limit). */
-	unsigned waited = deadline >= start + (long long)timeout_ms ? timeout_ms
-				  : deadline > start		       ? (unsigned)(deadline - start)
-								       : 0;
+	/* Less than timeout_ms under -q --deadline (net_set_limit): say what was waited. */
+	long long waited = deadline - start < (long long)timeout_ms ? deadline - start : timeout_ms;
 
 	for (;;) {
 		ssize_t n =
@@ -541,8 +539,9 @@ static int read_reply(struct smtp_session *s, struct smtp_reply *r, unsigned tim
 			if (strcmp(err->text, "timed out") == 0) {
 				s->in_sync = 0;
 				return fail(err, EX_TEMPFAIL, 1,
-					    "relay %s: timed out after %u.%03u s %s", s->relay,
-					    waited / 1000, waited % 1000, stage);
+					    "relay %s: timed out after %lld.%03lld s %s", s->relay,
+					    waited > 0 ? waited / 1000 : 0,
+					    waited > 0 ? waited % 1000 : 0, stage);
 			}
 			return fail_net(s, err, stage);
 		}

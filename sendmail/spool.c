@@ -2180,9 +2180,10 @@ int spool_walk(const struct config *cfg, spool_visit_fn visit, void *ctx, unsign
 			info.owner = (unsigned long)areas[ai].uid;
 			entry_init(&e);
 			if (entry_read(areas[ai].q, fd, ids.v[i], &e) != 0) {
-				/* Counted with its file's age: it is in q/ until a pass moves it. */
+				/* Counted, with its file's age: a pass moves it to failed/. */
 				info.corrupt = 1;
-				info.created = fstat(fd, &sb) == 0 ? (double)sb.st_mtime : spool_now();
+				info.created =
+				    fstat(fd, &sb) == 0 ? (double)sb.st_mtime : spool_now();
 			} else {
 				info.created = e.created;
 				info.attempts = e.attempts;

@@ -46,8 +46,7 @@ static const char *age(double secs)
 
 /* info - a spool_info as spool_walk() would pass it */
 
-static struct spool_info info(const char *id, double created, const char *reply,
-			      const char *sender)
+static struct spool_info info(const char *id, double created, const char *reply, const char *sender)
 {
 	struct spool_info i;
 
@@ -203,11 +202,11 @@ START_TEST(thresholds_decide_the_verdict)
 	queue_status_add(&qs, &a, 1000 + 3600);
 	queue_status_add(&qs, &b, 1000 + 3600);
 	memset(&lim, 0, sizeof(lim));
-	ck_assert_int_eq(queue_status_check(&qs, &lim, &why), 0);	/* no thresholds */
+	ck_assert_int_eq(queue_status_check(&qs, &lim, &why), 0); /* no thresholds */
 	lim.has_max_age = 1;
-	lim.max_age_ms = 3600000;	/* exactly as old: still healthy */
+	lim.max_age_ms = 3600000; /* exactly as old: still healthy */
 	lim.has_max_count = 1;
-	lim.max_count = 2;		/* exactly as many: still healthy */
+	lim.max_count = 2; /* exactly as many: still healthy */
 	ck_assert_int_eq(queue_status_check(&qs, &lim, &why), 0);
 	ck_assert_uint_eq(why.n, 0);
 	lim.max_age_ms = 3599000;
@@ -335,8 +334,8 @@ static int parse(const char *argv0, ...)
 
 START_TEST(mailq_status_with_thresholds)
 {
-	ck_assert_int_eq(parse("/usr/bin/mailq", "--status", "--max-age=1h", "--max-count=50", NULL),
-			 0);
+	ck_assert_int_eq(
+	    parse("/usr/bin/mailq", "--status", "--max-age=1h", "--max-count=50", NULL), 0);
 	ck_assert_int_eq(cl.mode, CMD_LIST_QUEUE);
 	ck_assert(cl.queue_status && !cl.queue_json);
 	ck_assert(cl.limits.has_max_age && cl.limits.max_age_ms == 3600000);
@@ -370,7 +369,7 @@ START_TEST(bad_container_options_are_usage_errors)
 	ck_assert_int_eq(parse("mailq", "--max-age=-1", NULL), EX_USAGE);
 	ck_assert_int_eq(parse("mailq", "--max-count=ten", NULL), EX_USAGE);
 	ck_assert_int_eq(parse("mailq", "--max-age=1h\x1b[2J", NULL), EX_USAGE);
-	ck_assert_ptr_null(strchr(err.text, '\x1b'));	/* shown escaped */
+	ck_assert_ptr_null(strchr(err.text, '\x1b')); /* shown escaped */
 	ck_assert_int_eq(parse("sendmail", "--deadline=8s", "a@example.com", NULL), EX_USAGE);
 	ck_assert_int_eq(parse("sendmail", "-q", "--status", NULL), EX_USAGE);
 	ck_assert_int_eq(parse("sendmail", "--json", "a@example.com", NULL), EX_USAGE);
@@ -384,7 +383,7 @@ static char top[256];
 static char qdir[300];
 static struct config cfg;
 static int sends;
-static int stall;		/* the transport hangs like a relay that never answers */
+static int stall; /* the transport hangs like a relay that never answers */
 
 static int counting_transport(const struct config *c, const struct envelope *env,
 			      const struct message *msg, struct smtp_result *res, struct error *e)
@@ -405,7 +404,7 @@ static void spool_setup(void)
 	cfg.queue_dir = qdir;
 	cfg.queue_mode = QUEUE_FALLBACK;
 	cfg.queue_max_age_s = 5 * 86400;
-	cfg.log_level = LOG_LEVEL_ERROR + 1;	/* quiet */
+	cfg.log_level = LOG_LEVEL_ERROR + 1; /* quiet */
 	log_setup(&cfg);
 	sends = 0;
 	stall = 0;
@@ -455,7 +454,7 @@ START_TEST(collect_reads_the_spool_as_bp_sees_it)
 	ck_assert_int_eq(queue_status_collect(&cfg, &qs, &e), 0);
 	ck_assert_uint_eq(qs.n, 2);
 	ck_assert_str_eq(qs.v[0].id, "AAA1");
-	ck_assert_str_eq(qs.v[0].last_reply, hostile);	/* the bytes survive the spool */
+	ck_assert_str_eq(qs.v[0].last_reply, hostile); /* the bytes survive the spool */
 	ck_assert_ptr_null(qs.v[1].last_reply);
 	ck_assert_str_eq(qs.v[0].sender, "app@example.com");
 	ck_assert_uint_eq(qs.v[0].rcpts, 2);
@@ -533,7 +532,7 @@ START_TEST(flush_of_an_empty_queue_is_0_and_a_delivered_one_too)
 	store("AAA1", 0);
 	/* Delivered in the child by the counting transport: nothing left. */
 	ck_assert_int_eq(queue_flush(&cfg, 2000, &e), 0);
-	ck_assert_int_eq(sends, 0);	/* the child's counter */
+	ck_assert_int_eq(sends, 0); /* the child's counter */
 }
 END_TEST
 
@@ -544,7 +543,7 @@ START_TEST(flush_returns_by_its_deadline_even_when_a_delivery_hangs)
 
 	store("AAA2", 0);
 	store("AAA3", 0);
-	stall = 1;		/* no timeout of ours applies: the child must be stopped */
+	stall = 1; /* no timeout of ours applies: the child must be stopped */
 	t0 = net_now_ms();
 	ck_assert_int_eq(queue_flush(&cfg, 1000, &e), EX_TEMPFAIL);
 	ck_assert_int_lt(net_now_ms() - t0, 1000);
