@@ -2171,10 +2171,17 @@ int spool_walk(const struct config *cfg, spool_visit_fn visit, void *ctx, unsign
 			struct spool_entry e;
 			struct spool_info info;
 			struct stat sb;
-			int fd = openat(areas[ai].q, ids.v[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			/* O_NONBLOCK: a FIFO a user planted in their q/ must not
+			 * hang root's probe; only regular files are entries. */
+			int fd = openat(areas[ai].q, ids.v[i],
+					O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 
 			if (fd < 0)
 				continue;
+			if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+				close(fd);
+				continue;
+			}
 			memset(&info, 0, sizeof(info));
 			info.id = ids.v[i];
 			info.owner = (unsigned long)areas[ai].uid;
@@ -2182,8 +2189,7 @@ int spool_walk(const struct config *cfg, spool_visit_fn visit, void *ctx, unsign
 			if (entry_read(areas[ai].q, fd, ids.v[i], &e) != 0) {
 				/* Counted, with its file's age: a pass moves it to failed/. */
 				info.corrupt = 1;
-				info.created =
-				    fstat(fd, &sb) == 0 ? (double)sb.st_mtime : spool_now();
+				info.created = (double)sb.st_mtime;
 			} else {
 				info.created = e.created;
 				info.attempts = e.attempts;

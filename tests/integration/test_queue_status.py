@@ -263,6 +263,32 @@ def test_json_shows_a_user_only_their_own_entries_and_root_all(spool):
     assert sorted(e["uid"] for e in doc["entries"]) == [0, NOBODY, NOBODY]
 
 
+def test_a_fifo_planted_in_a_users_queue_does_not_hang_roots_probe(spool):
+    spool.queue(1)
+    spool.queue(1, user=NOBODY)
+    # What nobody could do in their own area: a FIFO named like an entry.
+    fifo = os.path.join(spool.dir, str(NOBODY), "q", "0000FIFO")
+    os.mkfifo(fifo, 0o600)
+    os.chown(fifo, NOBODY, NOBODY)
+    r = spool.mailq_cmd(["--json"], timeout=10)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["count"] == 2
+    assert "0000FIFO" not in [e["id"] for e in doc["entries"]]
+    r = spool.mailq_cmd(["--status"], timeout=10)
+    assert STATUS_LINE.match(text(r.stdout).rstrip("\n")).group(1) == "2"
+    # Whatever the flush itself trips over, -q --deadline returns in time.
+    t0 = time.monotonic()
+    spool.run(["--version"])
+    start_cost = time.monotonic() - t0
+    t0 = time.monotonic()
+    r = spool.run(["-q", "--deadline=2s"], timeout=10)
+    took = time.monotonic() - t0
+    assert r.returncode == 75
+    assert took <= 2.0 + start_cost, (took, start_cost)
+    assert LEFT_LINE.match(stderr_lines(r)[-1]).group(1) == "2"
+
+
 # ---------------------------------------------------------------------------
 # sendmail -q --deadline
 # ---------------------------------------------------------------------------
