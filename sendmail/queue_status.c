@@ -133,8 +133,13 @@ void queue_status_add(struct queue_status *qs, const struct spool_info *info, do
 	memset(e, 0, sizeof(*e));
 	e->id = util_strdup(info->id);
 	e->uid = info->owner;
-	pw = getpwuid((uid_t)info->owner);
-	e->user = pw && pw->pw_name ? util_strdup(pw->pw_name) : 0;
+	/* spool_walk() goes area by area: one lookup per owner, not per entry. */
+	if (qs->n > 1 && e[-1].uid == e->uid) {
+		e->user = dup_or_null(e[-1].user);
+	} else {
+		pw = getpwuid((uid_t)info->owner);
+		e->user = pw && pw->pw_name ? util_strdup(pw->pw_name) : 0;
+	}
 	/* A clock set back must not give a negative age. */
 	e->age = now > info->created ? now - info->created : 0;
 	e->attempts = info->attempts;
@@ -175,7 +180,8 @@ static double wall_now(void)
 
 /* queue_status_collect - everything the caller may see */
 
-int queue_status_collect(const struct config *cfg, struct queue_status *qs, struct error *err)
+int queue_status_collect(const struct config *cfg, int brief, struct queue_status *qs,
+			 struct error *err)
 {
 	struct collect_ctx ctx;
 	unsigned failed = 0;
@@ -184,7 +190,7 @@ int queue_status_collect(const struct config *cfg, struct queue_status *qs, stru
 	queue_status_init(qs);
 	ctx.qs = qs;
 	ctx.now = wall_now();
-	rc = spool_walk(cfg, collect_one, &ctx, &failed, err);
+	rc = spool_walk(cfg, brief, collect_one, &ctx, &failed, err);
 	qs->failed = failed;
 	return rc;
 }
@@ -307,7 +313,7 @@ int queue_status_report(const struct config *cfg, const struct queue_limits *lim
 	struct buf text = BUF_INIT;
 	int rc;
 
-	if ((rc = queue_status_collect(cfg, &qs, err)) != 0) {
+	if ((rc = queue_status_collect(cfg, 0, &qs, err)) != 0) {
 		queue_status_free(&qs);
 		return rc;
 	}
@@ -413,7 +419,8 @@ int queue_flush(const struct config *cfg, unsigned long long deadline_ms, struct
 	wait_until(pid, end - margin / 2, &chld);
 	sigprocmask(SIG_SETMASK, &old, 0);
 
-	if ((rc = queue_status_collect(cfg, &qs, err)) != 0) {
+	/* Brief: the count must fit in what is left of the deadline. */
+	if ((rc = queue_status_collect(cfg, 1, &qs, err)) != 0) {
 		queue_status_free(&qs);
 		return rc;
 	}

@@ -16,7 +16,7 @@
  *	void	queue_status_init(struct queue_status *qs);
  *	void	queue_status_add(struct queue_status *qs,
  *			const struct spool_info *info, double now);
- *	int	queue_status_collect(const struct config *cfg,
+ *	int	queue_status_collect(const struct config *cfg, int brief,
  *			struct queue_status *qs, struct error *err);
  *	void	queue_status_free(struct queue_status *qs);
  *	int	queue_status_check(const struct queue_status *qs,
@@ -49,7 +49,8 @@
  *	own area; spool_walk()), each entry with its owner, age, attempts,
  *	next attempt, last reply of the relay, sender and the number of
  *	recipients still to deliver; count, oldest age, bytes, and the
- *	entries in failed/. queue_status_add() adds one entry (tests build
+ *	entries in failed/; brief: ids, owners and ages only (spool_walk()).
+ *	queue_status_add() adds one entry (tests build
  *	a status by hand with it). Free with queue_status_free().
  *
  *	queue_status_check() returns 1, with one reason per exceeded
@@ -132,7 +133,8 @@ void queue_human_age(struct buf *out, double secs);
 
 void queue_status_init(struct queue_status *qs);
 void queue_status_add(struct queue_status *qs, const struct spool_info *info, double now);
-int queue_status_collect(const struct config *cfg, struct queue_status *qs, struct error *err);
+int queue_status_collect(const struct config *cfg, int brief, struct queue_status *qs,
+			 struct error *err);
 void queue_status_free(struct queue_status *qs);
 int queue_status_check(const struct queue_status *qs, const struct queue_limits *lim,
 		       struct strlist *why);

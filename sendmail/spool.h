@@ -19,8 +19,9 @@
  *	void	spool_kick(const struct config *cfg);
  *	int	spool_run(const struct config *cfg, struct error *err);
  *	int	spool_list(const struct config *cfg, struct buf *out, struct error *err);
- *	int	spool_walk(const struct config *cfg, spool_visit_fn visit, void *ctx,
- *			unsigned *failed, struct error *err);
+ *	int	spool_walk(const struct config *cfg, int brief,
+ *			spool_visit_fn visit, void *ctx, unsigned *failed,
+ *			struct error *err);
  *	void	spool_set_deadline(long long end_ms);
  *
  *	int	spool_load(const struct config *cfg, const char *queue_id,
@@ -96,6 +97,10 @@
  *	first, with a struct spool_info whose strings live only during the
  *	call; *failed is the number of entries in the failed/ directories
  *	of that scope. queue_status.c builds mailq --status and --json on it.
+ *	With brief set, entries are not read: only id, owner and created
+ *	(the time of the file) are filled in, fast enough for the count at
+ *	the end of -q --deadline (5000 entries: about 0.25 s read, a few ms
+ *	brief).
  *
  *	spool_set_deadline() gives spool_run() an end on the net_now_ms()
  *	clock (net.h; 0: none): no delivery starts after it, and waiting
@@ -213,8 +218,8 @@ int spool_deliver(const struct config *cfg, const char *queue_id, struct error *
 void spool_kick(const struct config *cfg);
 int spool_run(const struct config *cfg, struct error *err);
 int spool_list(const struct config *cfg, struct buf *out, struct error *err);
-int spool_walk(const struct config *cfg, spool_visit_fn visit, void *ctx, unsigned *failed,
-	       struct error *err);
+int spool_walk(const struct config *cfg, int brief, spool_visit_fn visit, void *ctx,
+	       unsigned *failed, struct error *err);
 void spool_set_deadline(long long end_ms);
 
 int spool_load(const struct config *cfg, const char *queue_id, struct envelope *env,
