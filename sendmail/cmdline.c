@@ -21,7 +21,8 @@
 
 const char cmdline_usage[] =
     "usage: sendmail [-t] [-i] [-f sender] [-F name] [-C file] [-v] [-bm|-bs|-bd|-bp|-bv|-q] "
-    "[--config-check|--relay-check|--write-config|--version|--help] [--] [recipient ...]";
+    "[--config-check|--relay-check|--write-config|--version|--help] [--] [recipient ...]; "
+    "mailq [--status|--json] [--max-age=DUR] [--max-count=N]; sendmail -q --deadline=DUR";
 
 /* has_crlf - a CR or LF would let a value inject header lines */
 
@@ -87,6 +88,65 @@ static int bad_arg(struct error *err, const char *what, const char *prefix, cons
 	return rc;
 }
 
+/* queue_option - --status, --json, --max-age=, --max-count=, --deadline=; 1 = not one */
+
+static int queue_option(struct cmdline *cl, const char *arg, struct error *err)
+{
+	const char *eq = strchr(arg, '=');
+	size_t n = eq ? (size_t)(eq - arg) : strlen(arg);
+	const char *v = eq ? eq + 1 : 0;
+
+	if (strcmp(arg, "--status") == 0) {
+		cl->queue_status = 1;
+		return 0;
+	}
+	if (strcmp(arg, "--json") == 0) {
+		cl->queue_json = 1;
+		return 0;
+	}
+	if (n == 9 && strncmp(arg, "--max-age", n) == 0) {
+		if (v == 0 || queue_parse_duration(v, &cl->limits.max_age_ms) != 0)
+			return bad_arg(err,
+				       "--max-age needs a duration such as 30m, 1h or 3600:", "",
+				       arg, strlen(arg));
+		cl->limits.has_max_age = 1;
+		return 0;
+	}
+	if (n == 11 && strncmp(arg, "--max-count", n) == 0) {
+		if (v == 0 || queue_parse_count(v, &cl->limits.max_count) != 0)
+			return bad_arg(err, "--max-count needs a number such as 100:", "", arg,
+				       strlen(arg));
+		cl->limits.has_max_count = 1;
+		return 0;
+	}
+	if (n == 10 && strncmp(arg, "--deadline", n) == 0) {
+		if (v == 0 || queue_parse_duration(v, &cl->deadline_ms) != 0 ||
+		    cl->deadline_ms == 0)
+			return bad_arg(err,
+				       "--deadline needs a duration above 0 such as 8s or 2m:", "",
+				       arg, strlen(arg));
+		cl->has_deadline = 1;
+		return 0;
+	}
+	return 1;
+}
+
+/* queue_options_fit - each container option with its mode, whatever the order */
+
+static int queue_options_fit(struct cmdline *cl, struct error *err)
+{
+	int thresholds = cl->limits.has_max_age || cl->limits.has_max_count;
+
+	if ((cl->queue_status || cl->queue_json || thresholds) && cl->mode != CMD_LIST_QUEUE)
+		return error_set(err, EX_USAGE,
+				 "--status, --json, --max-age and --max-count go with -bp (mailq)");
+	if (cl->has_deadline && cl->mode != CMD_RUN_QUEUE)
+		return error_set(err, EX_USAGE, "--deadline goes with -q");
+	if (thresholds && !cl->queue_json)
+		cl->queue_status = 1;
+	return 0;
+}
+
 /* long_option - the "--" commands */
 
 static int long_option(struct cmdline *cl, const char *arg, struct error *err)
@@ -99,7 +159,10 @@ static int long_option(struct cmdline *cl, const char *arg, struct error *err)
 	    {"--write-config", CMD_WRITE_CONFIG}, {"--version", CMD_VERSION},
 	    {"--help", CMD_HELP},
 	};
+	int rc = queue_option(cl, arg, err);
 
+	if (rc != 1)
+		return rc;
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		if (strcmp(arg, table[i].name) == 0) {
 			cl->mode = table[i].mode;
@@ -174,9 +237,9 @@ static int option_with_value(struct cmdline *cl, char opt, const char *v, struct
 	}
 }
 
-/* cmdline_parse - argv -> struct cmdline */
+/* parse_args - argv -> struct cmdline; cmdline_parse() cleans up after a failure */
 
-int cmdline_parse(struct cmdline *cl, int argc, char **argv, struct error *err)
+static int parse_args(struct cmdline *cl, int argc, char **argv, struct error *err)
 {
 	const char *base;
 	int i;
@@ -255,7 +318,20 @@ int cmdline_parse(struct cmdline *cl, int argc, char **argv, struct error *err)
 			break;
 		}
 	}
-	return 0;
+	return queue_options_fit(cl, err);
+}
+
+/* cmdline_parse - argv -> struct cmdline; nothing left to free after a failure */
+
+int cmdline_parse(struct cmdline *cl, int argc, char **argv, struct error *err)
+{
+	int rc = parse_args(cl, argc, argv, err);
+
+	/* main() returns at once: values taken before the bad argument (-C x
+	 * --bogus) would be reported as leaks by the sanitizer build. */
+	if (rc != 0)
+		cmdline_free(cl);
+	return rc;
 }
 
 /* cmdline_free - release owned strings */
@@ -270,4 +346,5 @@ void cmdline_free(struct cmdline *cl)
 	free(cl->dsn_envid);
 	free(cl->queue_arg);
 	strlist_free(&cl->args);
+	memset(cl, 0, sizeof(*cl));	/* a second cmdline_free() is harmless */
 }

@@ -35,11 +35,23 @@ long long net_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* net_deadline - absolute deadline timeout_ms from now */
+/* The process-wide end set by net_set_limit(); 0 = none. */
+static long long net_limit_ms;
+
+/* net_set_limit - no deadline later than limit_ms (0: no limit) */
+
+void net_set_limit(long long limit_ms)
+{
+	net_limit_ms = limit_ms;
+}
+
+/* net_deadline - absolute deadline timeout_ms from now, clipped to the limit */
 
 long long net_deadline(unsigned timeout_ms)
 {
-	return net_now_ms() + (long long)timeout_ms;
+	long long d = net_now_ms() + (long long)timeout_ms;
+
+	return net_limit_ms > 0 && d > net_limit_ms ? net_limit_ms : d;
 }
 
 /* net_wait - poll one descriptor until ready or the deadline passes */
@@ -180,7 +192,10 @@ static void ignore_sigpipe(void)
 int net_connect(struct net_conn *c, const struct addrinfo *ai, unsigned timeout_ms,
 		struct error *err)
 {
+	long long start = net_now_ms();
 	long long deadline = net_deadline(timeout_ms);
+	/* Less than timeout_ms under -q --deadline (net_set_limit): say what was waited. */
+	long long waited = deadline - start < (long long)timeout_ms ? deadline - start : timeout_ms;
 	int one = 1;
 	int fd;
 	int r;
@@ -207,8 +222,8 @@ int net_connect(struct net_conn *c, const struct addrinfo *ai, unsigned timeout_
 			close(fd);
 			err->temporary = 1;
 			return error_set(err, EX_TEMPFAIL,
-					 "cannot connect to %s: timed out after %u ms", c->peer,
-					 timeout_ms);
+					 "cannot connect to %s: timed out after %lld ms", c->peer,
+					 waited > 0 ? waited : 0);
 		}
 		if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
 			soerr = errno;

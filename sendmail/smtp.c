@@ -518,7 +518,10 @@ static int flush_out(struct smtp_session *s, const char *stage, struct error *er
 static int read_reply(struct smtp_session *s, struct smtp_reply *r, unsigned timeout_ms,
 		      const char *stage, struct error *err)
 {
+	long long start = net_now_ms();
 	long long deadline = net_deadline(timeout_ms);
+	/* Less than timeout_ms under -q --deadline (net_set_limit): say what was waited. */
+	long long waited = deadline - start < (long long)timeout_ms ? deadline - start : timeout_ms;
 
 	for (;;) {
 		ssize_t n =
@@ -538,8 +541,9 @@ static int read_reply(struct smtp_session *s, struct smtp_reply *r, unsigned tim
 			if (strcmp(err->text, "timed out") == 0) {
 				s->in_sync = 0;
 				return fail(err, EX_TEMPFAIL, 1,
-					    "relay %s: timed out after %u.%03u s %s", s->relay,
-					    timeout_ms / 1000, timeout_ms % 1000, stage);
+					    "relay %s: timed out after %lld.%03lld s %s", s->relay,
+					    waited > 0 ? waited / 1000 : 0,
+					    waited > 0 ? waited % 1000 : 0, stage);
 			}
 			return fail_net(s, err, stage);
 		}
