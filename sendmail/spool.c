@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "relay_hint.h"
 #include "spool.h"
 
 #define SPOOL_MAGIC		"relayshim-spool 1"
@@ -922,6 +923,23 @@ fail_nofile:
 
 /* spool_store - durably store one message; 0 only when it is on disk */
 
+/*
+ * hint_first_time - a deferral that points at the relay's configuration
+ * (relay_hint.h) is logged at error level when it first appears for a
+ * message: otherwise it waits, at warning level, until max_age.
+ */
+static void hint_first_time(const char *id, const char *before, const char *now)
+{
+	enum relay_hint kind = relay_hint_classify(now);
+
+	if (kind == RELAY_HINT_NONE || relay_hint_classify(before) == kind)
+		return;
+	log_msg(LOG_LEVEL_ERROR,
+		"%s: the relay's configuration refuses this mail (%s), not the message; it stays"
+		" queued until max_age: %s",
+		id, relay_hint_mark(kind), now);
+}
+
 int spool_store(const struct config *cfg, const struct envelope *env, const struct message *msg,
 		const char *queue_id, const char *reason, struct error *err)
 {
@@ -958,6 +976,8 @@ int spool_store(const struct config *cfg, const struct envelope *env, const stru
 	}
 	sigaction(SIGXFSZ, &old, 0);
 	area_close(&a);
+	if (rc == 0)
+		hint_first_time(id, 0, reason);
 	return rc;
 }
 
@@ -1406,6 +1426,8 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 			e.attempts++;
 			e.last_try = now;
 			e.next_try = now + spool_backoff(e.attempts);
+			hint_first_time(e.id, e.last_error ? e.last_error : e.first_error,
+					res.deferred_replies.n ? res.deferred_replies.v[0] : 0);
 			free(e.last_error);
 			e.last_error = util_strdup(res.deferred_replies.n ? res.deferred_replies.v[0]
 									  : "recipient deferred");
@@ -1442,6 +1464,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		e.attempts++;
 		e.last_try = now;
 		e.next_try = now + spool_backoff(e.attempts);
+		hint_first_time(e.id, e.last_error ? e.last_error : e.first_error, err->text);
 		free(e.last_error);
 		e.last_error = util_strdup(err->text);
 		state_write(a, &e, 0);
@@ -2155,7 +2178,13 @@ int spool_list(const struct config *cfg, struct buf *out, struct error *err)
 			put_age(&tmp, now - e.created);
 			buf_printf(out, "%-7s <", tmp.data);
 			util_sanitize(out, e.env.sender, strlen(e.env.sender));
-			buf_puts(out, ">\n");
+			buf_putc(out, '>');
+			lasterr = e.last_error ? e.last_error : e.first_error;
+			/* A deferral that only the relay's configuration can fix. */
+			if (relay_hint_classify(lasterr) != RELAY_HINT_NONE)
+				buf_printf(out, "  !relay-config:%s",
+					   relay_hint_mark(relay_hint_classify(lasterr)));
+			buf_putc(out, '\n');
 			buf_printf(out, "    attempts: %u", e.attempts);
 			if (e.next_try > now) {
 				buf_reset(&tmp);
