@@ -10,7 +10,7 @@ time.
     application side    NUL bytes, invalid UTF-8, a 10 MB line, 20 000 header
                         fields, 10 000 recipients, deeply nested comments in an
                         address, header injection through -f, -F, a recipient
-                        and the environment (OVERWRITE_FROM, SMTP_HEADER_TAG)
+                        and the environment (OVERWRITE_FROM, RELAYSHIM_HEADER_TAG)
     relay side          1 MB of reply continuation lines (greeting and EHLO),
                         garbage instead of a TLS handshake after STARTTLS
     -bs client          1 GB of DATA (refused 552 with max_size, memory flat),
