@@ -51,6 +51,7 @@ import json
 import os
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -398,6 +399,23 @@ def test_the_relays_size_alone_is_also_counted_as_the_relay_counts(image_relay, 
     r = relayshim(net, relay, ["-i", RCPT], sized(99600), env, tmp_path)
     assert r.returncode == 65, r.stderr
     assert b"(SIZE)" in r.stderr and b"as the relay counts it" in r.stderr
+    assert "too big" not in relay.log_text()
+
+
+def test_queue_always_without_a_size_of_its_own_reports_the_refusal(image_relay, net,
+                                                                    tmp_path):
+    # Mode always, and the app does not know the limit: the message is queued
+    # (exit 0, the caller has gone when the relay's size is learnt); the worker
+    # then refuses it itself, and that reaches the log at error level and mailq.
+    relay = image_relay("juanluis", SIZE_ENV)
+    env = {"SERVER_HOSTNAME": "mail.example.com", "RELAYSHIM_RECEIVED": "no"}
+    r = relayshim(net, relay, ["-i", RCPT], sized(99600), env, tmp_path, queue="always")
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 15
+    while "given up on" not in mailq(net, tmp_path):
+        assert time.monotonic() < deadline, mailq(net, tmp_path)
+        time.sleep(0.1)
+    assert any("(SIZE)" in json.dumps(e) for e in errors(tmp_path)), log_records(tmp_path)
     assert "too big" not in relay.log_text()
 
 
