@@ -1591,15 +1591,15 @@ static int domain_from_relay_env(struct config *cfg, char **envp, struct error *
 	const char *last2 = 0;
 	struct buf why = BUF_INIT;
 
-	if (cfg->domain || priv(cfg)->src[i].kind != SRC_DEFAULT
-	    || cfg->allowed_sender_domains.n > 0 || server == 0)
+	if (cfg->domain || priv(cfg)->src[i].kind != SRC_DEFAULT ||
+	    cfg->allowed_sender_domains.n > 0 || server == 0)
 		return 0;
 	if (domain == 0) {
 		const char *end = server + strlen(server);
 		int dots = 0;
 
 		while (end > server && end[-1] == '.')
-			end--;		/* a trailing dot is not a label */
+			end--; /* a trailing dot is not a label */
 		for (const char *p = end; p > server; p--) {
 			if (p[-1] == '.' && ++dots == 2) {
 				last2 = p;

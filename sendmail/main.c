@@ -548,8 +548,8 @@ static int run_write_config(struct config *cfg)
  * first recipient argument, else to the sender itself (cron's usual mail
  * to root), else postmaster@domain for the null sender.
  */
-static int relay_check_envelope(struct config *cfg, const struct cmdline *cl,
-				struct envelope *env, struct error *err)
+static int relay_check_envelope(struct config *cfg, const struct cmdline *cl, struct envelope *env,
+				struct error *err)
 {
 	struct caller caller;
 	struct message msg;

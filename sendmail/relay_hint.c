@@ -21,8 +21,8 @@
 
 #include "relay_hint.h"
 
-#define LINE_RECORD_SHORT 126	/* shorter lines cost no more in the queue file */
-#define LINE_RECORD_PIECE 2048	/* Postfix line_length_limit: one record per piece */
+#define LINE_RECORD_SHORT 126  /* shorter lines cost no more in the queue file */
+#define LINE_RECORD_PIECE 2048 /* Postfix line_length_limit: one record per piece */
 
 /* contains - case-insensitive substring test */
 
@@ -33,7 +33,8 @@ static int contains(const char *text, const char *word)
 	for (const char *p = text; *p; p++) {
 		size_t i = 0;
 
-		while (i < n && p[i] && tolower((unsigned char)p[i]) == tolower((unsigned char)word[i]))
+		while (i < n && p[i] &&
+		       tolower((unsigned char)p[i]) == tolower((unsigned char)word[i]))
 			i++;
 		if (i == n)
 			return 1;
@@ -52,11 +53,11 @@ enum relay_hint relay_hint_classify(const char *text)
 	/* Before the sender test: 450 4.1.8 "Sender address rejected: Domain not found". */
 	if (contains(text, "Domain not found"))
 		return RELAY_HINT_DNS;
-	if (contains(text, "Sender address rejected")
-	    || contains(text, "Recipient address rejected: Access denied"))
+	if (contains(text, "Sender address rejected") ||
+	    contains(text, "Recipient address rejected: Access denied"))
 		return RELAY_HINT_SENDER;
-	if (contains(text, " 5.3.4 ") || contains(text, " 5.2.3 ")
-	    || contains(text, "message file too big") || contains(text, "size exceeds"))
+	if (contains(text, " 5.3.4 ") || contains(text, " 5.2.3 ") ||
+	    contains(text, "message file too big") || contains(text, "size exceeds"))
 		return RELAY_HINT_SIZE;
 	return RELAY_HINT_NONE;
 }
@@ -68,10 +69,12 @@ const char *relay_hint_cause(enum relay_hint kind)
 	switch (kind) {
 	case RELAY_HINT_RELAY_ACCESS:
 		return "this client's address is not in the relay's mynetworks"
-		       " (juanluisbaptiste/postfix: SMTP_NETWORKS; boky/postfix: POSTFIX_mynetworks)";
+		       " (juanluisbaptiste/postfix: SMTP_NETWORKS; boky/postfix: "
+		       "POSTFIX_mynetworks)";
 	case RELAY_HINT_SENDER:
 		return "the relay refuses this sender"
-		       " (boky/postfix: its ALLOWED_SENDER_DOMAINS does not list the sender's domain)";
+		       " (boky/postfix: its ALLOWED_SENDER_DOMAINS does not list the sender's "
+		       "domain)";
 	case RELAY_HINT_DNS:
 		return "the relay cannot resolve the domain (no DNS on the relay's network?)";
 	case RELAY_HINT_SIZE:

@@ -1445,11 +1445,11 @@ static int probe_policy(struct smtp_session *s, const struct envelope *env, stru
 	int status = 0;
 
 	if (cfg->max_size && s->caps.size && s->caps.size_max && s->caps.size_max < cfg->max_size) {
-		status = fail(err, EX_DATAERR, 0,
-			      "relay %s: size refused: it accepts at most %llu bytes (SIZE), less than"
-			      " max_size %llu; likely cause: %s",
-			      s->relay, s->caps.size_max, cfg->max_size,
-			      relay_hint_cause(RELAY_HINT_SIZE));
+		status = fail(
+		    err, EX_DATAERR, 0,
+		    "relay %s: size refused: it accepts at most %llu bytes (SIZE), less than"
+		    " max_size %llu; likely cause: %s",
+		    s->relay, s->caps.size_max, cfg->max_size, relay_hint_cause(RELAY_HINT_SIZE));
 		report(s, "policy: %s", err->text);
 		return status;
 	}
@@ -1470,7 +1470,8 @@ static int probe_policy(struct smtp_session *s, const struct envelope *env, stru
 	if (r.code / 100 != 2)
 		status = probe_verdict(s, &r, cmd.data, err);
 	else
-		report(s, "policy: OK: the relay would take mail from <%s> to <%s>%s (nothing sent)",
+		report(s,
+		       "policy: OK: the relay would take mail from <%s> to <%s>%s (nothing sent)",
 		       sender, rcpt, s->caps.size && cfg->max_size ? " of max_size bytes" : "");
 	/* The answer to RSET does not change the verdict. */
 	if (probe_step(s, "RSET", &r, &(struct error){0}) != 0)

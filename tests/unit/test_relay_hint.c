@@ -16,9 +16,9 @@ START_TEST(relay_access_denied_points_at_mynetworks)
 					     "<a@example.com>: 454 4.7.1 <a@example.com>: "
 					     "Relay access denied"),
 			 RELAY_HINT_RELAY_ACCESS);
-	ck_assert_int_eq(
-	    relay_hint_classify("554 5.7.1 <unknown[10.9.0.2]>: Client host rejected: Access denied"),
-	    RELAY_HINT_RELAY_ACCESS);
+	ck_assert_int_eq(relay_hint_classify(
+			     "554 5.7.1 <unknown[10.9.0.2]>: Client host rejected: Access denied"),
+			 RELAY_HINT_RELAY_ACCESS);
 	ck_assert_str_eq(relay_hint_mark(RELAY_HINT_RELAY_ACCESS), "mynetworks");
 	ck_assert_ptr_nonnull(strstr(relay_hint_cause(RELAY_HINT_RELAY_ACCESS), "mynetworks"));
 }
@@ -27,10 +27,12 @@ END_TEST
 START_TEST(domain_not_found_points_at_dns_for_recipient_and_sender)
 {
 	ck_assert_int_eq(
-	    relay_hint_classify("450 4.1.2 <a@example.com>: Recipient address rejected: Domain not found"),
+	    relay_hint_classify(
+		"450 4.1.2 <a@example.com>: Recipient address rejected: Domain not found"),
 	    RELAY_HINT_DNS);
 	ck_assert_int_eq(
-	    relay_hint_classify("450 4.1.8 <s@nowhere.test>: Sender address rejected: Domain not found"),
+	    relay_hint_classify(
+		"450 4.1.8 <s@nowhere.test>: Sender address rejected: Domain not found"),
 	    RELAY_HINT_DNS);
 	ck_assert_str_eq(relay_hint_mark(RELAY_HINT_DNS), "dns");
 }
@@ -40,12 +42,14 @@ START_TEST(sender_refusals_point_at_allowed_sender_domains)
 {
 	/* boky/postfix answers a sender outside ALLOWED_SENDER_DOMAINS at RCPT so. */
 	ck_assert_int_eq(
-	    relay_hint_classify("554 5.7.1 <a@example.com>: Recipient address rejected: Access denied"),
+	    relay_hint_classify(
+		"554 5.7.1 <a@example.com>: Recipient address rejected: Access denied"),
 	    RELAY_HINT_SENDER);
 	ck_assert_int_eq(
 	    relay_hint_classify("450 4.7.1 <s@x.test>: Sender address rejected: not logged in"),
 	    RELAY_HINT_SENDER);
-	ck_assert_ptr_nonnull(strstr(relay_hint_cause(RELAY_HINT_SENDER), "ALLOWED_SENDER_DOMAINS"));
+	ck_assert_ptr_nonnull(
+	    strstr(relay_hint_cause(RELAY_HINT_SENDER), "ALLOWED_SENDER_DOMAINS"));
 }
 END_TEST
 
@@ -111,11 +115,13 @@ START_TEST(long_lines_cost_one_more_byte_and_split_lines_more)
 	struct message msg;
 
 	make_message(&msg, "Subject: s\r\n", 100, 300);
-	ck_assert_uint_eq(relay_hint_queue_size(&msg, 0), message_size(&msg) + RELAY_HINT_FIXED + 100);
+	ck_assert_uint_eq(relay_hint_queue_size(&msg, 0),
+			  message_size(&msg) + RELAY_HINT_FIXED + 100);
 	message_free(&msg);
 	/* 5000 bytes: three 2048-byte records of 3 bytes overhead each. */
 	make_message(&msg, "Subject: s\r\n", 2, 5000);
-	ck_assert_uint_eq(relay_hint_queue_size(&msg, 0), message_size(&msg) + RELAY_HINT_FIXED + 18);
+	ck_assert_uint_eq(relay_hint_queue_size(&msg, 0),
+			  message_size(&msg) + RELAY_HINT_FIXED + 18);
 	message_free(&msg);
 }
 END_TEST
