@@ -552,3 +552,13 @@ def test_relay_check_names_a_size_refusal(image_relay, net, tmp_path):
     r = relay_check(net, relay, env, tmp_path)
     assert r.returncode == 65, (r.stdout, r.stderr)
     assert "size refused" in verdict(r) and "MESSAGE_SIZE_LIMIT" in verdict(r)
+
+
+def test_relay_check_names_a_domain_the_relay_cannot_resolve(image_relay, net, tmp_path):
+    # boky/postfix checks the recipient's domain in DNS; the test machine has none.
+    env = {"ALLOWED_SENDER_DOMAINS": "example.com"}
+    relay = image_relay("boky", env)
+    r = relay_check(net, relay, env, tmp_path)
+    assert r.returncode == 68, (r.stdout, r.stderr)
+    v = verdict(r)
+    assert "domain not found" in v and "450 4.1.2 <root@example.com>" in v and "DNS" in v, v
