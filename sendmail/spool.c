@@ -921,8 +921,6 @@ fail_nofile:
 							     : "");
 }
 
-/* spool_store - durably store one message; 0 only when it is on disk */
-
 /*
  * hint_first_time - a deferral that points at the relay's configuration
  * (relay_hint.h) is logged at error level when it first appears for a
@@ -939,6 +937,8 @@ static void hint_first_time(const char *id, const char *before, const char *now)
 		" queued until max_age: %s",
 		id, relay_hint_mark(kind), now);
 }
+
+/* spool_store - durably store one message; 0 only when it is on disk */
 
 int spool_store(const struct config *cfg, const struct envelope *env, const struct message *msg,
 		const char *queue_id, const char *reason, struct error *err)
