@@ -105,6 +105,10 @@
  *	err->temporary is set when a later retry may succeed. err->text is
  *	one line naming the relay, the stage and the relay's reply, e.g.
  *	"relay 127.0.0.1:2525 refused the sender at MAIL FROM: 550 5.7.1 <x@y>: Sender rejected".
+ *	A refusal that points at the relay's configuration (relay_hint.h:
+ *	Relay access denied, Domain not found, sender refusals, size) ends in
+ *	"; likely cause: ...", so the caller's line, the log and mailq say
+ *	what to fix.
  *
  *	EX_NOUSER (67)		every recipient refused with 5xx.
  *	EX_UNAVAILABLE (69)	5xx at greeting, EHLO, MAIL, DATA or end of
