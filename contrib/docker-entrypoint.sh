@@ -31,5 +31,10 @@ if ! env -i PATH=/usr/bin:/bin RELAYSHIM_CONFIG="$out" "$sendmail" --config-chec
 	echo "docker-entrypoint: relayshim configuration rejected (see above)" >&2
 	exit 78
 fi
+
+# Optional (RELAYSHIM_RELAY_CHECK=1): ask the relay whether it takes our sender and network; its
+# refusal stops the start, a relay not up yet (75) does not.
+[ "${RELAYSHIM_RELAY_CHECK:-}" != 1 ] || env -i PATH=/usr/bin:/bin RELAYSHIM_CONFIG="$out" "$sendmail" --relay-check || { rc=$?; [ "$rc" -eq 75 ] || exit "$rc"; }
+
 [ "$#" -gt 0 ] || exit 0
 exec "$@"

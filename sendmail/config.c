@@ -29,6 +29,15 @@
  *	  it is yes/true/1/on: node applications use DEBUG=app:* for their own
  *	  purposes and must not break mail. ALLOW_EMPTY_SENDER_DOMAINS is true
  *	  for any non-empty value except an explicit no/false/0/off (boky).
+ *	  As in boky it only lets the domain list be empty; it never lets
+ *	  the null sender through a list (boky refuses <> then: 554), that
+ *	  is allow_null_sender, relayshim's own.
+ *	- SMTP_HEADER_TAG is juanluisbaptiste/postfix's: that relay tags the
+ *	  message itself (before MIME-Version and Content-Transfer-Encoding),
+ *	  so relayshim does not read it; RELAYSHIM_HEADER_TAG is its own.
+ *	- The domain default follows juanluisbaptiste/postfix's $mydomain
+ *	  (DOMAIN, or the last two labels of SERVER_HOSTNAME) when no domain
+ *	  and no allowed_sender_domains are set; see domain_from_relay_env().
  *	- RELAYHOST, SMTP_SERVER, SMTP_PORT, RELAYHOST_* and SMTP_USERNAME/
  *	  SMTP_PASSWORD describe the relay's own upstream in an env file shared
  *	  with the relay container: they are in no table and never read.
@@ -193,7 +202,8 @@ static const struct config_key config_keys[] = {
 
 	/* [rewrite] */
 	{"rewrite", "domain", {"RELAYSHIM_DOMAIN"}, T_STRING, 0, 0, F(domain), 0, 0, check_domain,
-	 "qualifies bare names; empty: first of allowed_sender_domains, else the host name"},
+	 "qualifies bare names; empty: first of allowed_sender_domains, else the domain of "
+	 "SERVER_HOSTNAME, else the host name"},
 	{"rewrite", "masquerade_domains", {"MASQUERADED_DOMAINS"}, T_LIST, 0, K_LIST_NEGATE,
 	 F(masquerade_domains), 0, 0, check_domain,
 	 "Postfix masquerade_domains: strip subdomains, first match wins, !domain excludes"},
@@ -201,8 +211,9 @@ static const struct config_key config_keys[] = {
 	 "force the sender: addr or \"Name\" <addr>"},
 	{"rewrite", "envelope_from", {"RELAYSHIM_ENVELOPE_FROM"}, T_ENUM, "header", 0, F(envelope_from),
 	 0, envfrom_modes, 0, "without -f: header (From: address) or user (login name)"},
-	{"rewrite", "header_tag", {"SMTP_HEADER_TAG"}, T_STRING, 0, 0, F(header_tag), 0, 0,
-	 check_header_value, "adds one \"RelayTag: value\" header"},
+	{"rewrite", "header_tag", {"RELAYSHIM_HEADER_TAG"}, T_STRING, 0, 0, F(header_tag), 0, 0,
+	 check_header_value,
+	 "adds one \"RelayTag: value\" header (SMTP_HEADER_TAG is the relay's: not read)"},
 	{"rewrite", "redirect_to", {"RELAYSHIM_REDIRECT_TO"}, T_LIST, 0, 0, F(redirect_to), 0, 0,
 	 check_address, "staging: every envelope recipient replaced by these addresses"},
 	{"rewrite", "redirect_show_blind", {"RELAYSHIM_REDIRECT_SHOW_BLIND"}, T_BOOL, "no", 0,
@@ -225,7 +236,11 @@ static const struct config_key config_keys[] = {
 	 F(allowed_sender_domains), 0, 0, check_domain,
 	 "envelope sender must be in one of these domains or a subdomain; empty: all"},
 	{"policy", "allow_empty_sender", {"ALLOW_EMPTY_SENDER_DOMAINS"}, T_BOOL, "no", K_ENV_LENIENT_BOOL,
-	 F(allow_empty_sender), 0, 0, 0, "permit the null sender <> when a domain list is set"},
+	 F(allow_empty_sender), 0, 0, 0,
+	 "boky/postfix: the domain list may be empty; does not permit the null sender"},
+	{"policy", "allow_null_sender", {"RELAYSHIM_ALLOW_NULL_SENDER"}, T_BOOL, "no", 0,
+	 F(allow_null_sender), 0, 0, 0,
+	 "send the null sender <> although allowed_sender_domains is set"},
 	{"policy", "max_size", {"MESSAGE_SIZE_LIMIT", "POSTFIX_message_size_limit"}, T_SIZE, "0", 0,
 	 F(max_size), 0, 0, 0, "bytes (k, M, G allowed); 0: no limit"},
 
@@ -1574,6 +1589,72 @@ static int load_env(struct config *cfg, char **envp, struct error *err)
 	return 0;
 }
 
+/*
+ * domain_from_relay_env - juanluisbaptiste/postfix's $mydomain as the domain
+ * default. That image sets mydomain (and myorigin = $mydomain) to DOMAIN, or,
+ * when DOMAIN is unset, to the last two labels of SERVER_HOSTNAME (its run.sh
+ * uses awk, not Postfix's "minus the first label": mail.eu.example.com gives
+ * example.com). Taken only when neither the file nor RELAYSHIM_DOMAIN set the
+ * domain and allowed_sender_domains is empty, and recorded as coming from the
+ * environment so that --write-config keeps it for php-fpm and cron, whose
+ * environment is cleared. DOMAIN alone is too common a name to trust: it
+ * counts only next to SERVER_HOSTNAME. A dot-less SERVER_HOSTNAME (the image
+ * would make "name.name" of it) is ignored.
+ */
+static int domain_from_relay_env(struct config *cfg, char **envp, struct error *err)
+{
+	int i = key_index("rewrite", "domain");
+	const char *server = env_get(envp, "SERVER_HOSTNAME");
+	const char *domain = env_get(envp, "DOMAIN");
+	const char *name = "DOMAIN";
+	const char *last2 = 0;
+	struct buf why = BUF_INIT;
+
+	if (cfg->domain || priv(cfg)->src[i].kind != SRC_DEFAULT ||
+	    cfg->allowed_sender_domains.n > 0 || server == 0)
+		return 0;
+	if (domain == 0) {
+		const char *end = server + strlen(server);
+		int dots = 0;
+
+		while (end > server && end[-1] == '.')
+			end--; /* a trailing dot is not a label */
+		for (const char *p = end; p > server; p--) {
+			if (p[-1] == '.' && ++dots == 2) {
+				last2 = p;
+				break;
+			}
+		}
+		if (dots == 0)
+			return 0;
+		if (last2 == 0)
+			last2 = server;
+		domain = last2;
+		name = "SERVER_HOSTNAME";
+	}
+	{
+		char *copy = util_strdup(domain);
+		size_t n = strlen(copy);
+
+		while (n > 0 && copy[n - 1] == '.')
+			copy[--n] = 0;
+		if (key_parse(cfg, &config_keys[i], copy, &why) != 0) {
+			char where[80];
+
+			snprintf(where, sizeof(where), "environment %s", name);
+			bad_value(err, where, &config_keys[i], copy, &why);
+			free(copy);
+			buf_free(&why);
+			return EX_CONFIG;
+		}
+		free(copy);
+	}
+	buf_free(&why);
+	priv(cfg)->src[i].kind = SRC_ENV;
+	priv(cfg)->src[i].env = name;
+	return 0;
+}
+
 /* config_load - the file, then the environment */
 
 /* one_line - escape control bytes an error may quote from the file or the environment */
@@ -1604,7 +1685,9 @@ int config_load(struct config *cfg, const char *path, int path_explicit, char **
 		path = CONFIG_DEFAULT_PATH;
 	if ((rc = load_file(cfg, path, path_explicit, err)) != 0)
 		return one_line(err, rc);
-	return one_line(err, load_env(cfg, envp, err));
+	if ((rc = load_env(cfg, envp, err)) != 0)
+		return one_line(err, rc);
+	return one_line(err, domain_from_relay_env(cfg, envp, err));
 }
 
 /* config_set - a value from the command line: parsed, source "command line" */

@@ -134,7 +134,8 @@ struct config {
 
 	/* [policy] */
 	struct strlist allowed_sender_domains;
-	int allow_empty_sender;
+	int allow_empty_sender;		/* boky/postfix: the list may be empty (no effect here) */
+	int allow_null_sender;		/* <> passes allowed_sender_domains */
 	unsigned long long max_size;	/* 0 = no limit */
 
 	/* [queue] */

@@ -597,18 +597,60 @@ static int run_write_config(struct config *cfg)
 	return print_output(&out);
 }
 
-/* run_relay_check - --relay-check */
+/*
+ * relay_check_envelope - the sender and recipient the --relay-check probe asks
+ * about: what a message from this user would carry (-f, [senders], domain,
+ * masquerading, [rewrite] from all applied by the real pipeline), to the
+ * first recipient argument, else to the sender itself (cron's usual mail
+ * to root), else postmaster@domain for the null sender.
+ */
+static int relay_check_envelope(struct config *cfg, const struct cmdline *cl, struct envelope *env,
+				struct error *err)
+{
+	struct caller caller;
+	struct message msg;
+	struct submit sub;
+	unsigned char rnd[16];
+	int rc;
 
-static int run_relay_check(struct config *cfg)
+	caller_init(&caller);
+	random_bytes(rnd, sizeof(rnd));
+	message_init(&msg);
+	submit_from_cmdline(&sub, cl, &caller, "relaycheck");
+	sub.extract_recipients = 0;
+	if (cl->args.n == 0) {
+		memset(&sub.rcpts, 0, sizeof(sub.rcpts));
+		strlist_add(&sub.rcpts, "postmaster");
+	}
+	rc = rewrite_message(cfg, &sub, &msg, env, time(0), rnd, sizeof(rnd), err);
+	if (cl->args.n == 0) {
+		strlist_free(&sub.rcpts);
+		if (rc == 0 && *env->sender) {
+			strlist_free(&env->rcpts);
+			strlist_add(&env->rcpts, env->sender);
+		}
+	}
+	message_free(&msg);
+	return rc;
+}
+
+/* run_relay_check - --relay-check: connection, then the policy probe */
+
+static int run_relay_check(struct config *cfg, const struct cmdline *cl)
 {
 	struct buf out = BUF_INIT;
+	struct envelope env;
 	struct error err;
 	int rc;
 
 	error_clear(&err);
 	if (config_finish(cfg, &err))
 		return die(&err);
-	rc = smtp_relay_check(cfg, &out, &err);
+	envelope_init(&env);
+	rc = relay_check_envelope(cfg, cl, &env, &err);
+	if (rc == 0)
+		rc = smtp_relay_probe(cfg, &env, &out, &err);
+	envelope_free(&env);
 	(void)print_output(&out);
 	return rc ? die(&err) : 0;
 }
@@ -743,7 +785,7 @@ int main(int argc, char **argv)
 		rc = run_config_check(&cfg);
 		break;
 	case CMD_RELAY_CHECK:
-		rc = run_relay_check(&cfg);
+		rc = run_relay_check(&cfg, &cl);
 		break;
 	case CMD_WRITE_CONFIG:
 		rc = run_write_config(&cfg);

@@ -45,6 +45,7 @@
 
 #include "address.h"
 #include "header.h"
+#include "relay_hint.h"
 #include "rewrite.h"
 
 /*
@@ -646,12 +647,15 @@ static int check_policy(const struct config *cfg, const struct envelope *env,
 		struct buf text = BUF_INIT;
 		int status = 0;
 
-		if (*env->sender == 0 && !cfg->allow_empty_sender) {
+		/* Not allow_empty_sender: boky/postfix reads ALLOW_EMPTY_SENDER_DOMAINS
+		 * as "the list may be empty" and refuses <> whenever a list is set. */
+		if (*env->sender == 0 && !cfg->allow_null_sender) {
 			join_domains(&text, &cfg->allowed_sender_domains);
 			status = error_set(
 			    err, EX_NOPERM,
 			    "the null sender <> is not allowed with allowed_sender_domains"
-			    " (%s); set allow_empty_sender = yes or give -f",
+			    " (%s), and the relay would refuse it too; give -f, or set"
+			    " allow_null_sender = yes if the relay takes <>",
 			    buf_cstr(&text));
 		} else if (*env->sender && !sender_allowed(cfg, env->sender)) {
 			struct buf who = BUF_INIT;
@@ -669,9 +673,19 @@ static int check_policy(const struct config *cfg, const struct envelope *env,
 		if (status)
 			return status;
 	}
-	if (cfg->max_size && message_size(msg) > cfg->max_size)
-		return error_set(err, EX_DATAERR, "message is %llu bytes, more than max_size %llu",
-				 message_size(msg), cfg->max_size);
+	/* max_size is the relay's message_size_limit (MESSAGE_SIZE_LIMIT), which
+	 * Postfix counts on its queue file, not on the wire (relay_hint.h). */
+	if (cfg->max_size) {
+		unsigned long long estimate;
+
+		if (relay_hint_too_big(msg, env, cfg->max_size, &estimate))
+			return error_set(
+			    err, EX_DATAERR,
+			    "message is %llu bytes (about %llu as the relay counts it), more than"
+			    " max_size %llu; send less or raise the relay's MESSAGE_SIZE_LIMIT"
+			    " and max_size",
+			    message_size(msg), estimate, cfg->max_size);
+	}
 	return 0;
 }
 

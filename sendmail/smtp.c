@@ -25,6 +25,7 @@
 #include "auth.h"
 #include "capture.h"
 #include "net.h"
+#include "relay_hint.h"
 #include "smtp.h"
 #include "tls.h"
 
@@ -394,6 +395,21 @@ static int is_too_big(const struct smtp_reply *r)
 	return r->code == 552 && r->dsn[0] == 0;
 }
 
+/*
+ * add_hint - a refusal that points at the relay's configuration gets its
+ * likely cause appended, so the caller's line, the log and mailq say what
+ * to fix (relay_hint.h).
+ */
+static void add_hint(struct error *err)
+{
+	enum relay_hint kind = relay_hint_classify(err->text);
+	size_t n = strlen(err->text);
+
+	if (kind != RELAY_HINT_NONE)
+		snprintf(err->text + n, sizeof(err->text) - n, "; likely cause: %s",
+			 relay_hint_cause(kind));
+}
+
 /* fail_reply - an unwelcome reply: 4xx temporary, 5xx perm_status */
 
 static int fail_reply(struct smtp_session *s, struct error *err, const struct smtp_reply *r,
@@ -410,6 +426,7 @@ static int fail_reply(struct smtp_session *s, struct error *err, const struct sm
 		status = fail(err, perm_status, 0, "relay %s %s: %s", s->relay, what, b.data);
 	else
 		status = fail(err, EX_TEMPFAIL, 1, "relay %s %s: %s", s->relay, what, b.data);
+	add_hint(err);
 	buf_free(&b);
 	return status;
 }
@@ -1207,6 +1224,7 @@ static int rcpt_failure(struct smtp_session *s, const struct smtp_result *res, s
 	else
 		status = fail(err, EX_NOUSER, 0, "relay %s refused every recipient: %s", s->relay,
 			      b.data);
+	add_hint(err);
 	buf_free(&b);
 	return status;
 }
@@ -1258,10 +1276,17 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 			return fail(err, EX_DATAERR, 0, "bad character in the recipient address");
 		utf8 |= has_non_ascii(env->rcpts.v[i]);
 	}
-	if (s->caps.size && s->caps.size_max && message_size(msg) > s->caps.size_max)
-		return fail(err, EX_DATAERR, 0,
-			    "message is %llu bytes, relay %s accepts at most %llu bytes (SIZE)",
-			    message_size(msg), s->relay, s->caps.size_max);
+	/* The relay's SIZE is Postfix's message_size_limit, which counts its
+	 * queue file: refuse here what it would refuse after the whole DATA. */
+	if (s->caps.size && s->caps.size_max) {
+		unsigned long long estimate;
+
+		if (relay_hint_too_big(msg, env, s->caps.size_max, &estimate))
+			return fail(err, EX_DATAERR, 0,
+				    "message is %llu bytes (about %llu as the relay counts it),"
+				    " relay %s accepts at most %llu bytes (SIZE)",
+				    message_size(msg), estimate, s->relay, s->caps.size_max);
+	}
 	if (utf8 && !s->caps.smtputf8)
 		return fail(err, EX_DATAERR, 0,
 			    "an address is not ASCII and relay %s does not offer SMTPUTF8",
@@ -1398,9 +1423,122 @@ done:
 /* --relay-check                                                     */
 /* ---------------------------------------------------------------- */
 
+/*
+ * probe_verdict - a refusal of the policy probe as one line: what was
+ * refused, the relay's reply and the likely cause, with a status per cause
+ * (smtp.h) so an entrypoint script can tell them apart.
+ */
+static int probe_verdict(struct smtp_session *s, const struct smtp_reply *r, const char *cmd,
+			 struct error *err)
+{
+	struct buf b = BUF_INIT;
+	enum relay_hint kind;
+	const char *label = "refused";
+	int status = r->code >= 500 ? EX_PROTOCOL : EX_TEMPFAIL;
+
+	reply_show(&b, r);
+	kind = relay_hint_classify(b.data);
+	if (kind == RELAY_HINT_NONE && r->code >= 500 && is_too_big(r))
+		kind = RELAY_HINT_SIZE;
+	switch (kind) {
+	case RELAY_HINT_RELAY_ACCESS:
+		label = "relay access denied", status = EX_UNAVAILABLE;
+		break;
+	case RELAY_HINT_SENDER:
+		label = "sender rejected", status = EX_NOPERM;
+		break;
+	case RELAY_HINT_SIZE:
+		label = "size refused", status = EX_DATAERR;
+		break;
+	case RELAY_HINT_DNS:
+		label = "domain not found", status = EX_NOHOST;
+		break;
+	case RELAY_HINT_NONE:
+		break;
+	}
+	fail(err, status, r->code < 500, "relay %s: %s: %s answered %s%s%s", s->relay, label, cmd,
+	     b.data, kind != RELAY_HINT_NONE ? "; likely cause: " : "", relay_hint_cause(kind));
+	buf_free(&b);
+	return status;
+}
+
+/* probe_step - one command of the probe and its reply */
+
+static int probe_step(struct smtp_session *s, const char *cmd, struct smtp_reply *r,
+		      struct error *err)
+{
+	int status;
+
+	queue_cmd(s, "%s", cmd);
+	if ((status = flush_out(s, "sending the policy probe", err)) != 0)
+		return status;
+	return read_reply(s, r, s->timeout_ms, "waiting for a reply to the policy probe", err);
+}
+
+/*
+ * probe_policy - would the relay take mail from env->sender to env->rcpts.v[0]
+ * (of max_size bytes)? MAIL FROM, RCPT TO, then RSET: nothing is sent.
+ */
+static int probe_policy(struct smtp_session *s, const struct envelope *env, struct error *err)
+{
+	const struct config *cfg = s->cfg;
+	const char *sender = env->sender ? env->sender : "";
+	const char *rcpt = env->rcpts.n ? env->rcpts.v[0] : "";
+	struct buf cmd = BUF_INIT;
+	struct smtp_reply r;
+	int status = 0;
+
+	if (cfg->max_size && s->caps.size && s->caps.size_max && s->caps.size_max < cfg->max_size) {
+		status = fail(
+		    err, EX_DATAERR, 0,
+		    "relay %s: size refused: it accepts at most %llu bytes (SIZE), less than"
+		    " max_size %llu; likely cause: %s",
+		    s->relay, s->caps.size_max, cfg->max_size, relay_hint_cause(RELAY_HINT_SIZE));
+		report(s, "policy: %s", err->text);
+		return status;
+	}
+	smtp_reply_init(&r);
+	buf_printf(&cmd, "MAIL FROM:<%s>", sender);
+	if (s->caps.size && cfg->max_size)
+		buf_printf(&cmd, " SIZE=%llu", cfg->max_size);
+	if ((status = probe_step(s, cmd.data, &r, err)) != 0)
+		goto done;
+	if (r.code / 100 != 2) {
+		status = probe_verdict(s, &r, cmd.data, err);
+		goto done;
+	}
+	buf_reset(&cmd);
+	buf_printf(&cmd, "RCPT TO:<%s>", rcpt);
+	if ((status = probe_step(s, cmd.data, &r, err)) != 0)
+		goto done;
+	if (r.code / 100 != 2)
+		status = probe_verdict(s, &r, cmd.data, err);
+	else
+		report(s,
+		       "policy: OK: the relay would take mail from <%s> to <%s>%s (nothing sent)",
+		       sender, rcpt, s->caps.size && cfg->max_size ? " of max_size bytes" : "");
+	/* The answer to RSET does not change the verdict. */
+	if (probe_step(s, "RSET", &r, &(struct error){0}) != 0)
+		s->in_sync = 0;
+done:
+	if (status)
+		report(s, "policy: %s", err->text);
+	smtp_reply_free(&r);
+	buf_free(&cmd);
+	return status;
+}
+
 /* smtp_relay_check - connect, EHLO, STARTTLS, AUTH, QUIT for every relay */
 
 int smtp_relay_check(const struct config *cfg, struct buf *out, struct error *err)
+{
+	return smtp_relay_probe(cfg, 0, out, err);
+}
+
+/* smtp_relay_probe - smtp_relay_check, plus the policy probe on every relay that answered */
+
+int smtp_relay_probe(const struct config *cfg, const struct envelope *probe, struct buf *out,
+		     struct error *err)
 {
 	int first = 0;
 
@@ -1443,6 +1581,8 @@ int smtp_relay_check(const struct config *cfg, struct buf *out, struct error *er
 			buf_printf(out, "  failed: %s\n", e.text);
 		if (ai)
 			freeaddrinfo(ai);
+		if (status == 0 && probe)
+			status = probe_policy(s, probe, &e);
 		if (status == 0)
 			buf_puts(out, "  ok\n");
 		else if (first == 0) {

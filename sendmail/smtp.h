@@ -26,6 +26,9 @@
  *			struct error *err);
  *	int	smtp_relay_check(const struct config *cfg, struct buf *out,
  *			struct error *err);
+ *	int	smtp_relay_probe(const struct config *cfg,
+ *			const struct envelope *probe, struct buf *out,
+ *			struct error *err);
  *
  *	ssize_t	smtp_parse_reply(const char *data, size_t len, struct smtp_reply *r);
  *	void	smtp_reply_init(struct smtp_reply *r);
@@ -73,6 +76,17 @@
  *
  *	smtp_relay_check() (--relay-check) connects to every relay, does
  *	EHLO/STARTTLS/AUTH and QUIT, and appends a human report to out.
+ *	smtp_relay_probe() does the same and, with probe non-NULL, asks each
+ *	relay that answered whether it would take mail from probe->sender to
+ *	probe->rcpts.v[0] (of max_size bytes, as SIZE=, when both are set):
+ *	MAIL FROM, RCPT TO, RSET, nothing sent. The verdict is one line in
+ *	out and, when negative, in err: "relay H: relay access denied: RCPT
+ *	TO:<r> answered 454 4.7.1 ...; likely cause: ..." with status
+ *	EX_UNAVAILABLE (69) for relay access denied (the relay's mynetworks),
+ *	EX_NOPERM (77) for a refused sender (its ALLOWED_SENDER_DOMAINS),
+ *	EX_DATAERR (65) for a size refusal (its SIZE below max_size, or
+ *	SIZE= refused), EX_NOHOST (68) for domain not found (no DNS on the
+ *	relay), and otherwise EX_PROTOCOL (76) for 5xx, EX_TEMPFAIL for 4xx.
  *
  *	The pure functions below do no I/O; unit tests and fuzzers call them.
  *	smtp_parse_reply() parses one complete (possibly multi-line) reply
@@ -91,6 +105,10 @@
  *	err->temporary is set when a later retry may succeed. err->text is
  *	one line naming the relay, the stage and the relay's reply, e.g.
  *	"relay 127.0.0.1:2525 refused the sender at MAIL FROM: 550 5.7.1 <x@y>: Sender rejected".
+ *	A refusal that points at the relay's configuration (relay_hint.h:
+ *	Relay access denied, Domain not found, sender refusals, size) ends in
+ *	"; likely cause: ...", so the caller's line, the log and mailq say
+ *	what to fix.
  *
  *	EX_NOUSER (67)		every recipient refused with 5xx.
  *	EX_UNAVAILABLE (69)	5xx at greeting, EHLO, MAIL, DATA or end of
@@ -165,6 +183,8 @@ void smtp_session_close(struct smtp_session *s);
 int smtp_deliver(const struct config *cfg, const struct envelope *env, const struct message *msg,
 		 struct smtp_result *res, struct error *err);
 int smtp_relay_check(const struct config *cfg, struct buf *out, struct error *err);
+int smtp_relay_probe(const struct config *cfg, const struct envelope *probe, struct buf *out,
+		     struct error *err);
 
 /* One parsed reply. */
 struct smtp_reply {

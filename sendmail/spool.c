@@ -52,6 +52,7 @@
 #include "log.h"
 #include "header.h"
 #include "net.h"
+#include "relay_hint.h"
 #include "rewrite.h"
 #include "spool.h"
 #include "spool_entry.h"
@@ -834,6 +835,23 @@ fail_nofile:
 							     : "");
 }
 
+/*
+ * hint_first_time - a deferral that points at the relay's configuration
+ * (relay_hint.h) is logged at error level when it first appears for a
+ * message: otherwise it waits, at warning level, until max_age.
+ */
+static void hint_first_time(const char *id, const char *before, const char *now)
+{
+	enum relay_hint kind = relay_hint_classify(now);
+
+	if (kind == RELAY_HINT_NONE || relay_hint_classify(before) == kind)
+		return;
+	log_msg(LOG_LEVEL_ERROR,
+		"%s: the relay's configuration refuses this mail (%s), not the message; it stays"
+		" queued until max_age: %s",
+		id, relay_hint_mark(kind), now);
+}
+
 /* spool_store - durably store one message; 0 only when it is on disk */
 
 int spool_store(const struct config *cfg, const struct envelope *env, const struct message *msg,
@@ -872,6 +890,8 @@ int spool_store(const struct config *cfg, const struct envelope *env, const stru
 	}
 	sigaction(SIGXFSZ, &old, 0);
 	area_close(&a);
+	if (rc == 0)
+		hint_first_time(id, 0, reason);
 	return rc;
 }
 
@@ -1452,6 +1472,8 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 			e.attempts++;
 			e.last_try = now;
 			e.next_try = now + spool_backoff(e.attempts);
+			hint_first_time(e.id, e.last_error ? e.last_error : e.first_error,
+					res.deferred_replies.n ? res.deferred_replies.v[0] : 0);
 			free(e.last_error);
 			e.last_error = util_strdup(res.deferred_replies.n ? res.deferred_replies.v[0]
 									  : "recipient deferred");
@@ -1488,6 +1510,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		e.attempts++;
 		e.last_try = now;
 		e.next_try = now + spool_backoff(e.attempts);
+		hint_first_time(e.id, e.last_error ? e.last_error : e.first_error, err->text);
 		free(e.last_error);
 		e.last_error = util_strdup(err->text);
 		state_write(a, &e, 0);
@@ -2422,7 +2445,13 @@ int spool_list(const struct config *cfg, struct buf *out, struct error *err)
 			put_age(&tmp, now - e.created);
 			buf_printf(out, "%-7s <", tmp.data);
 			util_sanitize(out, e.env.sender, strlen(e.env.sender));
-			buf_puts(out, ">\n");
+			buf_putc(out, '>');
+			lasterr = e.last_error ? e.last_error : e.first_error;
+			/* A deferral that only the relay's configuration can fix. */
+			if (relay_hint_classify(lasterr) != RELAY_HINT_NONE)
+				buf_printf(out, "  !relay-config:%s",
+					   relay_hint_mark(relay_hint_classify(lasterr)));
+			buf_putc(out, '\n');
 			buf_printf(out, "    attempts: %u", e.attempts);
 			if (e.next_try > now) {
 				buf_reset(&tmp);

@@ -10,7 +10,7 @@ time.
     application side    NUL bytes, invalid UTF-8, a 10 MB line, 20 000 header
                         fields, 10 000 recipients, deeply nested comments in an
                         address, header injection through -f, -F, a recipient
-                        and the environment (OVERWRITE_FROM, SMTP_HEADER_TAG)
+                        and the environment (OVERWRITE_FROM, RELAYSHIM_HEADER_TAG)
     relay side          1 MB of reply continuation lines (greeting and EHLO),
                         garbage instead of a TLS handshake after STARTTLS
     -bs client          1 GB of DATA (refused 552 with max_size, memory flat),
@@ -255,7 +255,7 @@ def test_header_injection_through_a_recipient_argument_is_refused(relay, run_sen
     assert relay.capture.messages() == []
 
 
-@pytest.mark.parametrize("name", ["OVERWRITE_FROM", "SMTP_HEADER_TAG"])
+@pytest.mark.parametrize("name", ["OVERWRITE_FROM", "RELAYSHIM_HEADER_TAG"])
 @pytest.mark.parametrize("value", ["x@example.com\r\nBcc: evil@example.net",
                                    "x@example.com\nBcc: evil@example.net",
                                    "x@example.com\rBcc: evil@example.net"])
@@ -555,7 +555,7 @@ VALGRIND_CASES = {
     "injection_in_f": (["-i", "-f", "a@example.com\r\nBcc: x@y", "b@example.org"],
                        b"Subject: x\r\n\r\nbody\r\n", {}, 65),
     "injection_in_environment": (["-i", "b@example.org"], b"Subject: x\r\n\r\nbody\r\n",
-                                 {"SMTP_HEADER_TAG": "t\r\nBcc: x@y"}, 78),
+                                 {"RELAYSHIM_HEADER_TAG": "t\r\nBcc: x@y"}, 78),
     "usage": (["-X"], b"", {}, 64),
     "bs_session": (["-bs"], b"EHLO vg\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n"
                    b"DATA\r\nSubject: bs\r\n\r\nbody\n.\nRSET\r\nMAIL FROM:<a@example.com>\r\n"

@@ -226,7 +226,7 @@ root = cron@example.com
 ENV_SETTINGS = {
     "RELAYSHIM_DOMAIN": "example.com",
     "MASQUERADED_DOMAINS": "example.com",
-    "SMTP_HEADER_TAG": "tagged",
+    "RELAYSHIM_HEADER_TAG": "tagged",
     "RELAYSHIM_ALIASES": "root=ops@example.org,dev@example.org",
     "RELAYSHIM_SENDERS": "root=cron@example.com",
 }

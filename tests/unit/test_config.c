@@ -186,6 +186,7 @@ static const struct sample {
     {"policy", "allowed_sender_domains", "example.com, example.org", "example.com example.org",
      "example.com example.org"},
     {"policy", "allow_empty_sender", "yes", "true", "yes"},
+    {"policy", "allow_null_sender", "yes", "true", "yes"},
     {"policy", "max_size", "10M", "10240000", 0},
     {"queue", "mode", "always", "never", 0},
     {"queue", "dir", "/data/spool", "/data/spool", "/data/spool"},
@@ -579,12 +580,60 @@ START_TEST(bad_environment_value_is_config_error_naming_the_variable)
 }
 END_TEST
 
+START_TEST(smtp_header_tag_is_the_relays_and_not_read)
+{
+	/* juanluisbaptiste/postfix tags the message itself from SMTP_HEADER_TAG:
+	 * read here too, a shared env file would give three RelayTag lines. */
+	char *envp[] = {"SMTP_HEADER_TAG=app1", 0};
+
+	ck_assert_int_eq(load(0, envp), 0);
+	ck_assert_ptr_null(cfg.header_tag);
+}
+END_TEST
+
+START_TEST(domain_defaults_to_the_mydomain_of_server_hostname)
+{
+	/* juanluisbaptiste/postfix run.sh: DOMAIN, else the last two labels. */
+	char *a[] = {"SERVER_HOSTNAME=mail.eu.example.com", 0};
+	char *b[] = {"SERVER_HOSTNAME=mail.example.com", "DOMAIN=example.org", 0};
+	char *c[] = {"SERVER_HOSTNAME=mail.example.com", "ALLOWED_SENDER_DOMAINS=example.net", 0};
+	char *d[] = {"SERVER_HOSTNAME=mail.example.com", "RELAYSHIM_DOMAIN=example.net", 0};
+	char *e[] = {"DOMAIN=example.org", 0};
+
+	ck_assert_int_eq(load(0, a), 0);
+	ck_assert_str_eq(cfg.domain, "example.com");
+	ck_assert_ptr_nonnull(strstr(line_of(written(1, 1), "domain"), "# environment SERVER_HOSTNAME"));
+	/* --write-config keeps it: cron and php-fpm run without that environment. */
+	ck_assert_ptr_nonnull(strstr(written(0, 0), "domain = example.com"));
+	config_free(&cfg);
+	config_init(&cfg);
+	ck_assert_int_eq(load(0, b), 0);
+	ck_assert_str_eq(cfg.domain, "example.org");
+	config_free(&cfg);
+	config_init(&cfg);
+	ck_assert_int_eq(load(0, c), 0);
+	ck_assert_ptr_null(cfg.domain); /* config_finish: first of allowed_sender_domains */
+	config_free(&cfg);
+	config_init(&cfg);
+	ck_assert_int_eq(load(0, d), 0);
+	ck_assert_str_eq(cfg.domain, "example.net");
+	config_free(&cfg);
+	config_init(&cfg);
+	ck_assert_int_eq(load(0, e), 0);
+	ck_assert_ptr_null(cfg.domain); /* DOMAIN alone is too common a name */
+	config_free(&cfg);
+	config_init(&cfg);
+	ck_assert_int_eq(load("[rewrite]\ndomain = file.example\n", a), 0);
+	ck_assert_str_eq(cfg.domain, "file.example");
+}
+END_TEST
+
 START_TEST(header_injection_in_header_tag_is_refused)
 {
-	char *envp[] = {"SMTP_HEADER_TAG=x\r\nBcc: victim@example.com", 0};
+	char *envp[] = {"RELAYSHIM_HEADER_TAG=x\r\nBcc: victim@example.com", 0};
 
 	ck_assert_int_eq(load(0, envp), EX_CONFIG);
-	ck_assert_ptr_nonnull(strstr(err.text, "SMTP_HEADER_TAG"));
+	ck_assert_ptr_nonnull(strstr(err.text, "RELAYSHIM_HEADER_TAG"));
 	ck_assert_ptr_nonnull(strstr(err.text, "\\x0d\\x0a"));
 }
 END_TEST
@@ -1330,6 +1379,8 @@ static Suite *config_suite(void)
 	tcase_add_loop_test(tc, bad_environment_value_is_config_error_naming_the_variable, 0,
 			    sizeof(bads) / sizeof(bads[0]));
 	tcase_add_test(tc, header_injection_in_header_tag_is_refused);
+	tcase_add_test(tc, smtp_header_tag_is_the_relays_and_not_read);
+	tcase_add_test(tc, domain_defaults_to_the_mydomain_of_server_hostname);
 	tcase_add_test(tc, line_break_in_overwrite_from_is_refused);
 	tcase_add_test(tc, unknown_key_is_config_error_listing_known_keys);
 	tcase_add_test(tc, unknown_section_is_config_error);
