@@ -1346,7 +1346,9 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 	dictionary *d;
 	int rc = 0;
 	int seen_secret = 0, seen_secret_file = 0;
+	const char *file_val[NKEYS];
 
+	memset(file_val, 0, sizeof(file_val));
 	if (stat(path, &st) != 0) {
 		if (errno == ENOENT && !explicit)
 			return 0;
@@ -1385,6 +1387,7 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 	for (ssize_t i = 0; i < d->size && rc == 0; i++) {
 		const char *entry = d->key[i], *colon;
 		char *section;
+		int k;
 		struct buf shown_section = BUF_INIT, shown_key = BUF_INIT;
 
 		if (entry == 0)
@@ -1405,7 +1408,12 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 				       "senders, policy, queue, log, "
 				       "smtpd or shim)",
 				       path, buf_cstr(&shown_section));
-		} else if (colon && key_index(section, colon + 1) < 0) {
+		} else if (colon && (k = key_index(section, colon + 1)) >= 0) {
+			/* Kept for the loop below: one pass over the few entries of the
+			 * file instead of a lookup of every known key in the dictionary. */
+			if (config_keys[k].key && strcmp(config_keys[k].key, colon + 1) == 0)
+				file_val[k] = d->val[i];
+		} else if (colon) {
 			struct buf known = BUF_INIT;
 
 			for (size_t j = 0; j < NKEYS; j++)
@@ -1457,11 +1465,8 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 				map_free(m, n);
 			}
 		} else {
-			char entry[64];
-			const char *v;
+			const char *v = file_val[i];
 
-			snprintf(entry, sizeof(entry), "%s:%s", k->section, k->key);
-			v = iniparser_getstring(d, entry, 0);
 			if (v && *v) {
 				if (k->type == T_SECRET)
 					seen_secret = 1;
@@ -1508,8 +1513,10 @@ static const char *env_get(char **envp, const char *name)
 
 	if (envp == 0)
 		return 0;
+	/* Called for every key (~150 names) over the whole environment at each
+	 * start: the first byte rules out almost every entry without a call. */
 	for (char **e = envp; *e; e++)
-		if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+		if ((*e)[0] == name[0] && strncmp(*e, name, n) == 0 && (*e)[n] == '=')
 			return (*e)[n + 1] ? *e + n + 1 : 0;
 	return 0;
 }
