@@ -32,21 +32,6 @@ def environment(conf):
     return env
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed")
-@pytest.mark.skipif(SANITIZED, reason="the sanitizer build links its runtime libraries")
-def test_the_loader_finds_libc_without_reading_its_cache(sendmail_bin, tmp_path):
-    # The Makefile gives sendmail a RUNPATH naming libc's directory: the
-    # dynamic loader opens libc.so.6 there instead of mapping and unmapping
-    # /etc/ld.so.cache (a TLB flush at every start).
-    log = tmp_path / "strace.log"
-    r = subprocess.run(["strace", "-f", "-o", str(log), "-e", "trace=openat,open",
-                        sendmail_bin, "--version"], capture_output=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    opened = log.read_text()
-    assert "libc.so.6" in opened
-    assert "/etc/ld.so.cache" not in opened, opened
-
-
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
 @pytest.mark.skipif(SANITIZED, reason="instruction counts hold for the normal build only")
 def test_reading_the_configuration_stays_cheap(sendmail_bin, tmp_path):
