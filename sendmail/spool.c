@@ -1422,7 +1422,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		rc = EX_IOERR;
 		local_fault = 1;
 	} else if (a->uid != geteuid() && *denv.sender == 0 && cfg->allowed_sender_domains.n > 0
-		   && !cfg->allow_empty_sender) {
+		   && !cfg->allow_null_sender) {
 		/* A failure notice its owner's worker queued: our policy would
 		 * refuse the null sender and lose it; that worker sends it. */
 		result = ENTRY_LEFT_TO_OWNER;

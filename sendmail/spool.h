@@ -170,7 +170,7 @@
  *	runs again with the deliverer's configuration (header repair, the
  *	sender policy, max_size). A refusal moves it to failed/ without a
  *	notice (the sender it names may be forged). A null-sender entry that
- *	this policy would refuse (allow_empty_sender = no) is left to its
+ *	this policy would refuse (allow_null_sender = no) is left to its
  *	owner's worker: it is that worker's failure notice. The caller's own area
  *	is delivered as stored: it holds what the caller's own sendmail
  *	accepted, and the caller can do no more through it than through

@@ -270,7 +270,7 @@ def test_a_hand_written_entry_over_max_size_is_refused_at_delivery(spool, relay)
 
 def test_a_null_sender_entry_of_another_user_is_left_to_its_owner(spool, relay):
     # A failure notice that user's own worker queued: root's policy
-    # (allow_empty_sender = no) would refuse the null sender and lose it.
+    # (allow_null_sender = no) would refuse the null sender and lose it.
     config = spool.config(extra=POLICY)
     uid, area = attacker_area(spool)
     plant(spool, uid, "AAAANOTICE", entry("", ["victim@example.com"],
