@@ -33,8 +33,10 @@
  *	fsync'ed, renamed into place and the directory fsync'ed.
  *
  *	spool_usable() checks that the spool exists or can be created and is
- *	writable, and creates the caller's area (below). main() asks it
- *	before relying on the queue; when it fails, delivery is synchronous.
+ *	writable, and creates the caller's area (below). The submission path
+ *	does not ask it first: spool_store() meets and reports the same
+ *	failures when a message must be queued, and a check ahead would race
+ *	anyway. It serves the tests and any caller that wants the diagnosis.
  *
  *	spool_make_id() writes a new queue id (at most SPOOL_ID_MAX bytes
  *	with the NUL) into id: hex time in seconds and microseconds, pid
