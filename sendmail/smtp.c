@@ -1229,6 +1229,31 @@ static int rcpt_failure(struct smtp_session *s, const struct smtp_result *res, s
 	return status;
 }
 
+/*
+ * read_rset_reply - read the reply to RSET and judge it, for both ways of
+ * sending. Any refusal leaves the session unusable: the relay kept the old
+ * transaction (or is closing), and with pipelining the envelope behind the
+ * RSET has already been answered in that state. The transaction fails with
+ * a temporary error whatever the code, so the caller reconnects or queues
+ * instead of bouncing a message that never reached a clean session.
+ */
+static int read_rset_reply(struct smtp_session *s, struct smtp_reply *r, struct error *err)
+{
+	struct buf b = BUF_INIT;
+	int status;
+
+	if ((status = read_reply(s, r, s->timeout_ms, "waiting for the reply to RSET", err)) != 0)
+		return status;
+	if (r->code / 100 == 2)
+		return 0;
+	s->in_sync = 0;
+	reply_show(&b, r);
+	status = fail(err, EX_TEMPFAIL, 1, "relay %s refused RSET: %s", s->relay, b.data);
+	add_hint(err);
+	buf_free(&b);
+	return status;
+}
+
 /* smtp_session_send - one transaction */
 
 int smtp_session_send(struct smtp_session *s, const struct envelope *env, const struct message *msg,
@@ -1299,14 +1324,8 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 		queue_cmd(s, "RSET");
 	if (rset && !pipelining) {
 		if ((status = flush_out(s, "sending RSET", err)) != 0 ||
-		    (status = read_reply(s, &r, s->timeout_ms, "waiting for the reply to RSET",
-					 err)) != 0)
+		    (status = read_rset_reply(s, &r, err)) != 0)
 			goto done;
-		if (r.code != 250) {
-			status = fail_reply(s, err, &r, EX_TEMPFAIL, "refused RSET");
-			err->temporary = 1;
-			goto done;
-		}
 	}
 	build_mail(s, env, msg, utf8);
 	if (!pipelining) {
@@ -1319,11 +1338,9 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 		/* RFC 2920: the whole envelope and DATA in one write. */
 		if ((status = flush_out(s, "sending the envelope", err)) != 0)
 			goto done;
-		if (rset) {
-			if ((status = read_reply(s, &r, s->timeout_ms,
-						 "waiting for the reply to RSET", err)) != 0)
-				goto done;
-		}
+		/* Judged before the envelope's replies, as without pipelining. */
+		if (rset && (status = read_rset_reply(s, &r, err)) != 0)
+			goto done;
 	}
 	if ((status =
 		 read_reply(s, &r, s->timeout_ms, "waiting for the reply to MAIL FROM", err)) != 0)
