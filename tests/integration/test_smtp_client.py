@@ -771,3 +771,35 @@ def test_bs_refused_rset_defers_and_reconnects(fault, run_sendmail, pipelining, 
     assert srv.connection_count == 2
     first = [c.split()[0].upper() for c in commands(srv) if c]
     assert first.count("RSET") == 1 and "QUIT" not in first
+
+
+@pytest.mark.parametrize("script,status,text", [
+    ({"mail": "550 5.7.1 Sender rejected"}, 69, "refused the sender at MAIL FROM: 550 5.7.1"),
+    ({"mail": "451 4.3.0 Try later"}, 75, "refused the sender at MAIL FROM: 451 4.3.0"),
+    ({"rcpt": "550 5.1.1 User unknown"}, 67, "refused every recipient: <b@example.com>: 550"),
+    ({"rcpt": ["550 5.1.1 User unknown", "250 2.1.5 Ok"], "data": "554 5.5.1 No"}, 69,
+     "refused DATA: 554 5.5.1 No"),
+], ids=["mail-5xx", "mail-4xx", "rcpt-all-5xx", "data-5xx"])
+def test_envelope_refusals_judged_alike_pipelined_or_not(fault, run_sendmail, script, status,
+                                                         text):
+    # One loop judges the envelope's replies: the exit status and the line are
+    # the same with and without PIPELINING; without it, no command the
+    # refusal made pointless is sent (no RCPT after a refused sender, no DATA
+    # without a recipient).
+    lines = []
+    for caps in (["PIPELINING", "8BITMIME"], ["8BITMIME"]):
+        srv = fault(dict(script, capabilities=caps))
+        r = send(run_sendmail, cfg(at(srv)), rcpts=["b@example.com", "c@example.com"])
+        assert r.returncode == status, err_of(r)
+        line = one_line_error(r)
+        assert text in line
+        lines.append(line.replace(at(srv), "RELAY"))
+        srv.wait_for_connections(1)
+        assert not any(m.accepted for m in srv.connections[0].messages)
+        if caps == ["8BITMIME"]:
+            verbs = [c.split()[0].upper() for c in commands(srv) if c]
+            if "mail" in script:
+                assert "RCPT" not in verbs and "DATA" not in verbs
+            elif "data" not in script:
+                assert "DATA" not in verbs
+    assert lines[0] == lines[1]
