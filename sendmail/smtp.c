@@ -1229,18 +1229,199 @@ static int rcpt_failure(struct smtp_session *s, const struct smtp_result *res, s
 	return status;
 }
 
+/*
+ * read_rset_reply - read the reply to RSET and judge it, for both ways of
+ * sending. Any refusal leaves the session unusable: the relay kept the old
+ * transaction (or is closing), and with pipelining the envelope behind the
+ * RSET has already been answered in that state. The transaction fails with
+ * a temporary error whatever the code, so the caller reconnects or queues
+ * instead of bouncing a message that never reached a clean session.
+ */
+static int read_rset_reply(struct smtp_session *s, struct smtp_reply *r, struct error *err)
+{
+	struct buf b = BUF_INIT;
+	int status;
+
+	if ((status = read_reply(s, r, s->timeout_ms, "waiting for the reply to RSET", err)) != 0)
+		return status;
+	if (r->code / 100 == 2)
+		return 0;
+	s->in_sync = 0;
+	reply_show(&b, r);
+	status = fail(err, EX_TEMPFAIL, 1, "relay %s refused RSET: %s", s->relay, b.data);
+	add_hint(err);
+	buf_free(&b);
+	return status;
+}
+
+/*
+ * The envelope as a list of steps: RSET (when the previous transaction was
+ * left unfinished), MAIL, one RCPT per recipient, DATA. Step i's command is
+ * queued by queue_step() and its reply judged by envelope_dialogue(), in
+ * the same order whether the relay pipelines or not, so the two ways of
+ * sending cannot judge a reply differently.
+ */
+enum txn_step { STEP_RSET, STEP_MAIL, STEP_RCPT, STEP_DATA };
+
+struct txn_steps {
+	const struct envelope *env;
+	const struct message *msg;
+	int utf8; /* SMTPUTF8 on MAIL */
+	int rset; /* step 0 is RSET */
+	size_t n; /* rset + MAIL + each RCPT + DATA */
+};
+
+/* step_kind - what step i is; *rcpt the recipient index of a RCPT step */
+
+static enum txn_step step_kind(const struct txn_steps *t, size_t i, size_t *rcpt)
+{
+	if (t->rset && i == 0)
+		return STEP_RSET;
+	i -= (size_t)t->rset;
+	if (i == 0)
+		return STEP_MAIL;
+	if (i <= t->env->rcpts.n) {
+		*rcpt = i - 1;
+		return STEP_RCPT;
+	}
+	return STEP_DATA;
+}
+
+/* queue_step - queue step i's command; returns the stage for a write error */
+
+static const char *queue_step(struct smtp_session *s, const struct txn_steps *t, size_t i)
+{
+	size_t k = 0;
+
+	switch (step_kind(t, i, &k)) {
+	case STEP_RSET:
+		queue_cmd(s, "RSET");
+		return "sending RSET";
+	case STEP_MAIL:
+		build_mail(s, t->env, t->msg, t->utf8);
+		return "sending MAIL FROM";
+	case STEP_RCPT:
+		build_rcpt(s, t->env, t->env->rcpts.v[k]);
+		return "sending RCPT TO";
+	case STEP_DATA:
+		break;
+	}
+	queue_cmd(s, "DATA");
+	return "sending DATA";
+}
+
+/* end_empty_data - end a DATA the relay took with no recipient (RFC 2920 3.1) */
+
+static int end_empty_data(struct smtp_session *s, struct smtp_reply *r, struct error *err)
+{
+	int status;
+
+	buf_puts(&s->out, ".\r\n");
+	if ((status = flush_out(s, "ending DATA", err)) != 0)
+		return status;
+	return read_reply(s, r, s->timeout_ms, "waiting for the reply to an empty DATA", err);
+}
+
+/*
+ * envelope_dialogue - send the steps and judge their replies; 0 when DATA
+ * got its 354 with at least one recipient accepted. With PIPELINING all
+ * commands go out in one write (RFC 2920); without it each is written only
+ * once the reply before it was judged, so one the judgement made pointless
+ * (RCPT after a refused sender, DATA with no recipient) is never sent. A
+ * reply already on its way after a refused sender is still read, to keep
+ * the session in sync.
+ */
+static int envelope_dialogue(struct smtp_session *s, const struct txn_steps *t,
+			     struct smtp_result *res, struct smtp_reply *r, struct error *err)
+{
+	size_t sent = 0;
+	size_t accepted = 0;
+	int status = 0;
+
+	if (s->caps.pipelining) {
+		for (; sent < t->n; sent++)
+			(void)queue_step(s, t, sent);
+		if ((status = flush_out(s, "sending the envelope", err)) != 0)
+			return status;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		size_t k = 0;
+		enum txn_step kind = step_kind(t, i, &k);
+
+		if (i == sent) {
+			if (status != 0)
+				break;
+			if (kind == STEP_DATA && accepted == 0)
+				return rcpt_failure(s, res, err);
+			if ((status = flush_out(s, queue_step(s, t, i), err)) != 0)
+				return status;
+			sent++;
+		}
+		if (status != 0) {
+			/* The sender was refused: the rest only answers "need MAIL". */
+			struct error drain;
+
+			error_clear(&drain);
+			if (read_reply(s, r, s->timeout_ms, "after a refused MAIL FROM", &drain) !=
+			    0)
+				break;
+			if (kind == STEP_DATA && r->code == 354)
+				(void)end_empty_data(s, r, &drain);
+			continue;
+		}
+		switch (kind) {
+		case STEP_RSET:
+			if ((status = read_rset_reply(s, r, err)) != 0)
+				return status;
+			break;
+		case STEP_MAIL:
+			if ((status = read_reply(s, r, s->timeout_ms,
+						 "waiting for the reply to MAIL FROM", err)) != 0)
+				return status;
+			if (r->code / 100 != 2)
+				status = fail_reply(s, err, r, EX_UNAVAILABLE,
+						    "refused the sender at MAIL FROM");
+			break;
+		case STEP_RCPT:
+			if ((status = read_reply(s, r, s->timeout_ms,
+						 "waiting for the reply to RCPT TO", err)) != 0)
+				return status;
+			if (r->code / 100 == 2)
+				accepted++;
+			else if (r->code >= 500)
+				add_refusal(&res->rejected, &res->rejected_replies,
+					    t->env->rcpts.v[k], r);
+			else
+				add_refusal(&res->deferred, &res->deferred_replies,
+					    t->env->rcpts.v[k], r);
+			break;
+		case STEP_DATA:
+			if ((status = read_reply(s, r, s->timeout_ms,
+						 "waiting for the reply to DATA", err)) != 0)
+				return status;
+			if (accepted == 0) {
+				if (r->code == 354 && (status = end_empty_data(s, r, err)) != 0)
+					return status;
+				return rcpt_failure(s, res, err);
+			}
+			if (r->code != 354)
+				return fail_reply(s, err, r, EX_UNAVAILABLE, "refused DATA");
+			break;
+		}
+	}
+	return status;
+}
+
 /* smtp_session_send - one transaction */
 
 int smtp_session_send(struct smtp_session *s, const struct envelope *env, const struct message *msg,
 		      struct smtp_result *res, struct error *err)
 {
 	struct smtp_reply r;
+	struct txn_steps steps;
 	int utf8 = env->smtputf8;
-	int pipelining = s->caps.pipelining;
 	int rset = s->needs_rset;
-	size_t accepted = 0;
 	int status = 0;
-	int mail_ok;
 
 	if (res == 0) {
 		struct smtp_result local;
@@ -1295,104 +1476,13 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 	smtp_reply_init(&r);
 	/* Cleared by the reply to the final dot, which ends a transaction either way. */
 	s->needs_rset = 1;
-	if (rset)
-		queue_cmd(s, "RSET");
-	if (rset && !pipelining) {
-		if ((status = flush_out(s, "sending RSET", err)) != 0 ||
-		    (status = read_reply(s, &r, s->timeout_ms, "waiting for the reply to RSET",
-					 err)) != 0)
-			goto done;
-		if (r.code != 250) {
-			status = fail_reply(s, err, &r, EX_TEMPFAIL, "refused RSET");
-			err->temporary = 1;
-			goto done;
-		}
-	}
-	build_mail(s, env, msg, utf8);
-	if (!pipelining) {
-		if ((status = flush_out(s, "sending MAIL FROM", err)) != 0)
-			goto done;
-	} else {
-		for (size_t i = 0; i < env->rcpts.n; i++)
-			build_rcpt(s, env, env->rcpts.v[i]);
-		queue_cmd(s, "DATA");
-		/* RFC 2920: the whole envelope and DATA in one write. */
-		if ((status = flush_out(s, "sending the envelope", err)) != 0)
-			goto done;
-		if (rset) {
-			if ((status = read_reply(s, &r, s->timeout_ms,
-						 "waiting for the reply to RSET", err)) != 0)
-				goto done;
-		}
-	}
-	if ((status =
-		 read_reply(s, &r, s->timeout_ms, "waiting for the reply to MAIL FROM", err)) != 0)
+	steps.env = env;
+	steps.msg = msg;
+	steps.utf8 = utf8;
+	steps.rset = rset;
+	steps.n = (size_t)rset + 1 + env->rcpts.n + 1;
+	if ((status = envelope_dialogue(s, &steps, res, &r, err)) != 0)
 		goto done;
-	mail_ok = r.code / 100 == 2;
-	if (!mail_ok) {
-		status = fail_reply(s, err, &r, EX_UNAVAILABLE, "refused the sender at MAIL FROM");
-		if (pipelining) {
-			/* Read the RCPT and DATA replies that follow, to stay in sync. */
-			struct error e2;
-
-			error_clear(&e2);
-			for (size_t i = 0; i <= env->rcpts.n; i++)
-				if (read_reply(s, &r, s->timeout_ms, "after a refused MAIL FROM",
-					       &e2) != 0)
-					break;
-			if (r.code == 354) {
-				/* A relay that says 354 anyway gets an empty message. */
-				buf_puts(&s->out, ".\r\n");
-				if (flush_out(s, "ending DATA", &e2) == 0)
-					(void)read_reply(s, &r, s->timeout_ms, "after DATA", &e2);
-			}
-		}
-		goto done;
-	}
-	for (size_t i = 0; i < env->rcpts.n; i++) {
-		if (!pipelining) {
-			build_rcpt(s, env, env->rcpts.v[i]);
-			if ((status = flush_out(s, "sending RCPT TO", err)) != 0)
-				goto done;
-		}
-		if ((status = read_reply(s, &r, s->timeout_ms, "waiting for the reply to RCPT TO",
-					 err)) != 0)
-			goto done;
-		if (r.code / 100 == 2)
-			accepted++;
-		else if (r.code >= 500)
-			add_refusal(&res->rejected, &res->rejected_replies, env->rcpts.v[i], &r);
-		else
-			add_refusal(&res->deferred, &res->deferred_replies, env->rcpts.v[i], &r);
-	}
-	if (!pipelining) {
-		if (accepted == 0) {
-			status = rcpt_failure(s, res, err);
-			goto done;
-		}
-		queue_cmd(s, "DATA");
-		if ((status = flush_out(s, "sending DATA", err)) != 0)
-			goto done;
-	}
-	if ((status = read_reply(s, &r, s->timeout_ms, "waiting for the reply to DATA", err)) != 0)
-		goto done;
-	if (accepted == 0) {
-		if (r.code == 354) {
-			/* RFC 2920 3.1: DATA was accepted though no recipient was. */
-			buf_puts(&s->out, ".\r\n");
-			if ((status = flush_out(s, "ending DATA", err)) != 0 ||
-			    (status = read_reply(s, &r, s->timeout_ms,
-						 "waiting for the reply to an empty DATA", err)) !=
-				0)
-				goto done;
-		}
-		status = rcpt_failure(s, res, err);
-		goto done;
-	}
-	if (r.code != 354) {
-		status = fail_reply(s, err, &r, EX_UNAVAILABLE, "refused DATA");
-		goto done;
-	}
 	if ((status = send_message(s, msg, err)) != 0)
 		goto done;
 	if ((status = read_reply(s, &r, s->eod_timeout_ms,

@@ -56,7 +56,11 @@
  *	header section, the separator, the body streamed in large chunks and
  *	dot-stuffed on the fly, the final dot in the last write. A
  *	transaction that follows one left unfinished (refused sender or
- *	recipients, refused DATA) starts with RSET, pipelined with MAIL. Recipients the
+ *	recipients, refused DATA) starts with RSET, pipelined with MAIL. A
+ *	refused RSET (any code) fails the transaction with EX_TEMPFAIL,
+ *	temporary, and leaves the session unusable, pipelined or not: the
+ *	caller reconnects or queues. Replies are judged in the same order by
+ *	one loop either way. Recipients the
  *	relay refuses while it accepts others are listed in res->rejected
  *	(5xx) or res->deferred (4xx); the message goes to the accepted ones
  *	and the call returns 0.

@@ -733,3 +733,73 @@ def test_relay_check_reports_a_failure(fault, run_sendmail):
     out = r.stdout.decode() if isinstance(r.stdout, bytes) else r.stdout
     assert r.returncode == 69
     assert "refused EHLO and HELO: 554 5.7.1 No" in out + err_of(r)
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "unpipelined"])
+@pytest.mark.parametrize("rset_reply", ["421 4.3.2 Service shutting down",
+                                        "451 4.3.0 Try again later",
+                                        "500 5.5.2 Error: command not recognized"])
+def test_bs_refused_rset_defers_and_reconnects(fault, run_sendmail, pipelining, rset_reply):
+    # The first transaction is left unfinished (its only RCPT refused), so the
+    # second begins with RSET, which the relay refuses. Pipelined or not, the
+    # second message must be deferred (4xx naming the RSET reply) and not
+    # handed to a relay still holding the old transaction; the third goes out
+    # on a fresh connection.
+    caps = ["SIZE 52428800", "8BITMIME", "ENHANCEDSTATUSCODES"]
+    if pipelining:
+        caps.insert(0, "PIPELINING")
+    srv = fault([{"capabilities": caps, "rcpt": "550 5.1.1 User unknown", "rset": rset_reply},
+                 {"capabilities": caps}])
+    msg = b"Subject: x\r\n\r\nbody\r\n.\r\n"
+    script = (b"EHLO client\r\n"
+              b"MAIL FROM:<a@example.com>\r\nRCPT TO:<nobody@example.com>\r\nDATA\r\n" + msg +
+              b"MAIL FROM:<a@example.com>\r\nRCPT TO:<c@example.com>\r\nDATA\r\n" + msg +
+              b"MAIL FROM:<a@example.com>\r\nRCPT TO:<d@example.com>\r\nDATA\r\n" + msg +
+              b"QUIT\r\n")
+    r = run_sendmail(["-bs"], input=script, config=cfg(at(srv)))
+    out = r.stdout.decode() if isinstance(r.stdout, bytes) else r.stdout
+    # The reply after each final dot (the line after each 354), in order.
+    lines = out.splitlines()
+    eods = [lines[i + 1] for i, l in enumerate(lines) if l.startswith("354")]
+    assert len(eods) == 3, out
+    assert eods[0].startswith("5"), out
+    assert eods[1].startswith("4") and "refused RSET: " + rset_reply.split()[0] in eods[1], out
+    assert eods[2].startswith("250"), out
+    msgs = srv.wait_for(1)
+    assert [m.rcpt_tos for m in msgs] == [["d@example.com"]], out
+    assert [m.connection for m in msgs] == [1], out
+    assert srv.connection_count == 2
+    first = [c.split()[0].upper() for c in commands(srv) if c]
+    assert first.count("RSET") == 1 and "QUIT" not in first
+
+
+@pytest.mark.parametrize("script,status,text", [
+    ({"mail": "550 5.7.1 Sender rejected"}, 69, "refused the sender at MAIL FROM: 550 5.7.1"),
+    ({"mail": "451 4.3.0 Try later"}, 75, "refused the sender at MAIL FROM: 451 4.3.0"),
+    ({"rcpt": "550 5.1.1 User unknown"}, 67, "refused every recipient: <b@example.com>: 550"),
+    ({"rcpt": ["550 5.1.1 User unknown", "250 2.1.5 Ok"], "data": "554 5.5.1 No"}, 69,
+     "refused DATA: 554 5.5.1 No"),
+], ids=["mail-5xx", "mail-4xx", "rcpt-all-5xx", "data-5xx"])
+def test_envelope_refusals_judged_alike_pipelined_or_not(fault, run_sendmail, script, status,
+                                                         text):
+    # One loop judges the envelope's replies: the exit status and the line are
+    # the same with and without PIPELINING; without it, no command the
+    # refusal made pointless is sent (no RCPT after a refused sender, no DATA
+    # without a recipient).
+    lines = []
+    for caps in (["PIPELINING", "8BITMIME"], ["8BITMIME"]):
+        srv = fault(dict(script, capabilities=caps))
+        r = send(run_sendmail, cfg(at(srv)), rcpts=["b@example.com", "c@example.com"])
+        assert r.returncode == status, err_of(r)
+        line = one_line_error(r)
+        assert text in line
+        lines.append(line.replace(at(srv), "RELAY"))
+        srv.wait_for_connections(1)
+        assert not any(m.accepted for m in srv.connections[0].messages)
+        if caps == ["8BITMIME"]:
+            verbs = [c.split()[0].upper() for c in commands(srv) if c]
+            if "mail" in script:
+                assert "RCPT" not in verbs and "DATA" not in verbs
+            elif "data" not in script:
+                assert "DATA" not in verbs
+    assert lines[0] == lines[1]
