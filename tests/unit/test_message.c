@@ -61,7 +61,7 @@ START_TEST(size_is_header_plus_crlf_plus_body)
 	buf_puts(&msg.header, "Subject: x\r\n");
 	buf_puts(&msg.body.mem, ".dot\r\n");
 	msg.body.len = msg.body.mem.len;
-	ck_assert_uint_eq(message_size(&msg), 12 + 2 + 6);	/* no dot-stuffing counted */
+	ck_assert_uint_eq(message_size(&msg), 12 + 2 + 6); /* no dot-stuffing counted */
 }
 END_TEST
 
@@ -69,7 +69,7 @@ START_TEST(size_counts_a_spilled_body_by_its_length)
 {
 	buf_puts(&msg.header, "A: b\r\n");
 	msg.body.fd = spill_file("", "x");
-	msg.body.len = 30ULL * 1024 * 1024;	/* a 30 MB body never read for its size */
+	msg.body.len = 30ULL * 1024 * 1024; /* a 30 MB body never read for its size */
 	ck_assert_uint_eq(message_size(&msg), 6 + 2 + 30ULL * 1024 * 1024);
 }
 END_TEST

@@ -98,7 +98,7 @@ START_TEST(strlist_add_nodup_takes_ownership_of_the_pointer)
 	char *s = util_strdup("bob@example.org");
 
 	strlist_add_nodup(&l, s);
-	ck_assert_ptr_eq(l.v[0], s);	/* freed by strlist_free in teardown */
+	ck_assert_ptr_eq(l.v[0], s); /* freed by strlist_free in teardown */
 }
 END_TEST
 
@@ -268,7 +268,7 @@ END_TEST
 START_TEST(hex_value_of_every_byte)
 {
 	for (int c = 0; c < 256; c++) {
-		int want = c >= '0' && c <= '9'   ? c - '0'
+		int want = c >= '0' && c <= '9'	  ? c - '0'
 			   : c >= 'a' && c <= 'f' ? c - 'a' + 10
 			   : c >= 'A' && c <= 'F' ? c - 'A' + 10
 						  : -1;
@@ -326,7 +326,7 @@ START_TEST(write_all_delivers_every_byte_through_short_writes_and_eintr)
 	(void)fcntl(fds[1], F_SETPIPE_SZ, 4096);
 	pipe_rd = fds[0];
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = tick;	/* no SA_RESTART: blocked writes come back short or EINTR */
+	sa.sa_handler = tick; /* no SA_RESTART: blocked writes come back short or EINTR */
 	sigaction(SIGALRM, &sa, 0);
 	ck_assert_int_eq(pthread_create(&t, 0, reader, 0), 0);
 	setitimer(ITIMER_REAL, &it, 0);
@@ -391,7 +391,8 @@ START_TEST(dl_open_names_the_missing_symbol)
 	void *const slots[] = {&fp};
 	char why[256] = "";
 
-	ck_assert_int_eq(util_dl_open("libc.so.6", RTLD_NOW, names, slots, 1, why, sizeof(why)), -1);
+	ck_assert_int_eq(util_dl_open("libc.so.6", RTLD_NOW, names, slots, 1, why, sizeof(why)),
+			 -1);
 	ck_assert_str_eq(why, "libc.so.6 lacks relayshim_no_such_symbol");
 	ck_assert_ptr_null(fp);
 }
@@ -401,8 +402,8 @@ START_TEST(dl_open_names_the_missing_library)
 {
 	char why[256] = "";
 
-	ck_assert_int_eq(util_dl_open("librelayshim-nope.so.9", RTLD_NOW, 0, 0, 0, why, sizeof(why)),
-			 -1);
+	ck_assert_int_eq(
+	    util_dl_open("librelayshim-nope.so.9", RTLD_NOW, 0, 0, 0, why, sizeof(why)), -1);
 	ck_assert_ptr_nonnull(strstr(why, "cannot load librelayshim-nope.so.9: "));
 }
 END_TEST
