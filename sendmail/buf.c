@@ -124,6 +124,8 @@ void buf_consume(struct buf *b, size_t n)
 {
 	if (n > b->len)
 		util_panic("buf_consume: %zu > %zu", n, b->len);
+	if (b->data == 0) /* zero-initialised: nothing to move */
+		return;
 	memmove(b->data, b->data + n, b->len - n);
 	b->len -= n;
 	b->data[b->len] = 0;

@@ -127,23 +127,6 @@ def test_phpmailer_repeated_flags(relay, run_sendmail):
     assert header(m.data, "date") == b"Tue, 1 Oct 2024 10:00:00 +0000"
 
 
-def test_debian_cron_comma_list_and_minimal_path(relay, run_sendmail):
-    stdin = (b"From: root (Cron Daemon)\nTo: ops@example.org,second@example.org\n"
-             b"Subject: Cron <root@box> run-parts /etc/cron.daily\n"
-             b"MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\n"
-             b"Content-Transfer-Encoding: 8bit\nX-Cron-Env: <SHELL=/bin/sh>\n\n"
-             b"caf\xc3\xa9 output\n")
-    r = run_sendmail(["-FCronDaemon", "-i", "-B8BITMIME", "-oem",
-                      "ops@example.org,second@example.org"], input=stdin,
-                     config=config(relay), env={"PATH": "/usr/bin:/bin"})
-    assert r.returncode == 0, r.stderr
-    m = only_message(relay)
-    assert sorted(m.rcpt_tos) == ["ops@example.org", "second@example.org"]
-    assert m.mail_from == "root@example.com"
-    assert body_of(m.data) == b"caf\xc3\xa9 output\r\n"
-    assert any(o.upper() == "BODY=8BITMIME" for o in m.mail_options)
-
-
 def test_cronie_t_and_sender_root(relay, run_sendmail):
     stdin = b"From: root\nTo: root\nSubject: cronie\n\nout\n"
     r = run_sendmail(["-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root"],
