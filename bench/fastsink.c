@@ -8,7 +8,7 @@
  * DESCRIPTION
  *	Postfix's smtp-sink reads DATA record by record and tops out
  *	around 110-125 MB/s on the benchmark machine: slower than the
- *	≥ 300 MB/s SPEC 10 asks of relayshim for a 25 MB message. To see
+ *	≥ 300 MB/s bench/README.md targets for relayshim for a 25 MB message. To see
  *	what the clients themselves can do, the 25 MB row is also run
  *	against this sink: it listens on 127.0.0.1:port, serves each
  *	connection in its own thread, answers HELO/EHLO (PIPELINING,

@@ -8,7 +8,7 @@
 # that would provide /usr/sbin/sendmail (ssmtp, dma, esmtp, nullmailer) with
 # `apt-get download` and unpacks them with `dpkg -x` into the scratch
 # directory (never installed), starts Postfix's smtp-sink as the relay on a
-# free loopback port, measures every row of SPEC section 10 and prints one
+# free loopback port, measures every row of bench/README.md and prints one
 # markdown table on stdout and into bench/results.md (BENCH_OUT overrides).
 # bench/README.md explains every figure. A component that does not work yet
 # (no sendmail binary, no shim, no -bs, no queue, a peer that cannot be
@@ -215,7 +215,7 @@ setup_tool() {
 	if [ "$st_mode" = tlsplain ]; then
 		st_mode=tls st_auth=PLAIN
 	fi
-	# starttls: like tls, without AUTH (SPEC 10's 7 round trips).
+	# starttls: like tls, without AUTH (7 round trips with TLS 1.3).
 	if [ "$st_mode" = starttls ]; then
 		st_mode=tls st_noauth=1
 	fi
@@ -930,7 +930,7 @@ row() {
 		echo "connection count are unaffected. Re-run on an idle machine.**"
 	fi
 	echo
-	echo "| # | figure | floor | relayshim | msmtp | esmtp | dma | ssmtp | nullmailer | target (SPEC 10) | relayshim |"
+	echo "| # | figure | floor | relayshim | msmtp | esmtp | dma | ssmtp | nullmailer | target | relayshim |"
 	echo "|---|---|---|---|---|---|---|---|---|---|---|"
 	row 1 "floor: exec static + 1 SMTP session" "$CELL_FLOOR_LAT" "" "—" "—"
 	row 1 "floor, parts (median of the $ROUNDS round medians)" "$CELL_FLOOR_PARTS" "" "—" "—"
@@ -944,7 +944,7 @@ row() {
 	row 3 "8-way parallel, $PAR_N messages" "—" CELL_TP_par "≥ 1.5× best peer" "$V_PAR"
 	row 4 "round trips/message, plain" "4" CELL_RT_plain "4" "$V_RTP"
 	row 4 "round trips/message, STARTTLS+AUTH (mechanism: the tool's choice)" "—" CELL_RT_tls "7 (TLS 1.3)" "$V_RTT"
-	row 4 "round trips/message, STARTTLS without AUTH (SPEC 10's case)" "—" CELL_RT_starttls "7 (TLS 1.3)" "$V_RTTS"
+	row 4 "round trips/message, STARTTLS without AUTH (the target's case)" "—" CELL_RT_starttls "7 (TLS 1.3)" "$V_RTTS"
 	row 4 "… with AUTH PLAIN forced (auth_mechanisms = PLAIN; msmtp: auth plain)" "—" CELL_RT_tlsplain "7 (TLS 1.3)" "$V_RTTP"
 	row 5 "${BIG_MB} MB message: throughput (wall), smtp-sink" "$CELL_BIG_FLOOR" CELL_BIG "≥ 300 MB/s" "$V_MBS"
 	row 5 "${BIG_MB} MB message: throughput (wall), fastsink" "$CELL_BIG_fast_FLOOR" CELL_BIG_fast "≥ 300 MB/s" "$V_MBS_fast"

@@ -94,7 +94,7 @@ struct auth_session {
 	int has_initial;
 };
 
-/* auth_may_send_credentials - SPEC 2: verified TLS, loopback, or explicit consent */
+/* auth_may_send_credentials - verified TLS, loopback, or explicit consent */
 
 int auth_may_send_credentials(int tls_verified, int peer_loopback, int auth_insecure)
 {

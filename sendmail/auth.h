@@ -26,7 +26,8 @@
  *	int	auth_choose_mechanisms(const char *offered, const char *wanted,
  *			struct buf *out);
  * DESCRIPTION
- *	auth_may_send_credentials() is the SPEC 2 rule: credentials go only
+ *	auth_may_send_credentials() is the rule of relayshim.conf(5)
+ *	[relay] auth_insecure: credentials go only
  *	over TLS whose peer was verified, to a loopback address, or when
  *	auth_insecure = yes. Returns non-zero when sending is allowed.
  *

@@ -4,8 +4,8 @@
  * SUMMARY
  *	the sendmail command line
  * DESCRIPTION
- *	See cmdline.h. The callers we must accept, as captured in
- *	research/clients.md: PHP mail() "-t -i", PHPMailer "-t -i -oi -fX -t",
+ *	See cmdline.h. The callers we must accept, as each of them runs
+ *	us: PHP mail() "-t -i", PHPMailer "-t -i -oi -fX -t",
  *	Debian cron "-FCronDaemon -i -B8BITMIME -oem a@x,b@y", cronie
  *	"-FCronDaemon -i -odi -oem -oi -t -f root", git send-email "-i r1 r2",
  *	nodemailer "-i -f X r1 r2", mutt "-oem -oi -f X -N failure,delay

@@ -1492,7 +1492,7 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 	}
 	iniparser_freedict(d);
 
-	/* SPEC 8: the file may hold a password; say so when others can read it. */
+	/* The file may hold a password; say so when others can read it. */
 	if (rc == 0 && seen_secret && !seen_secret_file && (st.st_mode & S_IROTH))
 		log_msg(LOG_LEVEL_WARNING,
 			"%s holds a password and is readable by every user: chmod o-r %s, or use "

@@ -4,7 +4,7 @@
  * SUMMARY
  *	read a message from a caller
  * DESCRIPTION
- *	See input.h. Why the rules are what they are (research/clients.md):
+ *	See input.h. Why the rules are what they are (the callers they come from):
  *	PHP mail() mixes CRLF and LF in one message; fail2ban's last line has
  *	no newline; mail(1) gives a regular file, nodemailer a socket; Symfony
  *	dot-stuffs when it calls us without -i and so needs the sendmail 8

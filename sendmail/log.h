@@ -42,8 +42,8 @@
  *	DSN code, delay, size and the relay's reply; addresses pass through
  *	[log] anonymize. Nothing here ever sees a secret. With
  *	rec->skip_stderr the record skips a stderr target: sendmail prints
- *	its own one-line error there for a failure, and one line is the
- *	contract (SPEC 3).
+ *	its own one-line error there for a failure, and a caller must see
+ *	exactly one line (relayshim(8) EXIT STATUS).
  *
  *	Plain lines look like Postfix's:
  *	"relayshim[PID]: QUEUEID: from=<a@b>, to=<c@d>,<e@f>, relay=h:25,

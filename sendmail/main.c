@@ -6,7 +6,7 @@
  * DESCRIPTION
  *	main() only wires the modules together and decides, from their
  *	struct error, what one line to print and which exit status follows.
- *	The way of a message (SPEC 4):
+ *	The way of a message (docs/ARCHITECTURE.md):
  *
  *	cmdline.c (argv) -> config.c (file < environment < argv)
  *	-> input.c (stdin to struct message) -> rewrite.c (envelope,

@@ -3,9 +3,9 @@
  *	rewrite 3
  * SUMMARY
  *	the message processing pipeline: sender, recipients, header repair,
- *	masquerading, aliases, tags and policy (SPEC 4)
+ *	masquerading, aliases, tags and policy
  * DESCRIPTION
- *	See rewrite.h for the contract. Decisions the SPEC leaves open:
+ *	See rewrite.h for the contract. Decisions the contract leaves open:
  *
  *	Local domains. Containers send as "root@3f2a1b9c0d1e" (GNU mail
  *	always passes -f user@hostname) or "webmaster@localhost" (Django's
@@ -461,7 +461,7 @@ static void force_mailbox(const struct context *ctx, struct header *h, size_t id
 	}
 	old = header_value(h->v + idx, &len);
 	address_parse_list(&current, old, len);
-	/* "display name kept unless the value has one" (SPEC 2) */
+	/* The display name is kept unless the value has one (relayshim.conf(5)). */
 	for (size_t i = 0; i < current.n && display == 0; i++)
 		if (current.v[i].kind == ADDRESS_MAILBOX)
 			display = current.v[i].display_name ? current.v[i].display_name : "";
@@ -883,7 +883,7 @@ static void add_always_bcc(const struct context *ctx, struct envelope *env)
 	strlist_add_nodup(&env->rcpts, bcc);
 }
 
-/* rewrite_message - the whole pipeline, SPEC 4 order */
+/* rewrite_message - the whole pipeline, in the order rewrite.h gives */
 
 int rewrite_message(const struct config *cfg, const struct submit *sub, struct message *msg,
 		    struct envelope *env, time_t now, const unsigned char *random, size_t nrandom,

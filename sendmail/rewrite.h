@@ -6,7 +6,7 @@
  *	rewrite 3h
  * SUMMARY
  *	the message processing pipeline: sender, recipients, header repair,
- *	masquerading, aliases, tags and policy (SPEC 4)
+ *	masquerading, aliases, tags and policy
  * SYNOPSIS
  *	#include "rewrite.h"
  *
@@ -20,8 +20,8 @@
  *			const char *addr, struct buf *out);
  * DESCRIPTION
  *	rewrite_message() turns what the caller gave us (sub, msg) into
- *	the envelope and header that go to the relay, in the order of
- *	SPEC section 4:
+ *	the envelope and header that go to the relay, in this order (each
+ *	step sees the result of the one before):
  * .IP 1.
  *	envelope sender: sub->sender (-f/-r; "" or "<>" = null sender),
  *	else the [senders] entry of sub->user, else per envelope_from;

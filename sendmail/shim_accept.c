@@ -22,7 +22,7 @@
  *	Why the peer check: the listener is on a loopback port that any
  *	local process could connect to during its few microseconds of
  *	life; only the socket that triggered the helper may be served
- *	(SPEC section 8).
+ *	(relayshim(8) THE SHIM).
  * DIAGNOSTICS
  *	Failures are returned in struct error; nothing is printed here.
  *--*/

@@ -420,7 +420,7 @@ static int fail_reply(struct smtp_session *s, struct error *err, const struct sm
 
 	reply_show(&b, r);
 	if (r->code >= 500 && is_too_big(r))
-		/* SPEC 3: a message too big is a data error (65), whoever finds out. */
+		/* A message too big is a data error (65, relayshim(8) EXIT STATUS), whoever finds out. */
 		status = fail(err, EX_DATAERR, 0, "relay %s %s: %s", s->relay, what, b.data);
 	else if (r->code >= 500)
 		status = fail(err, perm_status, 0, "relay %s %s: %s", s->relay, what, b.data);
@@ -878,7 +878,7 @@ static struct smtp_session *session_new(const struct config *cfg, size_t i)
 
 	s->cfg = cfg;
 	net_conn_init(&s->conn);
-	/* Zero means unset (config_init fills the SPEC defaults; be defensive). */
+	/* Zero means unset (config_init fills the defaults; be defensive). */
 	s->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 120000;
 	s->connect_timeout_ms = cfg->timeout_connect_ms ? cfg->timeout_connect_ms : 10000;
 	s->eod_timeout_ms = s->timeout_ms > UINT_MAX / 5 ? UINT_MAX : 5 * s->timeout_ms;

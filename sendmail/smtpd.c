@@ -7,8 +7,7 @@
  *	#include "smtpd.h"
  * DESCRIPTION
  *	See smtpd.h for the contract and the protocol decisions. The clients
- *	this must serve, and what each of them does (research/clients.md
- *	1.13-1.16): Symfony/Laravel/Nextcloud run "sendmail -bs", say HELO,
+ *	this must serve, and what each of them does: Symfony/Laravel/Nextcloud run "sendmail -bs", say HELO,
  *	send several transactions without RSET and NOOP after idling; Python
  *	smtplib and Django use lower-case verbs and "size="; nodemailer and
  *	swaks --pipeline send MAIL, RCPT and DATA in one write, and nodemailer

@@ -84,7 +84,7 @@
  *	  with a password must still work.
  *	- STARTTLS is never advertised and answered "502 5.5.1": every
  *	  client that upgrades automatically would fail on a certificate of
- *	  ours (research/clients.md 1.15); 502 rather than 454 so that a
+ *	  ours (PHPMailer and Symfony do, when STARTTLS is offered); 502 rather than 454 so that a
  *	  client configured to require TLS fails at once instead of retrying.
  *	- MAIL parameters SIZE, BODY=7BIT/8BITMIME, SMTPUTF8, RET, ENVID and
  *	  AUTH, RCPT parameters NOTIFY and ORCPT are accepted; DSN parameters
@@ -111,8 +111,8 @@
  *	exactly the message boundary we saw and no second message can be
  *	hidden behind an ambiguous one. A client that ends its data with a
  *	bare-LF "." is not answered until the idle timeout, as with Postfix.
- *	Lone CRs inside a line are relayed as they are (SPEC: lone CR bytes
- *	stay): a receiver behind the relay that took a lone CR as a line end
+ *	Lone CRs inside a line are relayed as they are (the message
+ *	bytes are passed on unchanged): a receiver behind the relay that took a lone CR as a line end
  *	would see lines we did not; Postfix does not.
  *
  *	Bounds (they go into relayshim(8)):

@@ -47,7 +47,8 @@
 /*
  * Old glibc. Linked on glibc >= 2.34, dlsym would be bound to
  * dlsym@GLIBC_2.34, and a preloaded object with an unmet symbol version
- * stops the application from starting at all (research/shim.md 2.12).
+ * stops the application from starting at all ("version `GLIBC_2.34'
+ * not found" from the dynamic loader).
  * Bind the original version, still exported by every glibc. With this,
  * the newest version needed is GLIBC_2.16 (getauxval); see README.md.
  */
@@ -254,7 +255,7 @@ static void shim_parse_intercept(const char *spec)
 
 static int shim_env_wanted(const char *entry)
 {
-	/* SPEC section 2 policy variables, and what a program expects to have. */
+	/* relayshim.conf(5) RELAY IMAGE VARIABLES, and what a program expects to have. */
 	static const char *const names[] = {"MASQUERADED_DOMAINS",
 					    "OVERWRITE_FROM",
 					    "SMTP_HEADER_TAG",

@@ -16,7 +16,7 @@
  *	call goes straight to the next connect() (dlsym(RTLD_NEXT)) with
  *	errno untouched.
  *
- *	The mechanism (shim/README.md, research/shim.md design B):
+ *	The mechanism (shim/README.md):
  *	1. a one-shot listener on the target's loopback address, port 0;
  *	2. the helper is started with the listener as fd 0 and one end of a
  *	   socketpair as fd 1, a clean signal mask, default signal handlers,
@@ -49,7 +49,7 @@
  *	connect() if another constructor calls connect() before ours):
  *	php-fpm's clear_env empties the environment of workers later.
  *	Variables captured for the helper: every RELAYSHIM_*, the policy
- *	variables of SPEC section 2, and PATH, HOME, TZ, LANG, LC_ALL,
+ *	variables of relayshim.conf(5) RELAY IMAGE VARIABLES, and PATH, HOME, TZ, LANG, LC_ALL,
  *	TMPDIR, USER, LOGNAME, HOSTNAME.
  *
  *	A process whose environment holds RELAYSHIM_SHIM_ACCEPT (a helper

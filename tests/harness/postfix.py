@@ -233,7 +233,7 @@ class PostfixRelay:
         return True
 
     def sendmail_config(self, listener="plain", user="alice", extra=""):
-        """relayshim INI text (SPEC section 2 keys) aimed at one listener.
+        """relayshim INI text (relayshim.conf(5) keys) aimed at one listener.
 
         listener: "plain" (tls = none), "submission" (tls = starttls) or
         "smtps" (tls = tls); the TLS ones verify against the test CA and log

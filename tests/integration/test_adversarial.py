@@ -1,4 +1,4 @@
-"""test_adversarial - hostile input from every direction ends cleanly (issue 7, SPEC 8 and 9).
+"""test_adversarial - hostile input from every direction ends cleanly (relayshim(8) SECURITY and LIMITS).
 
 Each test feeds relayshim something an attacker, a broken application or a broken
 relay could send, and asserts the documented outcome: either correct delivery (checked

@@ -1,7 +1,7 @@
 """test_callers - every real caller of sendmail, through the real Postfix relay.
 
 Each test feeds sendmail exactly what a real program passes (argv, stdin bytes,
-the kind of stdin, the environment; research/clients.md) and asserts on what
+the kind of stdin, the environment, as captured from each program) and asserts on what
 the capture sink behind Postfix finally received: envelope and bytes.
 """
 

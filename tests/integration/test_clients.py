@@ -1,4 +1,4 @@
-"""test_clients - the real-client matrix, sendmail side (issue 9).
+"""test_clients - the real-client matrix, sendmail side.
 
 Libraries that run /usr/sbin/sendmail themselves, each with its own real code from
 Debian's packages, each message asserted at the Postfix fixture's capture:

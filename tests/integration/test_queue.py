@@ -1,6 +1,6 @@
-"""test_queue - the durable fallback queue through the sendmail binary (issue 6).
+"""test_queue - the durable fallback queue through the sendmail binary (relayshim(8) QUEUE).
 
-Drills of issue 6, each against the real Postfix relay fixture (conftest's
+Drills of the queue's promises, each against the real Postfix relay fixture (conftest's
 `relay`) unless it needs a fault the relay cannot produce:
 
   * outage: the relay address answers nothing (or 451) while 20 processes submit

@@ -51,7 +51,7 @@ def relay(boky_relay):
 
 
 def base_config(relay):
-    # No [rewrite] domain: it defaults to the host name (SPEC 2), which is
+    # No [rewrite] domain: it defaults to the host name (relayshim.conf(5)), which is
     # what "rewriting switched off" means for a container.
     return ("[relay]\nhost = 127.0.0.1:%d\n"
             "[queue]\nmode = never\n"

@@ -1,6 +1,7 @@
 """test_smtp_client - the SMTP client against the fault server and the real Postfix relay.
 
-Every failure class of issue 3 gets one test: the exit status (SPEC 3) and the
+Every failure class of the relay connection gets one test: the exit status
+(relayshim(8) EXIT STATUS) and the
 one stderr line are asserted each time. Pipelining and the write pattern are
 asserted from the fault server's read log (one recv per client write on
 loopback). The Postfix tests cover each TLS level and each SASL mechanism the
@@ -55,7 +56,7 @@ def send(run_sendmail, config, rcpts=("b@example.com",), message=MESSAGE, args=(
 
 
 def one_line_error(r):
-    """Non-zero exits print exactly one line on stderr (SPEC 3)."""
+    """Non-zero exits print exactly one line on stderr (relayshim(8) EXIT STATUS)."""
     lines = [l for l in err_of(r).splitlines() if l.strip()]
     assert len(lines) == 1, err_of(r)
     return lines[0]

@@ -1,4 +1,4 @@
-/* test_limits - the resource limits of issue 7, at their exact boundaries
+/* test_limits - the resource limits of relayshim(8) LIMITS, at their exact boundaries
  *
  * Each bound is tested at and just over its value: the input line length
  * (INPUT_LINE_MAX), the header section (INPUT_MAX_HEADER_BYTES) and a relay's

@@ -1,4 +1,4 @@
-/* test_rewrite - the SPEC 4 pipeline: sender, recipients, headers, trace, policy */
+/* test_rewrite - the rewrite.h pipeline: sender, recipients, headers, trace, policy */
 
 #include <check.h>
 #include <stdlib.h>
@@ -474,7 +474,7 @@ END_TEST
 
 /*
  * The masquerading case reproduced against Postfix with boky/postfix's
- * settings (research/seed-images.md 1.6), with one deliberate difference:
+ * settings (MASQUERADED_DOMAINS=example.com), with one deliberate difference:
  * a bare "Cc: root" is qualified with our domain, not the relay's host.
  */
 START_TEST(masquerade_rewrites_sender_and_recipient_headers_like_postfix)
