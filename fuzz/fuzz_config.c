@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check(rc == 0 || rc == EX_CONFIG, "status is 0 or EX_CONFIG");
 	if (rc)
 		fuzz_check(strpbrk(err.text, "\r\n") == 0, "one-line error");
-	config_write(&cfg, &listing, 1, 1);
+	config_write(&cfg, &listing, CONFIG_WRITE_REDACT | CONFIG_WRITE_SOURCES);
 	if (cfg.password && *cfg.password) {
 		/* The value itself may equal another key's text: look at its own line. */
 		const char *line = strstr(listing.data, "\npassword = ");
@@ -93,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct config again;
 		char *noenv[] = {0};
 
-		config_write(&cfg, &snapshot, 0, 0);
+		config_write(&cfg, &snapshot, 0);
 		/* A value iniparser cannot hold (over its 1024-byte line) is written as a
 		 * comment saying so; such a snapshot is knowingly incomplete. */
 		if (strstr(snapshot.data, "cannot be written in INI syntax"))

@@ -1981,8 +1981,10 @@ static void redact_salt(struct buf *out, const char *v)
 
 /* config_write - --write-config (complete INI) or --config-check (redacted, with sources) */
 
-void config_write(const struct config *cfg, struct buf *out, int redact, int with_sources)
+void config_write(const struct config *cfg, struct buf *out, unsigned flags)
 {
+	int redact = (flags & CONFIG_WRITE_REDACT) != 0;
+	int with_sources = (flags & CONFIG_WRITE_SOURCES) != 0;
 	const char *section = "";
 
 	if (!with_sources)

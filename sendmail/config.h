@@ -13,8 +13,8 @@
  *	int	config_load(struct config *cfg, const char *path, int path_explicit,
  *			char **envp, struct error *err);
  *	int	config_finish(struct config *cfg, struct error *err);
- *	void	config_write(const struct config *cfg, struct buf *out, int redact,
- *			int with_sources);
+ *	void	config_write(const struct config *cfg, struct buf *out,
+ *			unsigned flags);
  *	void	config_free(struct config *cfg);
  *
  *	int	config_set(struct config *cfg, const char *section, const char *key,
@@ -42,7 +42,8 @@
  *	explicit) or CONFIG_DEFAULT_PATH.
  *
  *	config_write() prints the configuration as a complete INI file
- *	(--write-config), or with redact and with_sources set, the
+ *	(--write-config, flags 0), or with CONFIG_WRITE_REDACT |
+ *	CONFIG_WRITE_SOURCES (CONFIG_WRITE_CHECK) the
  *	--config-check listing (secrets shown as "(set)", every key with the
  *	source it came from: default, file, environment, command line).
  *	--write-config writes password_file rather than the secret when the
@@ -165,7 +166,14 @@ void config_init(struct config *cfg);
 int config_load(struct config *cfg, const char *path, int path_explicit, char **envp,
 		struct error *err);
 int config_finish(struct config *cfg, struct error *err);
-void config_write(const struct config *cfg, struct buf *out, int redact, int with_sources);
+/* config_write flags, or-ed */
+enum config_write_flags {
+	CONFIG_WRITE_REDACT = 1 << 0,  /* secrets shown as "(set)" */
+	CONFIG_WRITE_SOURCES = 1 << 1, /* each key followed by where its value came from */
+	CONFIG_WRITE_CHECK = CONFIG_WRITE_REDACT | CONFIG_WRITE_SOURCES, /* --config-check */
+};
+
+void config_write(const struct config *cfg, struct buf *out, unsigned flags);
 void config_free(struct config *cfg);
 int config_set(struct config *cfg, const char *section, const char *key, const char *value,
 	       struct error *err);

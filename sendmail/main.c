@@ -579,7 +579,7 @@ static int run_config_check(struct config *cfg)
 
 	error_clear(&err);
 	rc = config_finish(cfg, &err);
-	config_write(cfg, &out, 1, 1);
+	config_write(cfg, &out, CONFIG_WRITE_REDACT | CONFIG_WRITE_SOURCES);
 	(void)print_output(&out);
 	return rc ? die(&err) : 0;
 }
@@ -593,7 +593,7 @@ static int run_write_config(struct config *cfg)
 
 	error_clear(&err);
 	(void)config_finish(cfg, &err);
-	config_write(cfg, &out, 0, 0);
+	config_write(cfg, &out, 0);
 	return print_output(&out);
 }
 

@@ -61,10 +61,10 @@ static int load(const char *ini, char **envp)
 
 /* written - config_write output */
 
-static const char *written(int redact, int with_sources)
+static const char *written(unsigned flags)
 {
 	buf_reset(&out);
-	config_write(&cfg, &out, redact, with_sources);
+	config_write(&cfg, &out, flags);
 	return buf_cstr(&out);
 }
 
@@ -236,7 +236,7 @@ START_TEST(every_key_is_read_from_the_file)
 
 	snprintf(ini, sizeof(ini), "[%s]\n%s = %s\n", s->section, s->key, s->file_text);
 	ck_assert_msg(load(ini, 0) == 0, "[%s] %s: %s", s->section, s->key, err.text);
-	text = written(0, 0);
+	text = written(0);
 	if (shown == 0) {
 		/* values whose written form differs from both inputs */
 		ck_assert_ptr_nonnull(value_of(text, s->key));
@@ -246,7 +246,7 @@ START_TEST(every_key_is_read_from_the_file)
 			      value_of(text, s->key), shown);
 	}
 	snprintf(want_src, sizeof(want_src), "# file %s", config_path(&cfg));
-	text = written(1, 1);
+	text = written(CONFIG_WRITE_CHECK);
 	ck_assert_msg(strstr(line_of(text, s->key), want_src), "[%s] %s: source line \"%s\"",
 		      s->section, s->key, line_of(text, s->key));
 }
@@ -278,8 +278,9 @@ START_TEST(every_environment_name_of_every_key_is_read)
 			config_init(&cfg);
 			ck_assert_msg(load(0, envp) == 0, "%s: %s", env[e], err.text);
 			snprintf(want, sizeof(want), "# environment %s", env[e]);
-			ck_assert_msg(strstr(line_of(written(1, 1), key), want), "%s: line \"%s\"",
-				      env[e], line_of(written(1, 1), key));
+			ck_assert_msg(strstr(line_of(written(CONFIG_WRITE_CHECK), key), want),
+				      "%s: line \"%s\"", env[e],
+				      line_of(written(CONFIG_WRITE_CHECK), key));
 			checked++;
 		}
 	}
@@ -297,7 +298,7 @@ START_TEST(a_maildir_relay_is_an_absolute_path_and_round_trips)
 	ck_assert_str_eq(cfg.relays[0].host, "/var/mail/capture");
 	ck_assert_uint_eq(cfg.relays[0].port, 0);
 	ck_assert_int_eq(cfg.relays[1].maildir, 0);
-	text = written(0, 0);
+	text = written(0);
 	ck_assert_str_eq(value_of(text, "host"), "maildir:/var/mail/capture, relay.example");
 	config_free(&cfg);
 	config_init(&cfg);
@@ -374,9 +375,9 @@ START_TEST(file_overrides_default_and_environment_overrides_file)
 	ck_assert_int_eq(load("[relay]\ntls = none\nhelo = file.example\n", envp), 0);
 	ck_assert_int_eq(cfg.tls, TLS_IMPLICIT);
 	ck_assert_str_eq(cfg.helo, "file.example");
-	ck_assert_ptr_nonnull(strstr(line_of(written(1, 1), "tls"), "# environment RELAYSHIM_TLS"));
-	ck_assert_ptr_nonnull(strstr(line_of(written(1, 1), "helo"), "# file "));
-	ck_assert_ptr_nonnull(strstr(line_of(written(1, 1), "timeout"), "# default"));
+	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "tls"), "# environment RELAYSHIM_TLS"));
+	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "helo"), "# file "));
+	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "timeout"), "# default"));
 }
 END_TEST
 
@@ -387,7 +388,7 @@ START_TEST(command_line_overrides_environment)
 	ck_assert_int_eq(load(0, envp), 0);
 	ck_assert_int_eq(config_set(&cfg, "relay", "tls", "none", &err), 0);
 	ck_assert_int_eq(cfg.tls, TLS_NONE);
-	ck_assert_ptr_nonnull(strstr(line_of(written(1, 1), "tls"), "# command line"));
+	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "tls"), "# command line"));
 }
 END_TEST
 
@@ -505,8 +506,8 @@ START_TEST(upstream_variables_of_the_relay_images_are_never_read)
 	ck_assert_int_eq(cfg.tls, TLS_MAY);
 	ck_assert_int_eq(config_finish(&cfg, &err), EX_CONFIG);
 	ck_assert_ptr_nonnull(strstr(err.text, "no relay configured"));
-	ck_assert_ptr_null(strstr(written(0, 0), "upstream"));
-	ck_assert_ptr_null(strstr(written(0, 0), "gmail"));
+	ck_assert_ptr_null(strstr(written(0), "upstream"));
+	ck_assert_ptr_null(strstr(written(0), "gmail"));
 }
 END_TEST
 
@@ -602,9 +603,10 @@ START_TEST(domain_defaults_to_the_mydomain_of_server_hostname)
 
 	ck_assert_int_eq(load(0, a), 0);
 	ck_assert_str_eq(cfg.domain, "example.com");
-	ck_assert_ptr_nonnull(strstr(line_of(written(1, 1), "domain"), "# environment SERVER_HOSTNAME"));
+	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "domain"),
+				     "# environment SERVER_HOSTNAME"));
 	/* --write-config keeps it: cron and php-fpm run without that environment. */
-	ck_assert_ptr_nonnull(strstr(written(0, 0), "domain = example.com"));
+	ck_assert_ptr_nonnull(strstr(written(0), "domain = example.com"));
 	config_free(&cfg);
 	config_init(&cfg);
 	ck_assert_int_eq(load(0, b), 0);
@@ -1027,8 +1029,8 @@ START_TEST(finish_domain_is_first_allowed_sender_domain)
 	    0);
 	ck_assert_int_eq(config_finish(&cfg, &err), 0);
 	ck_assert_str_eq(cfg.domain, "example.org");
-	ck_assert_ptr_nonnull(
-	    strstr(line_of(written(1, 1), "domain"), "default (first of allowed_sender_domains)"));
+	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "domain"),
+				     "default (first of allowed_sender_domains)"));
 }
 END_TEST
 
@@ -1112,11 +1114,11 @@ START_TEST(write_config_reads_back_to_the_same_configuration)
 	const char *path;
 
 	ck_assert_int_eq(load(full_ini, 0), 0);
-	first = strdup(written(0, 0));
+	first = strdup(written(0));
 	path = temp_file(first);
 	config_init(&again);
 	ck_assert_msg(config_load(&again, path, 1, 0, &err) == 0, "%s\n%s", err.text, first);
-	config_write(&again, &second, 0, 0);
+	config_write(&again, &second, 0);
 	ck_assert_str_eq(buf_cstr(&second), first);
 	ck_assert_str_eq(again.password, "pa;ss # word");
 	ck_assert_str_eq(again.from, "\"Ops\" <ops@example.com>");
@@ -1137,13 +1139,13 @@ START_TEST(write_config_snapshots_the_environment)
 	char *first;
 
 	ck_assert_int_eq(load(0, envp), 0);
-	first = strdup(written(0, 0));
+	first = strdup(written(0));
 	config_init(&again);
 	ck_assert_int_eq(config_load(&again, temp_file(first), 1, 0, &err), 0);
 	ck_assert_str_eq(again.relays[0].host, "postfix");
 	ck_assert_str_eq(again.allowed_sender_domains.v[0], "example.com");
 	ck_assert_str_eq(again.aliases[0].values.v[0], "ops@example.com");
-	config_write(&again, &second, 0, 0);
+	config_write(&again, &second, 0);
 	ck_assert_str_eq(buf_cstr(&second), first);
 	config_free(&again);
 	buf_free(&second);
@@ -1155,8 +1157,8 @@ START_TEST(write_config_leaves_derived_values_to_be_derived_again)
 {
 	ck_assert_int_eq(load("[relay]\nhost = r\n", 0), 0);
 	ck_assert_int_eq(config_finish(&cfg, &err), 0);
-	ck_assert_str_eq(value_of(written(0, 0), "domain"), "");
-	ck_assert_str_eq(value_of(written(0, 0), "tls_verify"), "");
+	ck_assert_str_eq(value_of(written(0), "domain"), "");
+	ck_assert_str_eq(value_of(written(0), "tls_verify"), "");
 }
 END_TEST
 
@@ -1164,8 +1166,8 @@ START_TEST(write_config_leaves_the_default_port_to_be_derived_again)
 {
 	ck_assert_int_eq(load("[relay]\nhost = a.example, b.example:2525\n", 0), 0);
 	ck_assert_int_eq(config_finish(&cfg, &err), 0);
-	ck_assert_str_eq(value_of(written(0, 0), "host"), "a.example, b.example:2525");
-	ck_assert_ptr_nonnull(strstr(line_of(written(1, 1), "host"), "a.example:25, b.example:2525"));
+	ck_assert_str_eq(value_of(written(0), "host"), "a.example, b.example:2525");
+	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "host"), "a.example:25, b.example:2525"));
 }
 END_TEST
 
@@ -1176,8 +1178,8 @@ START_TEST(write_config_writes_password_file_not_the_secret)
 
 	snprintf(var, sizeof(var), "RELAYSHIM_PASSWORD_FILE=%s", temp_file("topsecret\n"));
 	ck_assert_int_eq(load(0, envp), 0);
-	ck_assert_ptr_null(strstr(written(0, 0), "topsecret"));
-	ck_assert_str_eq(value_of(written(0, 0), "password_file"), tmp_paths[0]);
+	ck_assert_ptr_null(strstr(written(0), "topsecret"));
+	ck_assert_str_eq(value_of(written(0), "password_file"), tmp_paths[0]);
 }
 END_TEST
 
@@ -1187,7 +1189,7 @@ START_TEST(config_check_redacts_the_password)
 	const char *text;
 
 	ck_assert_int_eq(load("[relay]\nusername = app\n", envp), 0);
-	text = written(1, 1);
+	text = written(CONFIG_WRITE_CHECK);
 	ck_assert_ptr_null(strstr(text, "hunter2"));
 	ck_assert_str_eq(value_of(text, "password"), "(set)");
 	ck_assert_ptr_nonnull(
@@ -1201,15 +1203,15 @@ START_TEST(config_check_redacts_the_hash_salt)
 	char *envp[] = {"ANONYMIZE_EMAILS=hash?salt=pepper&split=1", 0};
 
 	ck_assert_int_eq(load(0, envp), 0);
-	ck_assert_ptr_null(strstr(written(1, 1), "pepper"));
-	ck_assert_str_eq(value_of(written(1, 1), "anonymize"), "hash?salt=(set)&split=1");
+	ck_assert_ptr_null(strstr(written(CONFIG_WRITE_CHECK), "pepper"));
+	ck_assert_str_eq(value_of(written(CONFIG_WRITE_CHECK), "anonymize"), "hash?salt=(set)&split=1");
 }
 END_TEST
 
 START_TEST(config_check_shows_unset_password)
 {
 	ck_assert_int_eq(load(0, 0), 0);
-	ck_assert_str_eq(value_of(written(1, 1), "password"), "(unset)");
+	ck_assert_str_eq(value_of(written(CONFIG_WRITE_CHECK), "password"), "(unset)");
 }
 END_TEST
 
@@ -1218,7 +1220,7 @@ START_TEST(config_check_lists_every_key_with_a_source)
 	const char *text;
 
 	ck_assert_int_eq(load(0, 0), 0);
-	text = written(1, 1);
+	text = written(CONFIG_WRITE_CHECK);
 	for (size_t i = 0; i < config_key_count(); i++) {
 		const char *section, *key;
 		const char *const *env;
@@ -1301,9 +1303,9 @@ START_TEST(example_file_shows_the_real_defaults)
 			line++;
 		buf_printf(&ini, "%s\n", line);
 	}
-	defaults = strdup(written(0, 0));
+	defaults = strdup(written(0));
 	ck_assert_msg(load(buf_cstr(&ini), 0) == 0, "%s", err.text);
-	uncommented = written(0, 0);
+	uncommented = written(0);
 	for (size_t i = 0; i < config_key_count(); i++) {
 		const char *section, *key;
 		const char *const *env;
