@@ -411,14 +411,6 @@ static void field_clear(struct config *cfg, const struct config_key *k)
 /* Value checkers                                                   */
 /* ---------------------------------------------------------------- */
 
-static int has_ctl(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 1;
-	return 0;
-}
-
 static int has_space_or_ctl(const char *s)
 {
 	for (; *s; s++)
@@ -478,7 +470,7 @@ static int check_address(const char *v, struct buf *norm, struct buf *why)
 static int check_username(const char *v, struct buf *norm, struct buf *why)
 {
 	(void)norm;
-	if (has_ctl(v)) {
+	if (util_has_control(v)) {
 		buf_puts(why, "control characters are not allowed");
 		return -1;
 	}
@@ -504,7 +496,7 @@ static int check_header_value(const char *v, struct buf *norm, struct buf *why)
 static int check_path(const char *v, struct buf *norm, struct buf *why)
 {
 	(void)norm;
-	if (has_ctl(v)) {
+	if (util_has_control(v)) {
 		buf_puts(why, "use a file name");
 		return -1;
 	}
@@ -516,7 +508,7 @@ static int check_path(const char *v, struct buf *norm, struct buf *why)
 static int check_abs_path(const char *v, struct buf *norm, struct buf *why)
 {
 	(void)norm;
-	if (*v != '/' || has_ctl(v)) {
+	if (*v != '/' || util_has_control(v)) {
 		buf_puts(why, "use an absolute path");
 		return -1;
 	}

@@ -90,16 +90,6 @@ static int has_line_break(const char *s)
 	return s && strpbrk(s, "\r\n") != 0;
 }
 
-/* has_control - a control byte in an envelope address */
-
-static int has_control(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 1;
-	return 0;
-}
-
 /* has_8bit - a byte >= 0x80 */
 
 static int has_8bit(const char *s)
@@ -725,14 +715,14 @@ static int check_envelope(const struct envelope *env, struct error *err)
 	struct buf who = BUF_INIT;
 	int status = 0;
 
-	if (has_control(env->sender)) {
+	if (util_has_control(env->sender)) {
 		util_sanitize(&who, env->sender, strlen(env->sender));
 		status =
 		    error_set(err, EX_DATAERR, "sender address <%s> contains a control character",
 			      buf_cstr(&who));
 	}
 	for (size_t i = 0; status == 0 && i < env->rcpts.n; i++) {
-		if (has_control(env->rcpts.v[i])) {
+		if (util_has_control(env->rcpts.v[i])) {
 			util_sanitize(&who, env->rcpts.v[i], strlen(env->rcpts.v[i]));
 			status = error_set(err, EX_DATAERR,
 					   "recipient address <%s> contains a control character",

@@ -1062,9 +1062,11 @@ static int has_non_ascii(const char *s)
 	return 0;
 }
 
-/* has_control - a byte that must not reach a command line */
+/* has_control_or_angle - a byte that must not reach a command line, or an
+ * angle bracket: the address goes inside "<...>", so '>' would end the path
+ * early and let the rest pass as MAIL/RCPT parameters */
 
-static int has_control(const char *s)
+static int has_control_or_angle(const char *s)
 {
 	for (; *s; s++)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f || *s == '<' || *s == '>')
@@ -1449,11 +1451,11 @@ int smtp_session_send(struct smtp_session *s, const struct envelope *env, const 
 		free(name);
 		return 0;
 	}
-	if (has_control(env->sender ? env->sender : ""))
+	if (has_control_or_angle(env->sender ? env->sender : ""))
 		return fail(err, EX_DATAERR, 0, "bad character in the sender address");
 	utf8 |= has_non_ascii(env->sender ? env->sender : "");
 	for (size_t i = 0; i < env->rcpts.n; i++) {
-		if (has_control(env->rcpts.v[i]))
+		if (has_control_or_angle(env->rcpts.v[i]))
 			return fail(err, EX_DATAERR, 0, "bad character in the recipient address");
 		utf8 |= has_non_ascii(env->rcpts.v[i]);
 	}

@@ -100,16 +100,6 @@ static char *unescape(const char *p, size_t n)
 	return buf_steal(&b);
 }
 
-/* has_control - a byte that must not reach an SMTP command line */
-
-static int has_control(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 1;
-	return 0;
-}
-
 /* parse_ull - a decimal number filling the whole string */
 
 static int parse_ull(const char *s, unsigned long long *v)
@@ -176,7 +166,7 @@ static int set_string(struct spool_entry *e, const char *key, char *val)
 	else
 		return 1; /* not a string field */
 	if (slot != &e->first_error &&
-	    (has_control(val) || strlen(val) > SPOOL_ENTRY_ADDRESS_MAX)) {
+	    (util_has_control(val) || strlen(val) > SPOOL_ENTRY_ADDRESS_MAX)) {
 		free(val);
 		return -1;
 	}
@@ -222,7 +212,7 @@ int spool_entry_parse(const char *p, size_t n, struct spool_entry *e)
 		if (strcmp(key, "rcpt") == 0) {
 			/* Beyond the limit the format was never written by us;
 			 * and a huge list must not cost quadratic time later. */
-			if (has_control(val) || *val == 0 ||
+			if (util_has_control(val) || *val == 0 ||
 			    strlen(val) > SPOOL_ENTRY_ADDRESS_MAX ||
 			    e->env.rcpts.n >= SPOOL_ENTRY_RCPT_MAX) {
 				free(val);

@@ -185,6 +185,16 @@ const char *util_next_item(const char **p, size_t *n)
 	return *n ? item : 0;
 }
 
+/* util_has_control - a C0 control byte or DEL in s */
+
+int util_has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 1;
+	return 0;
+}
+
 /* util_hex_value - one hex digit, or -1 */
 
 int util_hex_value(int c)

@@ -29,6 +29,7 @@
  *	void	util_sanitize(struct buf *out, const char *s, size_t n);
  *	const char *util_next_item(const char **p, size_t *n);
  *	int	util_hex_value(int c);
+ *	int	util_has_control(const char *s);
  *	int	util_write_all(int fd, const void *p, size_t n);
  *	int	util_dl_open(const char *lib, int flags, const char *const *names,
  *			void *const *slots, size_t n, char *why, size_t whysize);
@@ -55,6 +56,10 @@
  *	length in *n, with *p moved past it, or NULL at the end.
  *
  *	util_hex_value() is the value of one hex digit, or -1.
+ *
+ *	util_has_control() is non-zero when s holds a C0 control byte or DEL
+ *	(CR and LF among them), which would split a line of a protocol, a
+ *	spool entry or a log.
  *
  *	util_write_all() writes n bytes, retrying short writes and EINTR;
  *	0, or -1 with errno.
@@ -108,6 +113,7 @@ void error_clear(struct error *err);
 void util_sanitize(struct buf *out, const char *s, size_t n);
 const char *util_next_item(const char **p, size_t *n);
 int util_hex_value(int c);
+int util_has_control(const char *s);
 int util_write_all(int fd, const void *p, size_t n);
 int util_dl_open(const char *lib, int flags, const char *const *names, void *const *slots,
 		 size_t n, char *why, size_t whysize);

@@ -278,6 +278,18 @@ START_TEST(hex_value_of_every_byte)
 }
 END_TEST
 
+START_TEST(has_control_is_c0_and_del_only)
+{
+	for (int c = 1; c < 256; c++) {
+		char s[] = {'a', (char)c, 'b', 0};
+
+		ck_assert_int_eq(util_has_control(s) != 0, c < 0x20 || c == 0x7f);
+	}
+	ck_assert_int_eq(util_has_control(""), 0);
+	ck_assert_int_eq(util_has_control("<a@b>, \"x\" \xc3\xa9"), 0);
+}
+END_TEST
+
 /* The pipe reader: slow, so the writer blocks and is interrupted often. */
 
 #define PIPE_BYTES (1024 * 1024)
@@ -438,6 +450,7 @@ int main(void)
 	tcase_add_test(tc, next_item_splits_on_commas_spaces_and_tabs);
 	tcase_add_test(tc, next_item_of_an_empty_list_is_null);
 	tcase_add_test(tc, hex_value_of_every_byte);
+	tcase_add_test(tc, has_control_is_c0_and_del_only);
 	tcase_add_test(tc, write_all_delivers_every_byte_through_short_writes_and_eintr);
 	tcase_add_test(tc, write_all_of_nothing_succeeds);
 	tcase_add_test(tc, write_all_to_a_closed_pipe_fails_with_errno);
