@@ -21,7 +21,8 @@
 
 const char cmdline_usage[] =
     "usage: sendmail [-t] [-i] [-f sender] [-F name] [-C file] [-v] [-bm|-bs|-bd|-bp|-bv|-q] "
-    "[--config-check|--relay-check|--write-config|--version|--help] [--] [recipient ...]";
+    "[--config-check|--relay-check|--write-config|--version|--help] [--] [recipient ...]; "
+    "mailq [--status|--json] [--max-age=DUR] [--max-count=N]; sendmail -q --deadline=DUR";
 
 /* has_crlf - a CR or LF would let a value inject header lines */
 
@@ -87,6 +88,62 @@ static int bad_arg(struct error *err, const char *what, const char *prefix, cons
 	return rc;
 }
 
+/* queue_option - --status, --json, --max-age=, --max-count=, --deadline=; 1 = not one */
+
+static int queue_option(struct cmdline *cl, const char *arg, struct error *err)
+{
+	const char *eq = strchr(arg, '=');
+	size_t n = eq ? (size_t)(eq - arg) : strlen(arg);
+	const char *v = eq ? eq + 1 : 0;
+
+	if (strcmp(arg, "--status") == 0) {
+		cl->queue_status = 1;
+		return 0;
+	}
+	if (strcmp(arg, "--json") == 0) {
+		cl->queue_json = 1;
+		return 0;
+	}
+	if (n == 9 && strncmp(arg, "--max-age", n) == 0) {
+		if (v == 0 || queue_parse_duration(v, &cl->limits.max_age_ms) != 0)
+			return bad_arg(err, "--max-age needs a duration such as 30m, 1h or 3600:",
+				       "", arg, strlen(arg));
+		cl->limits.has_max_age = 1;
+		return 0;
+	}
+	if (n == 11 && strncmp(arg, "--max-count", n) == 0) {
+		if (v == 0 || queue_parse_count(v, &cl->limits.max_count) != 0)
+			return bad_arg(err, "--max-count needs a number such as 100:", "", arg,
+				       strlen(arg));
+		cl->limits.has_max_count = 1;
+		return 0;
+	}
+	if (n == 10 && strncmp(arg, "--deadline", n) == 0) {
+		if (v == 0 || queue_parse_duration(v, &cl->deadline_ms) != 0 || cl->deadline_ms == 0)
+			return bad_arg(err, "--deadline needs a duration above 0 such as 8s or 2m:", "",
+				       arg, strlen(arg));
+		cl->has_deadline = 1;
+		return 0;
+	}
+	return 1;
+}
+
+/* queue_options_fit - each container option with its mode, whatever the order */
+
+static int queue_options_fit(struct cmdline *cl, struct error *err)
+{
+	int thresholds = cl->limits.has_max_age || cl->limits.has_max_count;
+
+	if ((cl->queue_status || cl->queue_json || thresholds) && cl->mode != CMD_LIST_QUEUE)
+		return error_set(err, EX_USAGE,
+				 "--status, --json, --max-age and --max-count go with -bp (mailq)");
+	if (cl->has_deadline && cl->mode != CMD_RUN_QUEUE)
+		return error_set(err, EX_USAGE, "--deadline goes with -q");
+	if (thresholds && !cl->queue_json)
+		cl->queue_status = 1;
+	return 0;
+}
+
 /* long_option - the "--" commands */
 
 static int long_option(struct cmdline *cl, const char *arg, struct error *err)
@@ -99,7 +156,10 @@ static int long_option(struct cmdline *cl, const char *arg, struct error *err)
 	    {"--write-config", CMD_WRITE_CONFIG}, {"--version", CMD_VERSION},
 	    {"--help", CMD_HELP},
 	};
+	int rc = queue_option(cl, arg, err);
 
+	if (rc != 1)
+		return rc;
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		if (strcmp(arg, table[i].name) == 0) {
 			cl->mode = table[i].mode;
@@ -255,7 +315,7 @@ int cmdline_parse(struct cmdline *cl, int argc, char **argv, struct error *err)
 			break;
 		}
 	}
-	return 0;
+	return queue_options_fit(cl, err);
 }
 
 /* cmdline_free - release owned strings */

@@ -18,15 +18,20 @@
  *	base name) the mode is CMD_LIST_QUEUE. Repeated flags are fine
  *	(PHPMailer passes -t twice); -fADDR and -f ADDR both work; flags
  *	without a value may be bundled (-ti); options and recipients may be
- *	mixed, "--" ends the options; a recipient argument holding a comma
+ *	mixed, "--" ends the options; the container options --status,
+ *	--json, --max-age=DUR and --max-count=N (with -bp or as mailq; a
+ *	threshold alone implies --status) and --deadline=DUR (with -q) take
+ *	their value after "=" (queue_status.h); a recipient argument holding a comma
  *	list (Debian cron's MAILTO) is split. -f/-r values lose one pair of
  *	angle brackets, so "<>" is the null sender (""). Accepted and
  *	ignored: -B, -o* (except -oi), -e*, -L, -h, -O, -G, -U, -bm, -odi.
  * DIAGNOSTICS
- *	EX_USAGE for an unknown option or a missing value, EX_DATAERR for a
+ *	EX_USAGE for an unknown option, a missing or malformed value, or a
+ *	container option without its mode, EX_DATAERR for a
  *	CR or LF inside -f/-F (header injection); err says which.
  *--*/
 
+#include "queue_status.h"
 #include "util.h"
 
 enum cmd_mode {
@@ -56,6 +61,11 @@ struct cmdline {
 	char *dsn_envid;	/* -V */
 	char *queue_arg;	/* what followed -q ("", "30m", "Ifoo", "Rexample.com") */
 	struct strlist args;	/* recipients, or the addresses of -bv */
+	int queue_status;	/* -bp --status: one line, exit status by thresholds */
+	int queue_json;		/* -bp --json */
+	struct queue_limits limits; /* --max-age=DUR, --max-count=N */
+	int has_deadline;	/* -q --deadline=DUR */
+	unsigned long long deadline_ms;
 };
 
 int cmdline_parse(struct cmdline *cl, int argc, char **argv, struct error *err);

@@ -592,7 +592,8 @@ static struct {
 	struct anonymizer *an;
 	int syslog_open;
 	void (*clock)(struct timespec *ts);
-} L = {LOG_LEVEL_INFO, LOG_FORMAT_PLAIN, {{TARGET_FD, 2}}, 1, 0, 0, 0};
+	char host[256];			/* JSON "host": the pod name in Kubernetes */
+} L = {LOG_LEVEL_INFO, LOG_FORMAT_PLAIN, {{TARGET_FD, 2}}, 1, 0, 0, 0, ""};
 
 static const char *level_name[] = {"debug", "info", "warning", "error"};
 
@@ -649,6 +650,9 @@ void log_setup(const struct config *cfg)
 	L.ntargets = 0;
 	L.level = cfg->log_level;
 	L.format = cfg->log_format;
+	if (gethostname(L.host, sizeof(L.host) - 1) != 0)
+		L.host[0] = 0;
+	L.host[sizeof(L.host) - 1] = 0;
 	if (cfg->log_anonymize && anonymizer_parse(cfg->log_anonymize, &L.an, &why) != 0)
 		L.an = 0; /* config.c has validated it; be safe anyway */
 	for (;;) {
@@ -751,13 +755,16 @@ static void emit(enum log_level level, const struct buf *plain, const struct buf
 	buf_free(&line);
 }
 
-/* json_open - '{"time":"...","level":"..."' */
+/* json_open - '{"time":"...","level":"...","host":"...","uid":N' */
 
-static void json_open(struct buf *j, enum log_level level)
+static void json_open(struct buf *j, enum log_level level, unsigned long uid)
 {
 	buf_puts(j, "{\"time\":\"");
 	timestamp(j);
-	buf_printf(j, "\",\"level\":\"%s\"", level_name[level]);
+	buf_printf(j, "\",\"level\":\"%s\",\"host\":", level_name[level]);
+	/* Aggregated logs of many pods must say which one wrote the line. */
+	log_json_string(j, L.host, strlen(L.host));
+	buf_printf(j, ",\"uid\":%lu", uid);
 }
 
 /* log_msg - one line at level */
@@ -780,7 +787,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 			buf_printf(&plain, "%s: ", level_name[level]);
 		util_sanitize(&plain, anon.data ? anon.data : "", anon.len);
 	} else {
-		json_open(&json, level);
+		json_open(&json, level, (unsigned long)getuid());
 		buf_puts(&json, ",\"message\":");
 		log_json_string(&json, anon.data ? anon.data : "", anon.len);
 		buf_putc(&json, '}');
@@ -844,7 +851,7 @@ void log_delivery(const struct log_record *rec)
 			buf_putc(&plain, ')');
 		}
 	} else {
-		json_open(&json, level);
+		json_open(&json, level, rec->has_uid ? rec->uid : (unsigned long)getuid());
 		buf_puts(&json, ",\"queue_id\":");
 		json_string_or_null(&json, rec->queue_id);
 		buf_puts(&json, ",\"from\":");

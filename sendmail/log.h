@@ -50,9 +50,11 @@
  *	delay=0.12, size=123, dsn=2.0.0, status=sent (250 2.0.0 Ok)";
  *	lines written to a file target start with an RFC 3339 UTC time.
  *	JSON lines are one object per line with the keys time (RFC 3339
- *	UTC, milliseconds), level, message and, for deliveries, queue_id,
- *	from, to (array), relay, status, dsn, delay, size (null when
- *	unknown).
+ *	UTC, milliseconds), level, host (gethostname(): the pod name in
+ *	Kubernetes), uid (the submitting user: rec->uid when has_uid is set,
+ *	as for queued mail root's worker delivers, else the real uid of
+ *	this process), message and, for deliveries, queue_id, from, to
+ *	(array), relay, status, dsn, delay, size (null when unknown).
  *
  *	log_set_clock() replaces the clock used for time stamps (tests);
  *	NULL restores clock_gettime(CLOCK_REALTIME).
@@ -96,6 +98,8 @@ struct log_record {
 	unsigned long long size;
 	const char *text;		/* relay reply or reason */
 	int skip_stderr;		/* the caller prints this outcome on stderr itself */
+	unsigned long uid;		/* the submitter, when has_uid is set */
+	int has_uid;			/* 0: the real uid of this process */
 };
 
 void log_setup(const struct config *cfg);

@@ -36,6 +36,7 @@
 #include "input.h"
 #include "log.h"
 #include "message.h"
+#include "queue_status.h"
 #include "rewrite.h"
 #include "shim_accept.h"
 #include "smtp.h"
@@ -576,6 +577,30 @@ static int run_queue(struct config *cfg, int list)
 	return rc ? die(&err) : 0;
 }
 
+/* run_queue_container - mailq --status/--json and -q --deadline (queue_status.h) */
+
+static int run_queue_container(struct config *cfg, const struct cmdline *cl)
+{
+	struct buf out = BUF_INIT;
+	struct error err;
+	int rc;
+
+	error_clear(&err);
+	(void)config_finish(cfg, &err);
+	error_clear(&err);
+	if (cl->mode == CMD_RUN_QUEUE) {
+		if ((rc = queue_flush(cfg, cl->deadline_ms, &err)) == EX_TEMPFAIL) {
+			/* The shape promised to shutdown hooks, with its own prefix. */
+			fprintf(stderr, "relayshim: %s\n", err.text);
+			return rc;
+		}
+		return rc ? die(&err) : 0;
+	}
+	rc = queue_status_report(cfg, &cl->limits, cl->queue_json, &out, &err);
+	(void)print_output(&out);
+	return rc ? die(&err) : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
@@ -645,10 +670,16 @@ int main(int argc, char **argv)
 		rc = run_smtpd(&cfg, 1);
 		break;
 	case CMD_LIST_QUEUE:
-		rc = run_queue(&cfg, 1);
+		if (cl.queue_status || cl.queue_json)
+			rc = run_queue_container(&cfg, &cl);
+		else
+			rc = run_queue(&cfg, 1);
 		break;
 	case CMD_RUN_QUEUE:
-		rc = run_queue(&cfg, 0);
+		if (cl.has_deadline)
+			rc = run_queue_container(&cfg, &cl);
+		else
+			rc = run_queue(&cfg, 0);
 		break;
 	case CMD_VERIFY:
 		rc = run_verify(&cfg, &cl);

@@ -35,11 +35,23 @@ long long net_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* net_deadline - absolute deadline timeout_ms from now */
+/* The process-wide end set by net_set_limit(); 0 = none. */
+static long long net_limit_ms;
+
+/* net_set_limit - no deadline later than limit_ms (0: no limit) */
+
+void net_set_limit(long long limit_ms)
+{
+	net_limit_ms = limit_ms;
+}
+
+/* net_deadline - absolute deadline timeout_ms from now, clipped to the limit */
 
 long long net_deadline(unsigned timeout_ms)
 {
-	return net_now_ms() + (long long)timeout_ms;
+	long long d = net_now_ms() + (long long)timeout_ms;
+
+	return net_limit_ms > 0 && d > net_limit_ms ? net_limit_ms : d;
 }
 
 /* net_wait - poll one descriptor until ready or the deadline passes */

@@ -11,6 +11,7 @@
  *
  *	long long net_now_ms(void);
  *	long long net_deadline(unsigned timeout_ms);
+ *	void	net_set_limit(long long limit_ms);
  *	int	net_wait(int fd, short events, long long deadline);
  *
  *	int	net_resolve(const char *host, unsigned port, struct addrinfo **res,
@@ -27,6 +28,12 @@
  *	All waiting is poll() against an absolute deadline on the monotonic
  *	clock (net_now_ms(); net_deadline() = now + timeout), so a relay
  *	that trickles one byte a second cannot stretch a timeout.
+ *
+ *	net_set_limit() sets a process-wide end on the net_now_ms() clock
+ *	(0: none, the default): from then on net_deadline() never returns a
+ *	later time, so every connect, read, write and TLS handshake ends by
+ *	then, whatever the configured timeouts. sendmail -q --deadline uses
+ *	it so that a stalled relay cannot hold a shutdown hook past its end.
  *
  *	net_resolve() runs getaddrinfo() for a host name or address literal
  *	(IPv6 without brackets) and port; free the list with freeaddrinfo().
@@ -72,6 +79,7 @@ struct net_conn {
 
 long long net_now_ms(void);
 long long net_deadline(unsigned timeout_ms);
+void net_set_limit(long long limit_ms);
 int net_wait(int fd, short events, long long deadline);
 
 int net_resolve(const char *host, unsigned port, struct addrinfo **res, struct error *err);

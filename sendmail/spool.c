@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,6 +50,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "net.h"
 #include "spool.h"
 
 #define SPOOL_MAGIC		"relayshim-spool 1"
@@ -59,6 +61,9 @@
 #define SPOOL_COPY_CHUNK	(256 * 1024)
 
 static spool_transport_fn spool_transport;
+
+/* The end set by spool_set_deadline(), on the net_now_ms() clock; 0 = none. */
+static long long spool_deadline_ms;
 
 /* ====================================================================
  * Knobs: crash points, time, randomness, backoff
@@ -80,6 +85,38 @@ static void spool_crash_point(const char *step)
 void spool_set_transport(spool_transport_fn fn)
 {
 	spool_transport = fn;
+}
+
+/* spool_set_deadline - sendmail -q --deadline: no delivery starts after end_ms */
+
+void spool_set_deadline(long long end_ms)
+{
+	spool_deadline_ms = end_ms;
+}
+
+/* spool_time_is_up - past the point where a delivery may start? */
+
+static int spool_time_is_up(void)
+{
+	return spool_deadline_ms > 0 && net_now_ms() >= spool_deadline_ms;
+}
+
+/*
+ * lock_entry - flock() an entry; wait = block until it is free. Under a
+ * deadline the wait is a poll, so an entry a worker holds (perhaps stuck on
+ * a stalled relay) cannot keep -q past its end. Returns 0 or -1 (busy).
+ */
+static int lock_entry(int fd, int wait)
+{
+	for (;;) {
+		if (flock(fd, wait && spool_deadline_ms == 0 ? LOCK_EX : LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno != EWOULDBLOCK || !wait || spool_time_is_up())
+			return -1;
+		(void)poll(0, 0, 20);
+	}
 }
 
 /* spool_now - wall-clock seconds with a fraction */
@@ -1182,6 +1219,8 @@ static void log_result(enum log_level level, const struct spool_entry *e, const 
 	rec.delay = spool_now() - e->created;
 	rec.size = e->header_len + 2 + e->body_len;
 	rec.text = text;
+	rec.uid = (unsigned long)e->owner;	/* root's worker: the submitter, not root */
+	rec.has_uid = 1;
 	log_delivery(&rec);
 }
 
@@ -1300,9 +1339,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 	fd = openat(a->q, id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? ENTRY_GONE : ENTRY_UNREADABLE;
-	while (flock(fd, wait_lock ? LOCK_EX : LOCK_EX | LOCK_NB) != 0) {
-		if (errno == EINTR)
-			continue;
+	if (lock_entry(fd, wait_lock) != 0) {
 		close(fd);
 		return ENTRY_BUSY;
 	}
@@ -1644,6 +1681,8 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 		for (size_t i = 0; i < ids.n; i++) {
 			enum entry_result r;
 
+			if (spool_time_is_up())
+				st->aborted = 1;	/* -q --deadline: what is left stays queued */
 			if (st->aborted || (tried && strlist_contains_ci(tried, ids.v[i]))) {
 				st->remaining++;
 				continue;
@@ -2110,6 +2149,59 @@ static unsigned count_failed(const struct spool_area *a)
 			n++;
 	closedir(d);
 	return n;
+}
+
+/* spool_walk - every entry in scope, for queue_status.c; failed/ entries counted */
+
+int spool_walk(const struct config *cfg, spool_visit_fn visit, void *ctx, unsigned *failed,
+	       struct error *err)
+{
+	struct spool_area *areas;
+	size_t nareas;
+
+	error_clear(err);
+	*failed = 0;
+	scope_areas(cfg, &areas, &nareas);
+	for (size_t ai = 0; ai < nareas; ai++) {
+		struct strlist ids = STRLIST_INIT;
+
+		list_ids(&areas[ai], &ids, 0);
+		*failed += count_failed(&areas[ai]);
+		for (size_t i = 0; i < ids.n; i++) {
+			struct spool_entry e;
+			struct spool_info info;
+			struct stat sb;
+			int fd = openat(areas[ai].q, ids.v[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+			if (fd < 0)
+				continue;
+			memset(&info, 0, sizeof(info));
+			info.id = ids.v[i];
+			info.owner = (unsigned long)areas[ai].uid;
+			entry_init(&e);
+			if (entry_read(areas[ai].q, fd, ids.v[i], &e) != 0) {
+				/* Counted with its file's age: it is in q/ until a pass moves it. */
+				info.corrupt = 1;
+				info.created = fstat(fd, &sb) == 0 ? (double)sb.st_mtime : spool_now();
+			} else {
+				info.created = e.created;
+				info.attempts = e.attempts;
+				info.next_try = e.next_try;
+				info.last_error = e.last_error ? e.last_error : e.first_error;
+				info.sender = e.env.sender;
+				for (size_t r = 0; r < e.env.rcpts.n; r++)
+					if (!strlist_contains_ci(&e.done, e.env.rcpts.v[r]))
+						info.rcpts++;
+				info.size = e.header_len + 2 + e.body_len;
+			}
+			close(fd);
+			visit(ctx, &info);
+			entry_free(&e);
+		}
+		strlist_free(&ids);
+	}
+	scope_free(areas, nareas);
+	return 0;
 }
 
 /* spool_list - the -bp listing */

@@ -19,6 +19,9 @@
  *	void	spool_kick(const struct config *cfg);
  *	int	spool_run(const struct config *cfg, struct error *err);
  *	int	spool_list(const struct config *cfg, struct buf *out, struct error *err);
+ *	int	spool_walk(const struct config *cfg, spool_visit_fn visit, void *ctx,
+ *			unsigned *failed, struct error *err);
+ *	void	spool_set_deadline(long long end_ms);
  *
  *	int	spool_load(const struct config *cfg, const char *queue_id,
  *			struct envelope *env, struct message *msg, struct error *err);
@@ -87,6 +90,18 @@
  *	spool_list() appends the -bp/mailq listing to out: for each message
  *	id, size, age, sender, attempts, owner (when root lists), the last
  *	error and the recipients; then a summary line.
+ *
+ *	spool_walk() calls visit once per committed entry the caller may
+ *	list (the scope of -bp: root every area, others their own), oldest
+ *	first, with a struct spool_info whose strings live only during the
+ *	call; *failed is the number of entries in the failed/ directories
+ *	of that scope. queue_status.c builds mailq --status and --json on it.
+ *
+ *	spool_set_deadline() gives spool_run() an end on the net_now_ms()
+ *	clock (net.h; 0: none): no delivery starts after it, and waiting
+ *	for an entry another process holds ends then. The caller clips the
+ *	relay timeouts with net_set_limit() (sendmail -q --deadline:
+ *	queue_status.h).
  *
  *	spool_load() reads one committed entry of the caller's area into env
  *	and msg (msg->header in memory, msg->body.fd on the spool file, with
@@ -170,6 +185,22 @@
 
 #define SPOOL_ID_MAX 65
 
+/* One entry as spool_walk() shows it. */
+struct spool_info {
+	const char *id;
+	unsigned long owner;		/* uid of the area */
+	double created;			/* wall-clock seconds */
+	unsigned attempts;
+	double next_try;		/* wall-clock seconds; <= now: due */
+	const char *last_error;		/* the relay's last answer or why it gave none; NULL */
+	const char *sender;		/* "" null sender; NULL when corrupt */
+	size_t rcpts;			/* recipients still to deliver */
+	unsigned long long size;	/* message bytes */
+	int corrupt;			/* unreadable envelope: only id, owner, created */
+};
+
+typedef void (*spool_visit_fn)(void *ctx, const struct spool_info *info);
+
 typedef int (*spool_transport_fn)(const struct config *cfg, const struct envelope *env,
 				  const struct message *msg, struct smtp_result *res,
 				  struct error *err);
@@ -182,6 +213,9 @@ int spool_deliver(const struct config *cfg, const char *queue_id, struct error *
 void spool_kick(const struct config *cfg);
 int spool_run(const struct config *cfg, struct error *err);
 int spool_list(const struct config *cfg, struct buf *out, struct error *err);
+int spool_walk(const struct config *cfg, spool_visit_fn visit, void *ctx, unsigned *failed,
+	       struct error *err);
+void spool_set_deadline(long long end_ms);
 
 int spool_load(const struct config *cfg, const char *queue_id, struct envelope *env,
 	       struct message *msg, struct error *err);

@@ -44,6 +44,19 @@ static void teardown(void)
 	strcpy(logfile, "/tmp/test_log.XXXXXX");
 }
 
+/* host_uid - the JSON keys every line carries: ',"host":"NAME","uid":N' */
+
+static const char *host_uid(unsigned long uid)
+{
+	static char s[600];
+	char host[256] = "";
+
+	if (gethostname(host, sizeof(host) - 1) != 0)
+		host[0] = 0;
+	snprintf(s, sizeof(s), ",\"host\":\"%s\",\"uid\":%lu", host, uid);
+	return s;
+}
+
 /* logged - what the file target received */
 
 static const char *logged(void)
@@ -93,7 +106,7 @@ START_TEST(plain_delivery_line_is_postfix_like)
 				 0.1234,
 				 1234,
 				 "250 2.0.0 Ok: queued as 9C3D",
-				 0};
+				 0, 0, 0};
 	char want[512];
 
 	use(LOG_FORMAT_PLAIN, 0);
@@ -113,7 +126,7 @@ START_TEST(plain_delivery_without_queue_id_relay_or_dsn)
 {
 	struct log_record rec = {LOG_LEVEL_ERROR, 0, "", 0,  0,
 				 "failed",	  0, 0,	 10, "connect refused",
-				 0};
+				 0, 0, 0};
 	char want[512];
 
 	use(LOG_FORMAT_PLAIN, 0);
@@ -140,16 +153,19 @@ START_TEST(json_delivery_line_has_every_field)
 				 0.1234,
 				 1234,
 				 "250 2.0.0 Ok: queued as 9C3D",
-				 0};
+				 0, 0, 0};
+
+	char want[1024];
 
 	use(LOG_FORMAT_JSON, 0);
 	log_delivery(&rec);
-	ck_assert_str_eq(
-	    logged(),
-	    "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"info\",\"queue_id\":\"4F2A1B\","
-	    "\"from\":\"app@example.com\",\"to\":[\"dev@example.com\",\"ops@example.org\"],"
-	    "\"relay\":\"relay.example:25\",\"status\":\"sent\",\"dsn\":\"2.0.0\",\"delay\":0.123,"
-	    "\"size\":1234,\"message\":\"250 2.0.0 Ok: queued as 9C3D\"}\n");
+	snprintf(want, sizeof(want),
+		 "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"info\"%s,\"queue_id\":\"4F2A1B\","
+		 "\"from\":\"app@example.com\",\"to\":[\"dev@example.com\",\"ops@example.org\"],"
+		 "\"relay\":\"relay.example:25\",\"status\":\"sent\",\"dsn\":\"2.0.0\",\"delay\":0.123,"
+		 "\"size\":1234,\"message\":\"250 2.0.0 Ok: queued as 9C3D\"}\n",
+		 host_uid(getuid()));
+	ck_assert_str_eq(logged(), want);
 	strlist_free(&to);
 }
 END_TEST
@@ -157,24 +173,44 @@ END_TEST
 START_TEST(json_delivery_unknown_fields_are_null)
 {
 	struct log_record rec = {LOG_LEVEL_WARNING, 0, "", 0, 0, "deferred", 0, 1.5, 0, 0,
-				 0};
+				 0, 0, 0};
+
+	char want[1024];
 
 	use(LOG_FORMAT_JSON, 0);
 	log_delivery(&rec);
-	ck_assert_str_eq(
-	    logged(),
-	    "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"warning\",\"queue_id\":null,"
-	    "\"from\":\"\",\"to\":[],\"relay\":null,\"status\":\"deferred\",\"dsn\":null,"
-	    "\"delay\":1.500,\"size\":0,\"message\":\"\"}\n");
+	snprintf(want, sizeof(want),
+		 "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"warning\"%s,\"queue_id\":null,"
+		 "\"from\":\"\",\"to\":[],\"relay\":null,\"status\":\"deferred\",\"dsn\":null,"
+		 "\"delay\":1.500,\"size\":0,\"message\":\"\"}\n",
+		 host_uid(getuid()));
+	ck_assert_str_eq(logged(), want);
 }
 END_TEST
 
 START_TEST(json_message_line)
 {
+	char want[1024];
+
 	use(LOG_FORMAT_JSON, 0);
 	log_msg(LOG_LEVEL_WARNING, "queue %s is full", "/var/spool/relayshim");
-	ck_assert_str_eq(logged(), "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"warning\","
-				   "\"message\":\"queue /var/spool/relayshim is full\"}\n");
+	snprintf(want, sizeof(want),
+		 "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"warning\"%s,"
+		 "\"message\":\"queue /var/spool/relayshim is full\"}\n",
+		 host_uid(getuid()));
+	ck_assert_str_eq(logged(), want);
+}
+END_TEST
+
+START_TEST(json_delivery_carries_the_submitters_uid)
+{
+	struct log_record rec = {LOG_LEVEL_INFO, "Q1", "a@example.com", 0, 0, "sent", 0, 0, 1, 0, 0,
+				 33, 1};
+
+	/* Root's worker delivering www-data's queued mail: the line names www-data. */
+	use(LOG_FORMAT_JSON, 0);
+	log_delivery(&rec);
+	ck_assert_ptr_nonnull(strstr(logged(), host_uid(33)));
 }
 END_TEST
 
@@ -665,7 +701,7 @@ START_TEST(delivery_line_addresses_are_anonymised)
 				 0,
 				 1,
 				 "554 5.7.1 <dev@example.com>: Recipient address rejected",
-				 0};
+				 0, 0, 0};
 
 	use(LOG_FORMAT_PLAIN, "smart");
 	log_delivery(&rec);
@@ -684,7 +720,7 @@ START_TEST(json_delivery_addresses_are_anonymised)
 	struct log_record rec = {
 	    LOG_LEVEL_INFO, "Q1", "app@example.com", &to, "relay:25", "sent", "2.0.0", 0, 1,
 	    "250 ok",
-				 0};
+				 0, 0, 0};
 
 	use(LOG_FORMAT_JSON, "paranoid");
 	log_delivery(&rec);
@@ -714,6 +750,7 @@ static Suite *log_suite(void)
 	tcase_add_test(tc, json_delivery_line_has_every_field);
 	tcase_add_test(tc, json_delivery_unknown_fields_are_null);
 	tcase_add_test(tc, json_message_line);
+	tcase_add_test(tc, json_delivery_carries_the_submitters_uid);
 	tcase_add_test(tc, plain_message_line_has_level_prefix_except_info);
 	tcase_add_test(tc, plain_message_cannot_split_the_line);
 	tcase_add_test(tc, levels_below_the_threshold_are_dropped);
