@@ -61,6 +61,7 @@ if ! image_current "$slim" "$slim_hash"; then
 		--dpkgopt="$top/tests/containers/slim/dpkg-docker" \
 		--customize-hook='mv "$1/etc/dpkg/dpkg.cfg.d/99mmdebstrap" "$1/etc/dpkg/dpkg.cfg.d/docker"' \
 		--customize-hook="copy-in $top/tests/containers/slim/docker-clean $top/tests/containers/slim/docker-gzip-indexes $top/tests/containers/slim/docker-no-languages $top/tests/containers/slim/docker-autoremove-suggests /etc/apt/apt.conf.d" \
+		--customize-hook='cd "$1/usr/share" && rm -rf groff/* info/* linda/* lintian/* locale/* man/* && find doc -mindepth 1 ! -type d ! -name copyright -delete' \
 		--customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb "$1"/etc/apt/apt.conf.d/99mmdebstrap' \
 		bookworm "$tmp/base.tar" \
 		"deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
