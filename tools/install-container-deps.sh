@@ -47,7 +47,9 @@ mirror=${mirror:-http://deb.debian.org/debian}
 security=$(echo "$mirror" | sed 's,/debian/*$,/debian-security,')
 
 slim=docker.io/library/debian:bookworm-slim
-slim_hash=$(recipe_hash tools/install-container-deps.sh tests/containers/slim/*)
+# Raise when the mmdebstrap call below changes.
+slim_recipe=3
+slim_hash=$(echo "$slim_recipe" | recipe_hash - tests/containers/slim/*)
 if ! image_current "$slim" "$slim_hash"; then
 	echo "install-container-deps: building $slim from $mirror (mmdebstrap)"
 	tmp=$(mktemp -d)
@@ -56,7 +58,8 @@ if ! image_current "$slim" "$slim_hash"; then
 	# is built as debuerreotype builds the real one: merged /usr by a hook (not the
 	# usrmerge package, which brings perl), the slim image's dpkg excludes applied while
 	# unpacking (--dpkgopt, kept as /etc/dpkg/dpkg.cfg.d/docker), its apt settings.
-	mmdebstrap --quiet --variant=minbase \
+	# Debian's python3 for mmtarfilter, whatever else is first on PATH.
+	PATH=/usr/sbin:/usr/bin:/sbin:/bin mmdebstrap --quiet --variant=minbase \
 		--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
 		--dpkgopt="$top/tests/containers/slim/dpkg-docker" \
 		--customize-hook='mv "$1/etc/dpkg/dpkg.cfg.d/99mmdebstrap" "$1/etc/dpkg/dpkg.cfg.d/docker"' \
