@@ -13,6 +13,7 @@ from test_php_fpm_mail... to test_stop_drains..., which restart it.
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from harness.capture import CaptureSink  # noqa: E402
+from harness.faultsrv import FaultServer  # noqa: E402
 
 IMAGE = "localhost/relayshim-test-app:latest"
 PHP_BASE = "docker.io/library/php:8.2-fpm-bookworm"
@@ -327,3 +329,109 @@ def test_entrypoint_not_root_on_fresh_tmpfs_says_why(image, relay):
     assert r.returncode == 73
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot create /run/relayshim" in lines[0], r.stderr
+
+
+# ---- the compose example and the Kubernetes manifests ------------------------
+
+
+def test_compose_example_runs_under_podman_compose(image, relay, tmp_path):
+    # docker-compose.example.yml as shipped, plus an override for this machine only: the
+    # image built above (so no second build), the host network (no netavark here), the
+    # relay on the host loopback, php-fpm on a free port; boky/postfix cannot be pulled
+    # here, so a placeholder stands in for that service.
+    shutil.copy(os.path.join(TOP, "docker-compose.example.yml"), tmp_path)
+    (tmp_path / "mail.env").write_text("ALLOWED_SENDER_DOMAINS=example.com\n")
+    port = free_port()
+    (tmp_path / "pool.conf").write_text("[www]\nlisten = 127.0.0.1:%d\n" % port)
+    os.chmod(tmp_path / "pool.conf", 0o644)
+    (tmp_path / "override.yml").write_text(
+        "services:\n"
+        "  app:\n"
+        "    image: %s\n"
+        "    network_mode: host\n"
+        "    environment:\n"
+        "      RELAYSHIM_RELAY: \"127.0.0.1:%d\"\n"
+        "    volumes:\n"
+        "      - %s:/usr/local/etc/php-fpm.d/zz-test.conf:ro\n"
+        "  postfix:\n"
+        "    image: %s\n"
+        "    network_mode: host\n"
+        "    command: [\"sleep\", \"infinity\"]\n"
+        % (IMAGE, relay.port, tmp_path / "pool.conf", "docker.io/library/debian:bookworm-slim"))
+    project = PREFIX.replace("-", "_") + "_compose"
+    compose = ["podman-compose", "-p", project, "-f", str(tmp_path / "docker-compose.example.yml"),
+               "-f", str(tmp_path / "override.yml")]
+
+    def run(*args):
+        return subprocess.run(compose + list(args), env=ENV, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=180)
+    r = run("up", "-d")
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        name = wait_until("the compose app container", lambda: podman(
+            "ps", "--filter", "label=com.docker.compose.project=%s" % project,
+            "--filter", "label=com.docker.compose.service=app",
+            "--format", "{{.Names}}").stdout.strip(), 30)
+        wait_ready(name, port)
+        inspect = podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", name).stdout
+        assert inspect.strip() == "true"
+        to = rcpt("compose")
+        r = exec_www(name, "php", "-r", "exit(mail('%s', 'compose', 'x') ? 0 : 1);" % to)
+        assert r.returncode == 0, r.stderr
+        relay.wait_for(to)
+        wait_until("the delivery to %s in podman logs" % to, lambda: to in logs(name), 10)
+    finally:
+        down = run("down", "-v")
+        podman("volume", "rm", "-f", project + "_relayshim-spool", check=False)
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_kubernetes_app_manifest_plays(image, tmp_path):
+    # contrib/kubernetes/app.yaml under `podman kube play`, changed only where this machine
+    # differs from a cluster: the relay is a server on the host loopback (no boky/postfix
+    # image here, no cluster DNS for "postfix"), without TLS (so AUTH over plain text is
+    # allowed explicitly), and the volume claim gets a name of this test run.
+    with open(os.path.join(TOP, "contrib/kubernetes/app.yaml")) as f:
+        text = f.read()
+    server = FaultServer({"auth": {"mechanisms": ["PLAIN", "LOGIN"],
+                                   "users": {"app@example.com": "change-me"}}}).start()
+    try:
+        pvc = PREFIX + "-pvc"
+        for old, new in [('RELAYSHIM_RELAY: "postfix:587"',
+                          'RELAYSHIM_RELAY: "127.0.0.1:%d"' % server.port),
+                         ('RELAYSHIM_TLS: "starttls"', 'RELAYSHIM_TLS: "none"\n'
+                          '  RELAYSHIM_AUTH_INSECURE: "yes"'),
+                         ("claimName: relayshim-spool", "claimName: " + pvc),
+                         ("name: relayshim-spool\nspec", "name: %s\nspec" % pvc)]:
+            assert old in text, old
+            text = text.replace(old, new)
+        manifest = tmp_path / "app.yaml"
+        manifest.write_text(text)
+        podman("tag", image, "localhost/myapp:latest")
+        r = podman("kube", "play", "--network", "host", str(manifest), check=False, timeout=120)
+        try:
+            assert r.returncode == 0, r.stdout + r.stderr
+            name = "app-pod-app"
+            wait_ready(name, 9000)
+            to = rcpt("kube")
+            r = exec_www(name, "php", "-r", "exit(mail('%s', 'kube', 'x') ? 0 : 1);" % to)
+            assert r.returncode == 0, r.stderr
+            msg = wait_until("a message at the AUTH server",
+                             lambda: [m for m in server.messages() if to in m.rcpt_tos], 20)
+            # The password came from the Secret, through RELAYSHIM_PASSWORD_FILE.
+            assert msg[0].auth_user == "app@example.com"
+            # The probe's command, as the kubelet would run it.
+            probe = podman("exec", name, "mailq", "--status", "--max-age=1h",
+                           "--max-count=100", check=False)
+            assert probe.returncode == 0 and probe.stdout.startswith("queue: 0 messages")
+            # The preStop command, as the kubelet would run it.
+            drain = podman("exec", name, "sendmail", "-q", "--deadline=20s", check=False)
+            assert drain.returncode == 0, drain.stdout + drain.stderr
+        finally:
+            print(logs("app-pod-app") if podman("container", "exists", "app-pod-app",
+                                                check=False).returncode == 0 else "")
+            podman("kube", "down", str(manifest), check=False)
+            podman("volume", "rm", "-f", pvc, check=False)
+            podman("untag", "localhost/myapp:latest", "localhost/myapp:latest", check=False)
+    finally:
+        server.stop()
