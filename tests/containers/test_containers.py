@@ -109,13 +109,18 @@ def relay():
         r.down()
 
 
-@pytest.fixture(scope="module")
-def fpm_port(tmp_path_factory):
+def pool_file(directory):
+    """A pool file moving php-fpm to a free loopback port (host network: one per container)."""
     port = free_port()
-    pool = tmp_path_factory.mktemp("pool") / "zz-test.conf"
+    pool = directory / "zz-test.conf"
     pool.write_text("[www]\nlisten = 127.0.0.1:%d\n" % port)
     os.chmod(pool, 0o644)
     return port, str(pool)
+
+
+@pytest.fixture(scope="module")
+def fpm_port(tmp_path_factory):
+    return pool_file(tmp_path_factory.mktemp("pool"))
 
 
 def run_args(name, relay, fpm_port, volume, read_only=True):
@@ -303,8 +308,9 @@ def test_stop_drains_the_queue_within_its_deadline(app, relay, fpm_port):
 # ---- without --read-only and the tmpfs mounts --------------------------------
 
 
-def test_runs_without_read_only_and_tmpfs(image, relay, fpm_port, tmp_path):
+def test_runs_without_read_only_and_tmpfs(image, relay, tmp_path):
     name, volume = PREFIX + "-rw", PREFIX + "-rw-spool"
+    fpm_port = pool_file(tmp_path)
     podman(*run_args(name, relay, fpm_port, volume, read_only=False))
     try:
         wait_ready(name, fpm_port[0])
