@@ -48,7 +48,7 @@ security=$(echo "$mirror" | sed 's,/debian/*$,/debian-security,')
 
 slim=docker.io/library/debian:bookworm-slim
 # Raise when the mmdebstrap call below changes.
-slim_recipe=3
+slim_recipe=4
 slim_hash=$(echo "$slim_recipe" | recipe_hash - tests/containers/slim/*)
 if ! image_current "$slim" "$slim_hash"; then
 	echo "install-container-deps: building $slim from $mirror (mmdebstrap)"
@@ -70,6 +70,7 @@ if ! image_current "$slim" "$slim_hash"; then
 		"deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
 		"deb $security bookworm-security main"
 	$podman import -q --change "LABEL relayshim.recipe=$slim_hash" --change 'CMD ["bash"]' \
+		--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 		"$tmp/base.tar" "$slim" >/dev/null
 	rm -rf "$tmp"
 	trap - EXIT
