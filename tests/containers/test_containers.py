@@ -397,50 +397,66 @@ def test_compose_example_runs_under_podman_compose(image, tmp_path):
 
 def test_kubernetes_app_manifest_plays(image, tmp_path):
     # contrib/kubernetes/app.yaml under `podman kube play`, changed only where this machine
-    # differs from a cluster: the relay is a server on the host loopback (no boky/postfix
-    # image here, no cluster DNS for "postfix"), without TLS (so AUTH over plain text is
-    # allowed explicitly), and the volume claim gets a name of this test run.
+    # differs from a cluster: the relay is a server on the host side of podman's bridge
+    # (no boky/postfix image here, no cluster DNS for "postfix"), without TLS (so AUTH over
+    # plain text is allowed explicitly), and the claim and secret get names of this test run.
+    # podman 4.3 does not create Secrets from YAML: the Secret document is given to
+    # `podman secret create`, as its kube play expects.
     with open(os.path.join(TOP, "contrib/kubernetes/app.yaml")) as f:
-        text = f.read()
-    server = FaultServer({"auth": {"mechanisms": ["PLAIN", "LOGIN"],
-                                   "users": {"app@example.com": "change-me"}}}).start()
+        docs = f.read().split("\n---\n")
+    secret = [d for d in docs if "kind: Secret" in d]
+    assert len(secret) == 1
+    text = "\n---\n".join(d for d in docs if "kind: Secret" not in d)
+    gateway = podman("network", "inspect", "podman", "--format",
+                     "{{range .Subnets}}{{.Gateway}}{{end}}").stdout.strip()
+    port = free_port()
+    pvc, secret_name = PREFIX + "-pvc", PREFIX + "-secret"
+    for old, new in [("secretName: relayshim-secret", "secretName: " + secret_name),
+                     ('RELAYSHIM_RELAY: "postfix:587"', 'RELAYSHIM_RELAY: "%s:%d"' % (gateway, port)),
+                     ('RELAYSHIM_TLS: "starttls"', 'RELAYSHIM_TLS: "none"\n'
+                      '  RELAYSHIM_AUTH_INSECURE: "yes"'),
+                     ("claimName: relayshim-spool", "claimName: " + pvc),
+                     ("name: relayshim-spool\nspec", "name: %s\nspec" % pvc)]:
+        assert old in text, old
+        text = text.replace(old, new)
+    manifest = tmp_path / "app.yaml"
+    manifest.write_text(text)
+    (tmp_path / "secret.yaml").write_text(secret[0])
+    podman("secret", "create", secret_name, str(tmp_path / "secret.yaml"))
+    podman("tag", image, "localhost/myapp:latest")
+    name, server = "app-pod-app", None
+    r = podman("kube", "play", str(manifest), check=False, timeout=120)
     try:
-        pvc = PREFIX + "-pvc"
-        for old, new in [('RELAYSHIM_RELAY: "postfix:587"',
-                          'RELAYSHIM_RELAY: "127.0.0.1:%d"' % server.port),
-                         ('RELAYSHIM_TLS: "starttls"', 'RELAYSHIM_TLS: "none"\n'
-                          '  RELAYSHIM_AUTH_INSECURE: "yes"'),
-                         ("claimName: relayshim-spool", "claimName: " + pvc),
-                         ("name: relayshim-spool\nspec", "name: %s\nspec" % pvc)]:
-            assert old in text, old
-            text = text.replace(old, new)
-        manifest = tmp_path / "app.yaml"
-        manifest.write_text(text)
-        podman("tag", image, "localhost/myapp:latest")
-        r = podman("kube", "play", "--network", "host", str(manifest), check=False, timeout=120)
-        try:
-            assert r.returncode == 0, r.stdout + r.stderr
-            name = "app-pod-app"
-            wait_ready(name, 9000)
-            to = rcpt("kube")
-            r = exec_www(name, "php", "-r", "exit(mail('%s', 'kube', 'x') ? 0 : 1);" % to)
-            assert r.returncode == 0, r.stderr
-            msg = wait_until("a message at the AUTH server",
-                             lambda: [m for m in server.messages() if to in m.rcpt_tos], 20)
-            # The password came from the Secret, through RELAYSHIM_PASSWORD_FILE.
-            assert msg[0].auth_user == "app@example.com"
-            # The probe's command, as the kubelet would run it.
-            probe = podman("exec", name, "mailq", "--status", "--max-age=1h",
-                           "--max-count=100", check=False)
-            assert probe.returncode == 0 and probe.stdout.startswith("queue: 0 messages")
-            # The preStop command, as the kubelet would run it.
-            drain = podman("exec", name, "sendmail", "-q", "--deadline=20s", check=False)
-            assert drain.returncode == 0, drain.stdout + drain.stderr
-        finally:
-            print(logs("app-pod-app") if podman("container", "exists", "app-pod-app",
-                                                check=False).returncode == 0 else "")
-            podman("kube", "down", str(manifest), check=False)
-            podman("volume", "rm", "-f", pvc, check=False)
-            podman("untag", "localhost/myapp:latest", "localhost/myapp:latest", check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_until("the entrypoint's configuration", lambda: podman(
+            "exec", name, "test", "-s", "/run/relayshim/relayshim.conf",
+            check=False).returncode == 0, 30)
+        # The bridge exists now: the relay (with AUTH) listens on its host side.
+        server = FaultServer({"auth": {"mechanisms": ["PLAIN", "LOGIN"],
+                                       "users": {"app@example.com": "change-me"}}},
+                             host=gateway, port=port).start()
+        to = rcpt("kube")
+        r = exec_www(name, "php", "-r", "exit(mail('%s', 'kube', 'x') ? 0 : 1);" % to)
+        assert r.returncode == 0, r.stderr
+        msg = wait_until("a message at the AUTH server",
+                         lambda: [m for m in server.messages() if to in m.rcpt_tos], 20)
+        # The password came from the Secret, through RELAYSHIM_PASSWORD_FILE.
+        assert msg[0].auth_user == "app@example.com"
+        assert podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}",
+                      name).stdout.strip() == "true"
+        # The probe's command, as the kubelet would run it.
+        probe = podman("exec", name, "mailq", "--status", "--max-age=1h", "--max-count=100",
+                       check=False)
+        assert probe.returncode == 0 and probe.stdout.startswith("queue: 0 messages"), probe
+        # The preStop command, as the kubelet would run it.
+        drain = podman("exec", name, "sendmail", "-q", "--deadline=20s", check=False)
+        assert drain.returncode == 0, drain.stdout + drain.stderr
     finally:
-        server.stop()
+        if podman("container", "exists", name, check=False).returncode == 0:
+            print(logs(name))
+        if server:
+            server.stop()
+        podman("kube", "down", str(manifest), check=False)
+        podman("volume", "rm", "-f", pvc, check=False)
+        podman("secret", "rm", secret_name, check=False)
+        podman("untag", "localhost/myapp:latest", "localhost/myapp:latest", check=False)
