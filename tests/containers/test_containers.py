@@ -424,10 +424,12 @@ def test_kubernetes_app_manifest_plays(image, tmp_path):
     (tmp_path / "secret.yaml").write_text(secret[0])
     podman("secret", "create", secret_name, str(tmp_path / "secret.yaml"))
     podman("tag", image, "localhost/myapp:latest")
-    name, server = "app-pod-app", None
+    name, server = "app-pod-0-app", None  # podman's name: pod of replica 0, container "app"
     r = podman("kube", "play", str(manifest), check=False, timeout=120)
     try:
         assert r.returncode == 0, r.stdout + r.stderr
+        assert podman("container", "exists", name, check=False).returncode == 0, podman(
+            "ps", "-a").stdout
         wait_until("the entrypoint's configuration", lambda: podman(
             "exec", name, "test", "-s", "/run/relayshim/relayshim.conf",
             check=False).returncode == 0, 30)
@@ -457,6 +459,7 @@ def test_kubernetes_app_manifest_plays(image, tmp_path):
         if server:
             server.stop()
         podman("kube", "down", str(manifest), check=False)
-        podman("volume", "rm", "-f", pvc, check=False)
+        # kube play made volumes for the claim and for the secret.
+        podman("volume", "rm", "-f", pvc, secret_name, check=False)
         podman("secret", "rm", secret_name, check=False)
         podman("untag", "localhost/myapp:latest", "localhost/myapp:latest", check=False)
