@@ -18,7 +18,8 @@ top=$(pwd)
 export CONTAINERS_CONF="$top/tests/containers/containers.conf"
 podman="podman --runtime runc"
 
-pkgs="podman runc catatonit uidmap slirp4netns podman-compose mmdebstrap libfcgi-bin python3-pytest"
+pkgs="podman runc catatonit uidmap slirp4netns containernetworking-plugins podman-compose mmdebstrap
+	libfcgi-bin python3-pytest"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
