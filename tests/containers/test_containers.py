@@ -21,6 +21,7 @@ import time
 import uuid
 
 import pytest
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -397,7 +398,7 @@ def test_compose_example_runs_under_podman_compose(image, tmp_path):
 
 def test_kubernetes_app_manifest_plays(image, tmp_path):
     # contrib/kubernetes/app.yaml under `podman kube play`, changed only where this machine
-    # differs from a cluster: the relay is a server on the host side of podman's bridge
+    # differs from a cluster: the relay is a server on the host side of a bridge network
     # (no boky/postfix image here, no cluster DNS for "postfix"), without TLS (so AUTH over
     # plain text is allowed explicitly), and the claim and secret get names of this test run.
     # podman 4.3 does not create Secrets from YAML: the Secret document is given to
@@ -407,7 +408,9 @@ def test_kubernetes_app_manifest_plays(image, tmp_path):
     secret = [d for d in docs if "kind: Secret" in d]
     assert len(secret) == 1
     text = "\n---\n".join(d for d in docs if "kind: Secret" not in d)
-    gateway = podman("network", "inspect", "podman", "--format",
+    network = PREFIX + "-kube"
+    podman("network", "create", network)
+    gateway = podman("network", "inspect", network, "--format",
                      "{{range .Subnets}}{{.Gateway}}{{end}}").stdout.strip()
     port = free_port()
     pvc, secret_name = PREFIX + "-pvc", PREFIX + "-secret"
@@ -421,11 +424,15 @@ def test_kubernetes_app_manifest_plays(image, tmp_path):
         text = text.replace(old, new)
     manifest = tmp_path / "app.yaml"
     manifest.write_text(text)
-    (tmp_path / "secret.yaml").write_text(secret[0])
+    # podman 4.3 reads a Secret's data, not its stringData, and writes each value into the
+    # volume as it is, without base64 decoding: the stringData values go there.
+    doc = yaml.safe_load(secret[0])
+    doc["data"] = doc.pop("stringData")
+    (tmp_path / "secret.yaml").write_text(yaml.safe_dump(doc))
     podman("secret", "create", secret_name, str(tmp_path / "secret.yaml"))
     podman("tag", image, "localhost/myapp:latest")
     name, server = "app-pod-0-app", None  # podman's name: pod of replica 0, container "app"
-    r = podman("kube", "play", str(manifest), check=False, timeout=120)
+    r = podman("kube", "play", "--network", network, str(manifest), check=False, timeout=120)
     try:
         assert r.returncode == 0, r.stdout + r.stderr
         assert podman("container", "exists", name, check=False).returncode == 0, podman(
@@ -463,3 +470,4 @@ def test_kubernetes_app_manifest_plays(image, tmp_path):
         podman("volume", "rm", "-f", pvc, secret_name, check=False)
         podman("secret", "rm", secret_name, check=False)
         podman("untag", "localhost/myapp:latest", "localhost/myapp:latest", check=False)
+        podman("network", "rm", "-f", network, check=False)
