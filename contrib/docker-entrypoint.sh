@@ -51,7 +51,12 @@ if [ -L "$out" ]; then
 fi
 dir=$(dirname "$out")
 if ! err=$(mkdir -p "$dir" 2>&1); then
-	echo "$me: cannot create $dir: ${err##*: } (start the container as root, or make $dir writable for $(id -un))" >&2
+	if [ "$(id -u)" -eq 0 ]; then
+		hint="with --read-only, mount a tmpfs there: docker run --tmpfs $(dirname "$dir")"
+	else
+		hint="start the container as root, or make $dir writable for $(id -un)"
+	fi
+	echo "$me: cannot create $dir: ${err##*: } ($hint)" >&2
 	exit 73
 fi
 

@@ -193,6 +193,7 @@ def test_image_adds_at_most_1mb_over_the_php_base(image):
     base = int(podman("image", "inspect", "--format", "{{.Size}}", PHP_BASE).stdout)
     added = size - base
     print("relayshim image: %d bytes added over %s" % (added, PHP_BASE))
+    os.makedirs(os.path.join(TOP, "build"), exist_ok=True)
     with open(os.path.join(TOP, "build", "container-image-size"), "w") as f:
         f.write("%d\n" % added)
     assert added <= 1000 * 1000
@@ -471,3 +472,15 @@ def test_kubernetes_app_manifest_plays(image, tmp_path):
         podman("secret", "rm", secret_name, check=False)
         podman("untag", "localhost/myapp:latest", "localhost/myapp:latest", check=False)
         podman("network", "rm", "-f", network, check=False)
+
+
+def test_entrypoint_read_only_without_tmpfs_says_why(image, relay):
+    # Docker's --read-only alone leaves /run read-only (podman adds a tmpfs unless told not to).
+    r = podman("run", "--rm", "--network", "host", "--pull=never", "--read-only",
+               "--read-only-tmpfs=false", "-e", "RELAYSHIM_RELAY=127.0.0.1:%d" % relay.port,
+               image, "true", check=False)
+    assert r.returncode == 73
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "cannot create /run/relayshim: Read-only file system" in lines[0]
+    assert "--tmpfs /run" in lines[0]
