@@ -19,7 +19,7 @@ export CONTAINERS_CONF="$top/tests/containers/containers.conf"
 podman="podman --runtime runc"
 
 pkgs="podman runc catatonit uidmap slirp4netns containernetworking-plugins podman-compose mmdebstrap
-	libfcgi-bin python3-pytest"
+	libfcgi-bin python3-pytest python3-yaml"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
