@@ -136,6 +136,13 @@ check-one:
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(TOOL_BIN)
 	@CHECK_TOTALS=$(CHECK_TOTALS) BUILD=$(BUILD) sh tests/run-all.sh $(UNIT_BIN)
 
+# make check-containers: Dockerfile.example built and run under podman (tests/containers/);
+# the local base images are built once (tools/install-container-deps.sh). .ci/run runs it.
+.PHONY: check-containers
+check-containers:
+	@sh tools/install-container-deps.sh
+	@/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/containers
+
 demo: deps all
 	@BUILD=$(BUILD) sh tools/demo.sh
 

@@ -675,11 +675,19 @@ void log_setup(const struct config *cfg)
 		} else if (strcmp(word, "none") == 0) {
 			/* nothing */
 		} else {
-			/* No stat, no seek: /proc/1/fd/1 may be a pipe or a tty. */
-			int fd =
-			    open(word, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+			/* No stat, no seek: /proc/1/fd/1 may be a pipe or a tty.
+			 * O_NONBLOCK: opening a FIFO (a container's log relay)
+			 * that has no reader would block the delivery forever;
+			 * it fails with ENXIO instead. Writes block as usual. */
+			int fd = open(
+			    word, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+			    0640);
 
 			if (fd >= 0) {
+				int fl = fcntl(fd, F_GETFL);
+
+				if (fl != -1)
+					(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 				add_target(TARGET_FILE, fd);
 			} else {
 				buf_printf(&failed, "%s%s: %s", failed.len ? "; " : "", word,

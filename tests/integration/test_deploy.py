@@ -58,9 +58,16 @@ def test_every_path_the_dockerfile_copies_exists(tmp_path):
     root = staging(tmp_path)
     text = open(os.path.join(TOP, "Dockerfile.example")).read()
     staged = re.findall(r"^COPY --from=\S+ /staging(/\S+) ", text, re.M)
-    assert len(staged) >= 8
+    assert staged
     for path in staged:
         assert os.path.lexists(str(root) + path), path
+    # Debian: all of /staging/usr in one layer, the two links made in the image (a COPY
+    # of a link copies the binary) and removed from the staging tree before.
+    assert "COPY --from=build-debian /staging/usr/ /usr/" in text
+    assert "rm /staging/usr/lib/sendmail /staging/usr/bin/mailq" in text
+    assert "ln -s ../sbin/sendmail /usr/lib/sendmail" in text
+    assert "ln -s ../sbin/sendmail /usr/bin/mailq" in text
+    assert "strip --strip-unneeded /staging/usr/sbin/sendmail" in text
     local = re.findall(r"^COPY (?!--from)(\S+) \S+$", text, re.M)
     for path in local:
         if path != ".":
@@ -68,7 +75,10 @@ def test_every_path_the_dockerfile_copies_exists(tmp_path):
     assert "app-debian" in text and "app-alpine" in text
     assert "LD_PRELOAD=/usr/lib/relayshim/librelayshim.so" in text
     assert "sendmail_path" in text
-    assert "/proc/1/fd/1" in text
+    assert "RELAYSHIM_LOG=/run/relayshim/log" in text
+    # iniparser is linked statically: its runtime package is not installed.
+    app_packages = text.split("AS app-debian")[1].split("COPY")[0]
+    assert "libiniparser1" not in app_packages and "cron" in app_packages
 
 
 def test_entrypoint_snapshots_environment_for_cron(tmp_path, sendmail_bin):
@@ -76,7 +86,8 @@ def test_entrypoint_snapshots_environment_for_cron(tmp_path, sendmail_bin):
     env = {"PATH": "/usr/bin:/bin", "RELAYSHIM_SENDMAIL_BIN": sendmail_bin,
            "RELAYSHIM_CONFIG_OUT": str(out), "RELAYSHIM_RELAY": "postfix:587",
            "ALLOWED_SENDER_DOMAINS": "example.com", "RELAYSHIM_PASSWORD": "s3cret",
-           "RELAYSHIM_USERNAME": "app", "RELAYSHIM_CONFIG": "/nonexistent-is-not-read"}
+           "RELAYSHIM_USERNAME": "app", "RELAYSHIM_CONFIG": "/nonexistent-is-not-read",
+           "RELAYSHIM_QUEUE_DIR": str(tmp_path / "q")}
     # The entrypoint must not depend on a config file existing yet.
     env.pop("RELAYSHIM_CONFIG")
     r = subprocess.run(["sh", os.path.join(TOP, "contrib/docker-entrypoint.sh"), "true"],
@@ -92,11 +103,46 @@ def test_entrypoint_snapshots_environment_for_cron(tmp_path, sendmail_bin):
     assert b"s3cret" not in r.stdout
 
 
+def test_entrypoint_creates_the_directory_its_link_points_into(tmp_path, sendmail_bin):
+    # The image's /etc/relayshim.conf links to /run/relayshim/relayshim.conf, and a fresh
+    # tmpfs /run has no relayshim directory yet.
+    link = tmp_path / "etc" / "relayshim.conf"
+    link.parent.mkdir()
+    target = tmp_path / "run" / "relayshim" / "relayshim.conf"
+    os.symlink(target, link)
+    env = {"PATH": "/usr/bin:/bin", "RELAYSHIM_SENDMAIL_BIN": sendmail_bin,
+           "RELAYSHIM_CONFIG_OUT": str(link), "RELAYSHIM_RELAY": "postfix:587",
+           "RELAYSHIM_QUEUE_DIR": str(tmp_path / "q")}
+    r = subprocess.run(["sh", os.path.join(TOP, "contrib/docker-entrypoint.sh"), "true"],
+                       env=env, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert b"postfix:587" in target.read_bytes()
+
+
+def test_entrypoint_relays_log_lines_of_every_process_to_its_stdout(tmp_path, sendmail_bin,
+                                                                   relay):
+    # RELAYSHIM_LOG in the configuration directory: the entrypoint makes it a FIFO that
+    # any user may write and copies it to its own stdout (the container log).
+    run = tmp_path / "run"
+    env = {"PATH": "/usr/bin:/bin", "RELAYSHIM_SENDMAIL_BIN": sendmail_bin,
+           "RELAYSHIM_CONFIG_OUT": str(run / "relayshim.conf"),
+           "RELAYSHIM_LOG": str(run / "log"), "RELAYSHIM_QUEUE_DIR": str(tmp_path / "q"),
+           "RELAYSHIM_RELAY": "%s:%d" % (relay.host, relay.plain_port), "RELAYSHIM_TLS": "none"}
+    script = "printf 'Subject: fifo\\n\\nx\\n' | %s -i fifo-relay@example.com" % sendmail_bin
+    r = subprocess.run(["sh", os.path.join(TOP, "contrib/docker-entrypoint.sh"),
+                        "sh", "-c", script], env=env, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISFIFO(os.stat(run / "log").st_mode)
+    assert stat.S_IMODE(os.stat(run / "log").st_mode) == 0o622
+    assert b"to=<fifo-relay@example.com>" in r.stdout, (r.stdout, r.stderr)
+    relay.capture.wait_for(1, timeout=10)
+
+
 def test_entrypoint_refuses_a_bad_environment(tmp_path, sendmail_bin):
     out = tmp_path / "relayshim.conf"
     env = {"PATH": "/usr/bin:/bin", "RELAYSHIM_SENDMAIL_BIN": sendmail_bin,
            "RELAYSHIM_CONFIG_OUT": str(out), "RELAYSHIM_RELAY": "postfix:587",
-           "RELAYSHIM_TLS": "sometimes"}
+           "RELAYSHIM_TLS": "sometimes", "RELAYSHIM_QUEUE_DIR": str(tmp_path / "q")}
     r = subprocess.run(["sh", os.path.join(TOP, "contrib/docker-entrypoint.sh"), "true"],
                        env=env, capture_output=True, timeout=30)
     assert r.returncode != 0
