@@ -275,21 +275,10 @@ static int deliver_or_queue(struct config *cfg, struct smtp_session **session,
 		log_msg(LOG_LEVEL_WARNING, "%s; delivering synchronously", qerr.text);
 	}
 
-	if (session) {
-		if (*session && !smtp_session_usable(*session)) {
-			smtp_session_close(*session);
-			*session = 0;
-		}
-		rc = *session ? 0 : smtp_session_open(session, cfg, err);
-		if (rc == 0)
-			rc = smtp_session_send(*session, env, msg, res, err);
-		if (rc && *session && !smtp_session_usable(*session)) {
-			smtp_session_close(*session);
-			*session = 0;
-		}
-	} else {
+	if (session)
+		rc = smtp_session_deliver(session, cfg, env, msg, res, 0, err);
+	else
 		rc = smtp_deliver(cfg, env, msg, res, err);
-	}
 
 	if (rc == 0) {
 		struct strlist accepted = STRLIST_INIT;

@@ -1048,6 +1048,43 @@ int smtp_deliver(const struct config *cfg, const struct envelope *env, const str
 	return try_relays(cfg, 0, env, msg, res, err);
 }
 
+/*
+ * smtp_session_deliver - one message over *session, reused or reopened
+ *
+ * The one rule for a session kept across messages (-bs, -bd, a queue pass):
+ * reuse it while smtp_session_usable() says so, otherwise open a new one.
+ * After a failure it is dropped when it is unusable and also after any
+ * temporary error: a 4xx, a timeout or a dropped read leaves the relay's
+ * idea of the transaction uncertain, and a fresh connection (with failover
+ * to the next relay) is the only state both sides agree on. A permanent
+ * refusal leaves the session in sync (the next transaction starts with
+ * RSET), so it is kept.
+ */
+int smtp_session_deliver(struct smtp_session **session, const struct config *cfg,
+			 const struct envelope *env, const struct message *msg,
+			 struct smtp_result *res, int *no_relay, struct error *err)
+{
+	int status;
+
+	if (no_relay)
+		*no_relay = 0;
+	if (*session && !smtp_session_usable(*session)) {
+		smtp_session_close(*session);
+		*session = 0;
+	}
+	if (*session == 0 && (status = smtp_session_open(session, cfg, err)) != 0) {
+		if (no_relay)
+			*no_relay = err->temporary;
+		return status;
+	}
+	status = smtp_session_send(*session, env, msg, res, err);
+	if (status != 0 && (err->temporary || !smtp_session_usable(*session))) {
+		smtp_session_close(*session);
+		*session = 0;
+	}
+	return status;
+}
+
 /* ---------------------------------------------------------------- */
 /* The transaction                                                   */
 /* ---------------------------------------------------------------- */

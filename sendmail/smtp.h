@@ -21,6 +21,10 @@
  *	int	smtp_session_has_dsn(const struct smtp_session *s);
  *	void	smtp_session_close(struct smtp_session *s);
  *
+ *	int	smtp_session_deliver(struct smtp_session **session,
+ *			const struct config *cfg, const struct envelope *env,
+ *			const struct message *msg, struct smtp_result *res,
+ *			int *no_relay, struct error *err);
  *	int	smtp_deliver(const struct config *cfg, const struct envelope *env,
  *			const struct message *msg, struct smtp_result *res,
  *			struct error *err);
@@ -72,6 +76,18 @@
  *
  *	smtp_session_close() writes QUIT and closes without waiting for the
  *	221 (nothing useful can come of it). It accepts NULL.
+ *
+ *	smtp_session_deliver() sends one message over *session, a session
+ *	the caller keeps across messages (-bs, -bd, a queue pass; *session
+ *	starts NULL and the caller closes it at the end). It reuses *session
+ *	while smtp_session_usable() says so and opens a new one otherwise.
+ *	After a failed transaction it closes *session and sets it to NULL
+ *	when the session is unusable or the error is temporary (the relay's
+ *	state is then uncertain; the next message starts on a new connection,
+ *	with failover); after a permanent refusal the session is kept. With
+ *	no_relay non-NULL, *no_relay is set when no relay could be opened
+ *	(temporary), so a queue pass can tell a relay outage from a message
+ *	the relay deferred.
  *
  *	smtp_deliver() is open + send + close with relay failover: a
  *	temporary failure (connect, timeout, dropped connection, 4xx, TLS
@@ -184,6 +200,9 @@ int smtp_session_usable(const struct smtp_session *s);
 int smtp_session_has_dsn(const struct smtp_session *s);
 void smtp_session_close(struct smtp_session *s);
 
+int smtp_session_deliver(struct smtp_session **session, const struct config *cfg,
+			 const struct envelope *env, const struct message *msg,
+			 struct smtp_result *res, int *no_relay, struct error *err);
 int smtp_deliver(const struct config *cfg, const struct envelope *env, const struct message *msg,
 		 struct smtp_result *res, struct error *err);
 int smtp_relay_check(const struct config *cfg, struct buf *out, struct error *err);

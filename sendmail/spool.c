@@ -1211,32 +1211,18 @@ static int entry_send(const struct config *cfg, struct relay_link *link,
 		      const struct envelope *env, const struct message *msg, struct smtp_result *res,
 		      struct error *err)
 {
-	struct smtp_session **session = link ? &link->session : 0;
-	int rc;
-
 	if (link)
 		link->unreachable = 0;
 	if (spool_transport)
 		return spool_transport(cfg, env, msg, res, err);
-	if (session == 0)
+	if (link == 0)
 		return smtp_deliver(cfg, env, msg, res, err);
-	/* After an outage 200 messages go out over one connection, not 200. */
-	if (*session && !smtp_session_usable(*session)) {
-		smtp_session_close(*session);
-		*session = 0;
-	}
-	if (*session == 0 && (rc = smtp_session_open(session, cfg, err)) != 0) {
-		/* No entry can cause this: the relay is down for every area. */
-		link->unreachable = err->temporary;
-		return rc;
-	}
-	rc = smtp_session_send(*session, env, msg, res, err);
-	if (rc != 0 && (err->temporary || !smtp_session_usable(*session))) {
-		/* The next message starts afresh, with relay failover. */
-		smtp_session_close(*session);
-		*session = 0;
-	}
-	return rc;
+	/*
+	 * After an outage 200 messages go out over one connection, not 200.
+	 * A relay that cannot be opened is down for every area, which no
+	 * entry can cause: link->unreachable tells the pass so.
+	 */
+	return smtp_session_deliver(&link->session, cfg, env, msg, res, &link->unreachable, err);
 }
 
 /* entry_deliver - lock, load, send, and settle one entry */

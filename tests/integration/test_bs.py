@@ -344,6 +344,30 @@ def test_one_relay_connection_serves_the_whole_session(sendmail_bin, tmp_path):
     assert [m.rcpt_tos for m in msgs] == [["rcpt%d@example.org" % i] for i in range(5)]
 
 
+def test_a_temporary_error_drops_the_relay_session_and_the_next_message_reconnects(
+        sendmail_bin, tmp_path):
+    # The first connection would take the second message (its second end of
+    # data is a 250), but after a 4xx the session's state is uncertain: it
+    # is closed and the next message goes over a new connection.
+    scripts = [{"eod": ["451 4.3.0 Try again later", "250 2.0.0 Ok: queued as OLD"]},
+               {"eod": "250 2.0.0 Ok: queued as NEW"}]
+    with FaultServer(scripts) as srv:
+        s = open_bs(sendmail_bin, write_config(tmp_path, srv.port))
+        s.ehlo("localhost")
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("app@example.com", ["first@example.org"], message("first"))
+        assert e.value.smtp_code == 451
+        s.sendmail("app@example.com", ["second@example.org"], message("second"))
+        s.quit()
+        assert s.finish()[0] == 0
+        srv.wait_for(1)
+        srv.wait_for_connections(2)
+        first, second = srv.connections
+        assert [m.rcpt_tos for m in first.messages] == [["first@example.org"]]
+        assert [m.rcpt_tos for m in second.messages if m.accepted] == [["second@example.org"]]
+        assert srv.connection_count == 2
+
+
 def test_dsn_advertised_only_when_the_relay_has_it(sendmail_bin, tmp_path):
     with FaultServer({"capabilities": ["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"]}) as srv:
         s = open_bs(sendmail_bin, write_config(tmp_path, srv.port))
