@@ -626,7 +626,7 @@ static int check_intercept(const char *v, struct buf *norm, struct buf *why)
 	(void)norm;
 	error_clear(&err);
 	if (smtpd_parse_endpoints(v, &eps, &n, &err) != 0) {
-		util_sanitize(why, err.text, strlen(err.text)); /* it quotes the raw value */
+		buf_put_sanitized(why, err.text, strlen(err.text)); /* it quotes the raw value */
 		return -1;
 	}
 	free(eps);
@@ -1251,7 +1251,7 @@ static int bad_value(struct error *err, const char *where, const struct config_k
 	if (k->type == T_SECRET) {
 		error_set(err, EX_CONFIG, "%s: %s: bad value (%s)", where, buf_cstr(&name), hint);
 	} else {
-		util_sanitize(&shown, value, n > 120 ? 120 : n);
+		buf_put_sanitized(&shown, value, n > 120 ? 120 : n);
 		error_set(err, EX_CONFIG, "%s: %s: bad value \"%s%s\" (%s)", where, buf_cstr(&name),
 			  buf_cstr(&shown), n > 120 ? "..." : "", hint);
 	}
@@ -1331,7 +1331,7 @@ static void ini_error_line(struct buf *out)
 				p += 3;
 			buf_putc(out, ' ');
 		} else {
-			util_sanitize(out, p, 1);
+			buf_put_sanitized(out, p, 1);
 		}
 	}
 	while (out->len && out->data[out->len - 1] == ' ')
@@ -1395,8 +1395,8 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 		colon = strchr(entry, ':');
 		section = util_strndup(entry, colon ? (size_t)(colon - entry) : strlen(entry));
 		/* Names are shown escaped: a CR in a key must not split the error line. */
-		util_sanitize(&shown_section, section, strlen(section));
-		util_sanitize(&shown_key, colon ? colon + 1 : "[]", colon ? strlen(colon + 1) : 2);
+		buf_put_sanitized(&shown_section, section, strlen(section));
+		buf_put_sanitized(&shown_key, colon ? colon + 1 : "[]", colon ? strlen(colon + 1) : 2);
 		if (*section == 0) {
 			rc = error_set(err, EX_CONFIG,
 				       "%s: \"%s\" is outside a section (put it under [relay], "
@@ -1672,8 +1672,8 @@ static int one_line(struct error *err, int rc)
 
 	if (rc == 0)
 		return rc;
-	/* Idempotent: util_sanitize leaves the \xNN of earlier escaping alone. */
-	util_sanitize(&clean, err->text, strlen(err->text));
+	/* Idempotent: buf_put_sanitized leaves the \xNN of earlier escaping alone. */
+	buf_put_sanitized(&clean, err->text, strlen(err->text));
 	snprintf(err->text, sizeof(err->text), "%s", buf_cstr(&clean));
 	buf_free(&clean);
 	return rc;

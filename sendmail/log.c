@@ -199,7 +199,7 @@ int anonymizer_parse(const char *spec, struct anonymizer **out, struct buf *why)
 			bad = (an->split = truthy(buf_cstr(&val))) < 0;
 		} else {
 			buf_reset(why);
-			util_sanitize(why, buf_cstr(&key), key.len > 40 ? 40 : key.len);
+			buf_put_sanitized(why, buf_cstr(&key), key.len > 40 ? 40 : key.len);
 			buf_puts(why, an->kind == ANON_HASH
 					  ? ": unknown option (hash takes salt, prefix, suffix, "
 					    "case_sensitive, short_sha, split)"
@@ -777,7 +777,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	if (L.format == LOG_FORMAT_PLAIN) {
 		if (level != LOG_LEVEL_INFO)
 			buf_printf(&plain, "%s: ", level_name[level]);
-		util_sanitize(&plain, anon.data ? anon.data : "", anon.len);
+		buf_put_sanitized(&plain, anon.data ? anon.data : "", anon.len);
 	} else {
 		json_open(&json, level, (unsigned long)getuid());
 		buf_puts(&json, ",\"message\":");
@@ -811,35 +811,35 @@ void log_delivery(const struct log_record *rec)
 	if (level < L.level || L.ntargets == 0)
 		return;
 	if (L.format == LOG_FORMAT_PLAIN) {
-		util_sanitize(&plain, rec->queue_id ? rec->queue_id : "NOQUEUE",
+		buf_put_sanitized(&plain, rec->queue_id ? rec->queue_id : "NOQUEUE",
 			      strlen(rec->queue_id ? rec->queue_id : "NOQUEUE"));
 		buf_puts(&plain, ": from=<");
 		anonymize_address(L.an, &a, from, strlen(from));
-		util_sanitize(&plain, a.data ? a.data : "", a.len);
+		buf_put_sanitized(&plain, a.data ? a.data : "", a.len);
 		buf_puts(&plain, ">, to=");
 		for (size_t i = 0; i < nto; i++) {
 			buf_reset(&a);
 			anonymize_address(L.an, &a, rec->to->v[i], strlen(rec->to->v[i]));
 			buf_puts(&plain, i ? ",<" : "<");
-			util_sanitize(&plain, a.data ? a.data : "", a.len);
+			buf_put_sanitized(&plain, a.data ? a.data : "", a.len);
 			buf_putc(&plain, '>');
 		}
 		buf_puts(&plain, ", relay=");
-		util_sanitize(&plain, rec->relay ? rec->relay : "none",
+		buf_put_sanitized(&plain, rec->relay ? rec->relay : "none",
 			      strlen(rec->relay ? rec->relay : "none"));
 		buf_printf(&plain, ", delay=%.2f, size=%llu", delay_value(rec->delay), rec->size);
 		if (rec->dsn) {
 			buf_puts(&plain, ", dsn=");
-			util_sanitize(&plain, rec->dsn, strlen(rec->dsn));
+			buf_put_sanitized(&plain, rec->dsn, strlen(rec->dsn));
 		}
 		buf_puts(&plain, ", status=");
-		util_sanitize(&plain, rec->status ? rec->status : "unknown",
+		buf_put_sanitized(&plain, rec->status ? rec->status : "unknown",
 			      strlen(rec->status ? rec->status : "unknown"));
 		if (rec->text && *rec->text) {
 			buf_reset(&a);
 			anonymize_text(L.an, &a, rec->text, strlen(rec->text));
 			buf_puts(&plain, " (");
-			util_sanitize(&plain, a.data, a.len);
+			buf_put_sanitized(&plain, a.data, a.len);
 			buf_putc(&plain, ')');
 		}
 	} else {

@@ -309,7 +309,7 @@ void smtpd_format_reply(const char *reply, size_t len, struct buf *out)
 		buf_printf(out, "%s%c", code, more ? '-' : ' ');
 		if (!has_enhanced_code(text, text_len, code[0]))
 			buf_printf(out, "%c.0.0%s", code[0], text_len ? " " : "");
-		util_sanitize(out, text, text_len);
+		buf_put_sanitized(out, text, text_len);
 		buf_puts(out, "\r\n");
 		if (!more)
 			break;
