@@ -75,7 +75,7 @@
 
 #include "buf.h"
 #include "config.h"
-#include "smtpd.h"
+#include "endpoint.h"
 #include "log.h"
 #include "util.h"
 
@@ -618,14 +618,14 @@ static int check_bounce_to(const char *v, struct buf *norm, struct buf *why)
 
 static int check_intercept(const char *v, struct buf *norm, struct buf *why)
 {
-	struct smtpd_endpoint *eps;
+	struct endpoint *eps;
 	struct error err;
 	size_t n;
 
 	/* The same parser as -bd (and the same syntax as the shim's): one truth. */
 	(void)norm;
 	error_clear(&err);
-	if (smtpd_parse_endpoints(v, &eps, &n, &err) != 0) {
+	if (endpoint_parse(v, &eps, &n, &err) != 0) {
 		buf_put_sanitized(why, err.text, strlen(err.text)); /* it quotes the raw value */
 		return -1;
 	}
