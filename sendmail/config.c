@@ -73,6 +73,7 @@
 
 #include <iniparser.h>
 
+#include "anonymize.h"
 #include "buf.h"
 #include "config.h"
 #include "endpoint.h"
