@@ -77,7 +77,6 @@
 #include "buf.h"
 #include "config.h"
 #include "endpoint.h"
-#include "log.h"
 #include "util.h"
 
 /* ---------------------------------------------------------------- */
@@ -299,6 +298,7 @@ struct config_priv {
 	struct source src[NKEYS];
 	unsigned char *port_derived; /* per relay: config_finish() chose the port */
 	size_t nport_derived;
+	char *warning; /* for config_warning(): the caller logs it */
 };
 
 static struct config_priv *priv(const struct config *cfg)
@@ -306,6 +306,21 @@ static struct config_priv *priv(const struct config *cfg)
 	if (cfg->priv == 0)
 		util_panic("config used before config_init");
 	return cfg->priv;
+}
+
+/* set_warning - keep one warning for the caller to log (config does not log) */
+
+static void __attribute__((format(printf, 2, 3)))
+set_warning(struct config *cfg, const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	free(priv(cfg)->warning);
+	priv(cfg)->warning = buf_steal(&b);
 }
 
 static void *field(const struct config *cfg, size_t off)
@@ -1292,6 +1307,7 @@ void config_free(struct config *cfg)
 	if (cfg->priv) {
 		free(priv(cfg)->path);
 		free(priv(cfg)->port_derived);
+		free(priv(cfg)->warning);
 	}
 	free(cfg->priv);
 	cfg->priv = 0;
@@ -1397,7 +1413,8 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 		section = util_strndup(entry, colon ? (size_t)(colon - entry) : strlen(entry));
 		/* Names are shown escaped: a CR in a key must not split the error line. */
 		buf_put_sanitized(&shown_section, section, strlen(section));
-		buf_put_sanitized(&shown_key, colon ? colon + 1 : "[]", colon ? strlen(colon + 1) : 2);
+		buf_put_sanitized(&shown_key, colon ? colon + 1 : "[]",
+				  colon ? strlen(colon + 1) : 2);
 		if (*section == 0) {
 			rc = error_set(err, EX_CONFIG,
 				       "%s: \"%s\" is outside a section (put it under [relay], "
@@ -1495,10 +1512,10 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 
 	/* SPEC 8: the file may hold a password; say so when others can read it. */
 	if (rc == 0 && seen_secret && !seen_secret_file && (st.st_mode & S_IROTH))
-		log_msg(LOG_LEVEL_WARNING,
-			"%s holds a password and is readable by every user: chmod o-r %s, or use "
-			"password_file",
-			path, path);
+		set_warning(cfg,
+			    "%s holds a password and is readable by every user: chmod o-r %s, "
+			    "or use password_file",
+			    path, path);
 	return rc;
 }
 
@@ -1734,6 +1751,13 @@ void config_mark_cmdline(struct config *cfg, const char *section, const char *ke
 const char *config_path(const struct config *cfg)
 {
 	return priv(cfg)->path;
+}
+
+/* config_warning - what config_load() found worth a warning, or NULL */
+
+const char *config_warning(const struct config *cfg)
+{
+	return priv(cfg)->warning;
 }
 
 /* ---------------------------------------------------------------- */
