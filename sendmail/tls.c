@@ -23,7 +23,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "net.h"
+#include "deadline.h"
 #include "tls.h"
 
 /* ---------------------------------------------------------------- */
@@ -380,7 +380,7 @@ static int check_fingerprint(struct tls_conn *t, const struct config *cfg, struc
 
 static int ssl_wait(struct tls_conn *t, int sslerr, long long deadline, struct error *err)
 {
-	int r = net_wait(t->fd, sslerr == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
+	int r = deadline_wait(t->fd, sslerr == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
 
 	err->temporary = 1;
 	if (r == 0)
