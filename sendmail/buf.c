@@ -157,3 +157,17 @@ void buf_free(struct buf *b)
 	b->data = 0;
 	b->len = b->cap = 0;
 }
+
+/* buf_put_sanitized - append untrusted text with control bytes escaped */
+
+void buf_put_sanitized(struct buf *b, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c == 0x7f)
+			buf_printf(b, "\\x%02x", c);
+		else
+			buf_putc(b, c);
+	}
+}

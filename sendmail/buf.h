@@ -24,6 +24,7 @@
  *	const char *buf_cstr(struct buf *b);
  *	char	*buf_steal(struct buf *b);
  *	void	buf_free(struct buf *b);
+ *	void	buf_put_sanitized(struct buf *b, const char *s, size_t n);
  * DESCRIPTION
  *	Every byte sequence we did not write ourselves (message lines, headers,
  *	SMTP replies, config values) lives in a struct buf. All size arithmetic
@@ -35,6 +36,10 @@
  *
  *	buf_consume() drops n bytes from the front. buf_steal() hands the
  *	allocation to the caller (free() it) and leaves the buffer empty.
+ *
+ *	buf_put_sanitized() appends n bytes of untrusted text (a server reply,
+ *	a user argument) with every control byte shown as \xNN, so it can
+ *	never break a log line or smuggle a terminal escape.
  * DIAGNOSTICS
  *	Allocation failure or size overflow is fatal (util_oom(): exit 71 with
  *	one line), as in Postfix: there is no sensible recovery inside a
@@ -64,5 +69,6 @@ void buf_consume(struct buf *b, size_t n);
 const char *buf_cstr(struct buf *b);
 char *buf_steal(struct buf *b);
 void buf_free(struct buf *b);
+void buf_put_sanitized(struct buf *b, const char *s, size_t n);
 
 #endif

@@ -82,7 +82,7 @@ static int bad_arg(struct error *err, const char *what, const char *prefix, cons
 	struct buf shown = BUF_INIT;
 	int rc;
 
-	util_sanitize(&shown, arg, len);
+	buf_put_sanitized(&shown, arg, len);
 	rc = error_set(err, EX_USAGE, "%s %s%s", what, prefix, buf_cstr(&shown));
 	buf_free(&shown);
 	return rc;

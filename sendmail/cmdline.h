@@ -21,7 +21,7 @@
  *	mixed, "--" ends the options; the container options --status,
  *	--json, --max-age=DUR and --max-count=N (with -bp or as mailq; a
  *	threshold alone implies --status) and --deadline=DUR (with -q) take
- *	their value after "=" (queue_status.h); a recipient argument holding a comma
+ *	their value after "=" (queue_limits.h); a recipient argument holding a comma
  *	list (Debian cron's MAILTO) is split. -f/-r values lose one pair of
  *	angle brackets, so "<>" is the null sender (""). Accepted and
  *	ignored: -B, -o* (except -oi), -e*, -L, -h, -O, -G, -U, -bm, -odi.
@@ -32,7 +32,7 @@
  *	failure cl holds nothing to free; cmdline_free() may be called twice.
  *--*/
 
-#include "queue_status.h"
+#include "queue_limits.h"
 #include "util.h"
 
 enum cmd_mode {

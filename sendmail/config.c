@@ -73,10 +73,10 @@
 
 #include <iniparser.h>
 
+#include "anonymize.h"
 #include "buf.h"
 #include "config.h"
-#include "smtpd.h"
-#include "log.h"
+#include "endpoint.h"
 #include "util.h"
 
 /* ---------------------------------------------------------------- */
@@ -298,6 +298,7 @@ struct config_priv {
 	struct source src[NKEYS];
 	unsigned char *port_derived; /* per relay: config_finish() chose the port */
 	size_t nport_derived;
+	char *warning; /* for config_warning(): the caller logs it */
 };
 
 static struct config_priv *priv(const struct config *cfg)
@@ -305,6 +306,21 @@ static struct config_priv *priv(const struct config *cfg)
 	if (cfg->priv == 0)
 		util_panic("config used before config_init");
 	return cfg->priv;
+}
+
+/* set_warning - keep one warning for the caller to log (config does not log) */
+
+static void __attribute__((format(printf, 2, 3)))
+set_warning(struct config *cfg, const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	free(priv(cfg)->warning);
+	priv(cfg)->warning = buf_steal(&b);
 }
 
 static void *field(const struct config *cfg, size_t off)
@@ -610,15 +626,15 @@ static int check_bounce_to(const char *v, struct buf *norm, struct buf *why)
 
 static int check_intercept(const char *v, struct buf *norm, struct buf *why)
 {
-	struct smtpd_endpoint *eps;
+	struct endpoint *eps;
 	struct error err;
 	size_t n;
 
 	/* The same parser as -bd (and the same syntax as the shim's): one truth. */
 	(void)norm;
 	error_clear(&err);
-	if (smtpd_parse_endpoints(v, &eps, &n, &err) != 0) {
-		util_sanitize(why, err.text, strlen(err.text)); /* it quotes the raw value */
+	if (endpoint_parse(v, &eps, &n, &err) != 0) {
+		buf_put_sanitized(why, err.text, strlen(err.text)); /* it quotes the raw value */
 		return -1;
 	}
 	free(eps);
@@ -1243,7 +1259,7 @@ static int bad_value(struct error *err, const char *where, const struct config_k
 	if (k->type == T_SECRET) {
 		error_set(err, EX_CONFIG, "%s: %s: bad value (%s)", where, buf_cstr(&name), hint);
 	} else {
-		util_sanitize(&shown, value, n > 120 ? 120 : n);
+		buf_put_sanitized(&shown, value, n > 120 ? 120 : n);
 		error_set(err, EX_CONFIG, "%s: %s: bad value \"%s%s\" (%s)", where, buf_cstr(&name),
 			  buf_cstr(&shown), n > 120 ? "..." : "", hint);
 	}
@@ -1283,6 +1299,7 @@ void config_free(struct config *cfg)
 	if (cfg->priv) {
 		free(priv(cfg)->path);
 		free(priv(cfg)->port_derived);
+		free(priv(cfg)->warning);
 	}
 	free(cfg->priv);
 	cfg->priv = 0;
@@ -1323,7 +1340,7 @@ static void ini_error_line(struct buf *out)
 				p += 3;
 			buf_putc(out, ' ');
 		} else {
-			util_sanitize(out, p, 1);
+			buf_put_sanitized(out, p, 1);
 		}
 	}
 	while (out->len && out->data[out->len - 1] == ' ')
@@ -1387,8 +1404,9 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 		colon = strchr(entry, ':');
 		section = util_strndup(entry, colon ? (size_t)(colon - entry) : strlen(entry));
 		/* Names are shown escaped: a CR in a key must not split the error line. */
-		util_sanitize(&shown_section, section, strlen(section));
-		util_sanitize(&shown_key, colon ? colon + 1 : "[]", colon ? strlen(colon + 1) : 2);
+		buf_put_sanitized(&shown_section, section, strlen(section));
+		buf_put_sanitized(&shown_key, colon ? colon + 1 : "[]",
+				  colon ? strlen(colon + 1) : 2);
 		if (*section == 0) {
 			rc = error_set(err, EX_CONFIG,
 				       "%s: \"%s\" is outside a section (put it under [relay], "
@@ -1486,10 +1504,10 @@ static int load_file(struct config *cfg, const char *path, int explicit, struct 
 
 	/* The file may hold a password; say so when others can read it. */
 	if (rc == 0 && seen_secret && !seen_secret_file && (st.st_mode & S_IROTH))
-		log_msg(LOG_LEVEL_WARNING,
-			"%s holds a password and is readable by every user: chmod o-r %s, or use "
-			"password_file",
-			path, path);
+		set_warning(cfg,
+			    "%s holds a password and is readable by every user: chmod o-r %s, "
+			    "or use password_file",
+			    path, path);
 	return rc;
 }
 
@@ -1664,8 +1682,8 @@ static int one_line(struct error *err, int rc)
 
 	if (rc == 0)
 		return rc;
-	/* Idempotent: util_sanitize leaves the \xNN of earlier escaping alone. */
-	util_sanitize(&clean, err->text, strlen(err->text));
+	/* Idempotent: buf_put_sanitized leaves the \xNN of earlier escaping alone. */
+	buf_put_sanitized(&clean, err->text, strlen(err->text));
 	snprintf(err->text, sizeof(err->text), "%s", buf_cstr(&clean));
 	buf_free(&clean);
 	return rc;
@@ -1725,6 +1743,13 @@ void config_mark_cmdline(struct config *cfg, const char *section, const char *ke
 const char *config_path(const struct config *cfg)
 {
 	return priv(cfg)->path;
+}
+
+/* config_warning - what config_load() found worth a warning, or NULL */
+
+const char *config_warning(const struct config *cfg)
+{
+	return priv(cfg)->warning;
 }
 
 /* ---------------------------------------------------------------- */

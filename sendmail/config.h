@@ -22,6 +22,7 @@
  *	void	config_mark_cmdline(struct config *cfg, const char *section,
  *			const char *key);
  *	const char *config_path(const struct config *cfg);
+ *	const char *config_warning(const struct config *cfg);
  *	size_t	config_key_count(void);
  *	void	config_key_info(size_t i, const char **section, const char **key,
  *			const char *const **env);
@@ -53,7 +54,10 @@
  *	config_set() parses value for [section] key as the file would and
  *	records the source "command line"; config_mark_cmdline() only
  *	records the source, for a field main() stored itself. config_path()
- *	is the file that was read (NULL if none). config_key_count() and
+ *	is the file that was read (NULL if none). config_warning() is a
+ *	warning config_load() found (a world-readable file holding a
+ *	password), or NULL; the caller logs it, because config sits below
+ *	log. config_key_count() and
  *	config_key_info() expose the key table (section, key, up to three
  *	environment names, NULL-terminated; key is NULL for the free-form
  *	[aliases] and [senders] sections) to tests and --help.
@@ -179,6 +183,7 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 	       struct error *err);
 void config_mark_cmdline(struct config *cfg, const char *section, const char *key);
 const char *config_path(const struct config *cfg);
+const char *config_warning(const struct config *cfg);
 size_t config_key_count(void);
 void config_key_info(size_t i, const char **section, const char **key, const char *const **env);
 

@@ -14,15 +14,6 @@
  *	void	log_msg(enum log_level level, const char *fmt, ...);
  *	void	log_delivery(const struct log_record *rec);
  *	void	log_set_clock(void (*now)(struct timespec *ts));
- *
- *	struct anonymizer;
- *	int	anonymizer_parse(const char *spec, struct anonymizer **out,
- *			struct buf *why);
- *	void	anonymizer_free(struct anonymizer *an);
- *	void	anonymize_address(const struct anonymizer *an, struct buf *out,
- *			const char *addr, size_t len);
- *	void	anonymize_text(const struct anonymizer *an, struct buf *out,
- *			const char *text, size_t len);
  *	void	log_json_string(struct buf *out, const char *s, size_t len);
  * DESCRIPTION
  *	log_setup() opens the targets of [log] target: "stderr", "stdout",
@@ -59,21 +50,6 @@
  *	log_set_clock() replaces the clock used for time stamps (tests);
  *	NULL restores clock_gettime(CLOCK_REALTIME).
  *
- *	anonymizer_parse() parses an [log] anonymize value with the
- *	semantics of boky/postfix's ANONYMIZE_EMAILS: "smart" (also
- *	"default", "true", "yes", "y", "1", "on"), "paranoid", "noop",
- *	"hash" with URL-encoded options after "?" (salt required; prefix,
- *	suffix, case_sensitive, short_sha, split), smart/paranoid with the
- *	option mask_symbol. "", "0", "no", "false", "off" mean off: *out is
- *	then NULL. Returns 0, or -1 with the reason (and the accepted
- *	values) in why. config.c uses it to validate the key.
- *
- *	anonymize_address() appends one address (no angle brackets) to out,
- *	masked; a value without "@" is appended unchanged, as are all
- *	values when an is NULL. anonymize_text() appends text with every
- *	address-like token masked (boky's matcher, message-id=<...> left
- *	alone).
- *
  *	log_json_string() appends s as a JSON string literal: quotes,
  *	backslash and control characters escaped, invalid UTF-8 bytes
  *	replaced by \ufffd.
@@ -84,7 +60,6 @@
 #include "config.h"
 
 struct buf;
-struct anonymizer;
 
 struct log_record {
 	enum log_level level;
@@ -108,10 +83,6 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 void log_delivery(const struct log_record *rec);
 void log_set_clock(void (*now)(struct timespec *ts));
 
-int anonymizer_parse(const char *spec, struct anonymizer **out, struct buf *why);
-void anonymizer_free(struct anonymizer *an);
-void anonymize_address(const struct anonymizer *an, struct buf *out, const char *addr, size_t len);
-void anonymize_text(const struct anonymizer *an, struct buf *out, const char *text, size_t len);
 void log_json_string(struct buf *out, const char *s, size_t len);
 
 #endif

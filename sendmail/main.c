@@ -744,6 +744,8 @@ int main(int argc, char **argv)
 	if (cl.mode == CMD_SMTP)
 		keep_stdout_clean(&cfg);
 	log_setup(&cfg);
+	if (config_warning(&cfg))
+		log_msg(LOG_LEVEL_WARNING, "%s", config_warning(&cfg));
 
 	switch (cl.mode) {
 	case CMD_DELIVER:

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "net.h"
 #include "tls.h"
 
@@ -29,10 +30,7 @@
 
 long long net_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return deadline_now_ms(); /* the clock deadline_wait() measures against */
 }
 
 /* The process-wide end set by net_set_limit(); 0 = none. */
@@ -52,29 +50,6 @@ long long net_deadline(unsigned timeout_ms)
 	long long d = net_now_ms() + (long long)timeout_ms;
 
 	return net_limit_ms > 0 && d > net_limit_ms ? net_limit_ms : d;
-}
-
-/* net_wait - poll one descriptor until ready or the deadline passes */
-
-int net_wait(int fd, short events, long long deadline)
-{
-	struct pollfd pfd;
-
-	for (;;) {
-		long long left = deadline - net_now_ms();
-		int r;
-
-		if (left <= 0)
-			return 0;
-		pfd.fd = fd;
-		pfd.events = events;
-		pfd.revents = 0;
-		r = poll(&pfd, 1, left > 0x7fffffff ? 0x7fffffff : (int)left);
-		if (r > 0)
-			return 1; /* POLLERR/POLLHUP too: the next call reports it */
-		if (r < 0 && errno != EINTR)
-			return -1;
-	}
 }
 
 /* tempfail - fill err for a temporary network failure */
@@ -217,7 +192,7 @@ int net_connect(struct net_conn *c, const struct addrinfo *ai, unsigned timeout_
 		int soerr = 0;
 		socklen_t len = sizeof(soerr);
 
-		r = net_wait(fd, POLLOUT, deadline);
+		r = deadline_wait(fd, POLLOUT, deadline);
 		if (r == 0) {
 			close(fd);
 			err->temporary = 1;
@@ -272,7 +247,7 @@ int net_fill(struct net_conn *c, long long deadline, struct error *err)
 				return error_set(err, EX_TEMPFAIL, "read error: %s",
 						 strerror(errno));
 			}
-			int w = net_wait(c->fd, POLLIN, deadline);
+			int w = deadline_wait(c->fd, POLLIN, deadline);
 
 			if (w == 0)
 				return tempfail(err, "timed out");
@@ -310,7 +285,7 @@ int net_write(struct net_conn *c, const void *p, size_t n, long long deadline, s
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int r = net_wait(c->fd, POLLOUT, deadline);
+			int r = deadline_wait(c->fd, POLLOUT, deadline);
 
 			if (r == 0)
 				return tempfail(err, "timed out");

@@ -12,7 +12,6 @@
  *	long long net_now_ms(void);
  *	long long net_deadline(unsigned timeout_ms);
  *	void	net_set_limit(long long limit_ms);
- *	int	net_wait(int fd, short events, long long deadline);
  *
  *	int	net_resolve(const char *host, unsigned port, struct addrinfo **res,
  *			struct error *err);
@@ -57,8 +56,8 @@
  *	Functions return 0 or EX_TEMPFAIL with err->temporary set and one
  *	short text without the relay's name ("timed out", "connection
  *	closed by the relay", "Connection refused"); the SMTP client adds
- *	the relay and the stage. net_wait() returns 1 when ready, 0 on
- *	timeout, -1 on a poll error (errno set).
+ *	the relay and the stage. waiting is deadline_wait()
+ *	(deadline.h), shared with tls.c.
  *--*/
 
 #include <netdb.h>
@@ -80,7 +79,6 @@ struct net_conn {
 long long net_now_ms(void);
 long long net_deadline(unsigned timeout_ms);
 void net_set_limit(long long limit_ms);
-int net_wait(int fd, short events, long long deadline);
 
 int net_resolve(const char *host, unsigned port, struct addrinfo **res, struct error *err);
 void net_conn_init(struct net_conn *c);

@@ -9,8 +9,6 @@
  * SYNOPSIS
  *	#include "queue_status.h"
  *
- *	int	queue_parse_duration(const char *s, unsigned long long *ms);
- *	int	queue_parse_count(const char *s, unsigned long *n);
  *	void	queue_human_age(struct buf *out, double secs);
  *
  *	void	queue_status_init(struct queue_status *qs);
@@ -37,10 +35,6 @@
  *	engine kills the container (sendmail -q --deadline=DUR for a
  *	Kubernetes preStop hook or docker stop's 10 seconds).
  *
- *	queue_parse_duration() reads DUR: digits with an optional unit ms,
- *	s, m, h, d or w (plain digits are seconds): "8s", "2m", "90".
- *	queue_parse_count() reads a decimal count. Both return 0, or -1
- *	for anything else (signs, spaces, overflow, a missing number).
  *	queue_human_age() appends an age in its largest whole unit: "12s",
  *	"5m", "2h", "3d".
  *
@@ -92,17 +86,11 @@
 
 #include "buf.h"
 #include "config.h"
+#include "queue_limits.h"
 #include "spool.h"
 #include "util.h"
 
 /* Thresholds of mailq --status / --json (--max-age, --max-count). */
-struct queue_limits {
-	int has_max_age;
-	unsigned long long max_age_ms;
-	int has_max_count;
-	unsigned long max_count;
-};
-
 /* One entry, owned copies. */
 struct queue_entry {
 	char *id;
@@ -127,8 +115,6 @@ struct queue_status {
 	unsigned long long bytes;
 };
 
-int queue_parse_duration(const char *s, unsigned long long *ms);
-int queue_parse_count(const char *s, unsigned long *n);
 void queue_human_age(struct buf *out, double secs);
 
 void queue_status_init(struct queue_status *qs);

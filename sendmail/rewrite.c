@@ -650,7 +650,7 @@ static int check_policy(const struct config *cfg, const struct envelope *env,
 		} else if (*env->sender && !sender_allowed(cfg, env->sender)) {
 			struct buf who = BUF_INIT;
 
-			util_sanitize(&who, env->sender, strlen(env->sender));
+			buf_put_sanitized(&who, env->sender, strlen(env->sender));
 			join_domains(&text, &cfg->allowed_sender_domains);
 			status =
 			    error_set(err, EX_NOPERM,
@@ -716,14 +716,14 @@ static int check_envelope(const struct envelope *env, struct error *err)
 	int status = 0;
 
 	if (util_has_control(env->sender)) {
-		util_sanitize(&who, env->sender, strlen(env->sender));
+		buf_put_sanitized(&who, env->sender, strlen(env->sender));
 		status =
 		    error_set(err, EX_DATAERR, "sender address <%s> contains a control character",
 			      buf_cstr(&who));
 	}
 	for (size_t i = 0; status == 0 && i < env->rcpts.n; i++) {
 		if (util_has_control(env->rcpts.v[i])) {
-			util_sanitize(&who, env->rcpts.v[i], strlen(env->rcpts.v[i]));
+			buf_put_sanitized(&who, env->rcpts.v[i], strlen(env->rcpts.v[i]));
 			status = error_set(err, EX_DATAERR,
 					   "recipient address <%s> contains a control character",
 					   buf_cstr(&who));
@@ -994,7 +994,7 @@ static void put_list(struct buf *out, const struct strlist *l)
 	for (size_t i = 0; i < l->n; i++) {
 		if (i)
 			buf_puts(out, ", ");
-		util_sanitize(out, l->v[i], strlen(l->v[i]));
+		buf_put_sanitized(out, l->v[i], strlen(l->v[i]));
 	}
 }
 
@@ -1027,7 +1027,7 @@ void rewrite_explain_host(const struct config *cfg, const char *hostname, const 
 	for (size_t i = 0; i < qualified.n; i++)
 		strlist_add_nodup(&masqueraded, masquerade(&ctx, util_strdup(qualified.v[i])));
 
-	util_sanitize(out, addr, strlen(addr));
+	buf_put_sanitized(out, addr, strlen(addr));
 	buf_puts(out, ": alias: ");
 	put_list(out, &aliased);
 	buf_puts(out, "; qualified (envelope recipient): ");

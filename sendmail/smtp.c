@@ -380,7 +380,7 @@ static void reply_show(struct buf *out, const struct smtp_reply *r)
 			if (r->text.data[i] == '\n')
 				buf_puts(out, " / ");
 			else
-				util_sanitize(out, r->text.data + i, 1);
+				buf_put_sanitized(out, r->text.data + i, 1);
 		}
 	}
 }
@@ -468,7 +468,7 @@ static void verbose_line(const struct smtp_session *s, const char *prefix, const
 	if (!s->cfg->verbose)
 		return;
 	buf_puts(&b, prefix);
-	util_sanitize(&b, p, n);
+	buf_put_sanitized(&b, p, n);
 	buf_putc(&b, '\n');
 	(void)!write(2, b.data, b.len);
 	buf_free(&b);

@@ -27,8 +27,6 @@
  *			struct buf *addr, const char **params);
  *	int	smtpd_xtext_decode(const char *in, size_t len, struct buf *out);
  *	void	smtpd_format_reply(const char *reply, size_t len, struct buf *out);
- *	int	smtpd_parse_endpoints(const char *spec, struct smtpd_endpoint **out,
- *			size_t *count, struct error *err);
  * DESCRIPTION
  *	smtpd_serve() speaks ESMTP (RFC 5321) to one client: commands are
  *	read from in_fd, replies written to out_fd (the same descriptor for
@@ -58,7 +56,7 @@
  *	defaults listed below.
  *
  *	smtpd_daemon() (-bd) listens on every endpoint of cfg->intercept
- *	(RELAYSHIM_INTERCEPT syntax, see smtpd_parse_endpoints()), forks one
+ *	(RELAYSHIM_INTERCEPT syntax, see endpoint_parse()), forks one
  *	process per connection that runs smtpd_serve() on the socket, reaps
  *	them, and runs in the foreground until SIGTERM or SIGINT. Then it
  *	closes the listeners, gives running sessions SMTPD_DRAIN_SECONDS to
@@ -176,16 +174,6 @@
  *	control bytes are escaped. Anything that does not start with a 2xx,
  *	4xx or 5xx code becomes "451 4.3.0 Error: ..." (never a 250).
  *
- *	smtpd_parse_endpoints() parses a RELAYSHIM_INTERCEPT value: endpoints
- *	separated by spaces or commas, each "127.0.0.1:25", "[::1]:25",
- *	an address without port (port 25), or "localhost[:port]" (both
- *	127.0.0.1 and ::1); "[::ffff:127.0.0.1]:25" means 127.0.0.1:25. This
- *	is the shim's syntax (which always wants the port). Only loopback
- *	addresses (127.0.0.0/8, ::1) are allowed: the daemon must never
- *	become an open relay on a network. Unlike the shim, which intercepts
- *	all of 127.0.0.0/8 for "127.0.0.1:25", the daemon listens on exactly
- *	the addresses given.
- *	*out is an array of *count endpoints; free() it.
  * DIAGNOSTICS
  *	smtpd_serve() returns 0 when the session ended the way sessions end
  *	(QUIT, EOF, idle timeout, too many errors: logged, not errors), or
@@ -234,12 +222,6 @@ struct smtpd_limits {
 	unsigned drain_ms;	  /* SMTPD_DRAIN_SECONDS * 1000 */
 };
 
-struct smtpd_endpoint {
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-	char text[64]; /* "127.0.0.1:25", "[::1]:25" */
-};
-
 void smtpd_limits_default(struct smtpd_limits *lim);
 int smtpd_serve(int in_fd, int out_fd, const struct config *cfg, const struct smtpd_ops *ops,
 		void *ctx, struct error *err);
@@ -254,7 +236,5 @@ int smtpd_daemon_limits(const struct config *cfg, const struct smtpd_limits *lim
 int smtpd_parse_path(const char *arg, const char *keyword, struct buf *addr, const char **params);
 int smtpd_xtext_decode(const char *in, size_t len, struct buf *out);
 void smtpd_format_reply(const char *reply, size_t len, struct buf *out);
-int smtpd_parse_endpoints(const char *spec, struct smtpd_endpoint **out, size_t *count,
-			  struct error *err);
 
 #endif

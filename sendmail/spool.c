@@ -2430,7 +2430,7 @@ int spool_list(const struct config *cfg, struct buf *out, struct error *err)
 			buf_printf(out, "%-24s %9llu  ", e.id, size);
 			put_age(&tmp, now - e.created);
 			buf_printf(out, "%-7s <", tmp.data);
-			util_sanitize(out, e.env.sender, strlen(e.env.sender));
+			buf_put_sanitized(out, e.env.sender, strlen(e.env.sender));
 			buf_putc(out, '>');
 			lasterr = e.last_error ? e.last_error : e.first_error;
 			/* A deferral that only the relay's configuration can fix. */
@@ -2458,12 +2458,12 @@ int spool_list(const struct config *cfg, struct buf *out, struct error *err)
 			lasterr = e.last_error ? e.last_error : e.first_error;
 			if (lasterr) {
 				buf_puts(out, "    last error: ");
-				util_sanitize(out, lasterr, strlen(lasterr));
+				buf_put_sanitized(out, lasterr, strlen(lasterr));
 				buf_putc(out, '\n');
 			}
 			for (size_t r = 0; r < e.env.rcpts.n; r++) {
 				buf_puts(out, "    to: <");
-				util_sanitize(out, e.env.rcpts.v[r], strlen(e.env.rcpts.v[r]));
+				buf_put_sanitized(out, e.env.rcpts.v[r], strlen(e.env.rcpts.v[r]));
 				buf_puts(out, strlist_contains_ci(&e.done, e.env.rcpts.v[r])
 						  ? "> (done)\n"
 						  : ">\n");

@@ -20,11 +20,10 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "net.h"
+#include "deadline.h"
 #include "tls.h"
 
 /* ---------------------------------------------------------------- */
@@ -82,8 +81,7 @@
 	X(ERR_peek_error)                                                                          \
 	X(ERR_peek_last_error)                                                                     \
 	X(ERR_clear_error)                                                                         \
-	X(ERR_reason_error_string)                                                                 \
-	X(HMAC)
+	X(ERR_reason_error_string)
 
 #define TLS_DECLARE(name) static __typeof__(&name) dl_##name;
 TLS_SYMBOLS(TLS_DECLARE)
@@ -150,7 +148,6 @@ static int tls_load(struct error *err)
 #define ERR_peek_last_error dl_ERR_peek_last_error
 #define ERR_clear_error dl_ERR_clear_error
 #define ERR_reason_error_string dl_ERR_reason_error_string
-#define HMAC dl_HMAC
 
 /* ---------------------------------------------------------------- */
 /* The client                                                        */
@@ -383,7 +380,7 @@ static int check_fingerprint(struct tls_conn *t, const struct config *cfg, struc
 
 static int ssl_wait(struct tls_conn *t, int sslerr, long long deadline, struct error *err)
 {
-	int r = net_wait(t->fd, sslerr == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
+	int r = deadline_wait(t->fd, sslerr == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
 
 	err->temporary = 1;
 	if (r == 0)
@@ -591,20 +588,4 @@ void tls_close(struct tls_conn *t)
 	if (t->ctx)
 		SSL_CTX_free(t->ctx);
 	free(t);
-}
-
-/* tls_hmac_sha256 - HMAC-SHA256 through the lazily loaded libcrypto */
-
-int tls_hmac_sha256(const void *key, size_t keylen, const void *data, size_t n,
-		    unsigned char out[32], struct error *err)
-{
-	unsigned len = 0;
-	int status;
-
-	if ((status = tls_load(err)) != 0)
-		return status;
-	if (keylen > 0x7fffffff || HMAC(EVP_sha256(), key, (int)keylen, data, n, out, &len) == 0 ||
-	    len != 32)
-		return error_set(err, EX_SOFTWARE, "HMAC-SHA256 failed");
-	return 0;
 }

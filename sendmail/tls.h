@@ -20,8 +20,6 @@
  *	void	tls_close(struct tls_conn *t);
  *	int	tls_verify_wanted(const struct config *cfg);
  *	const char *tls_required_by(const struct config *cfg);
- *	int	tls_hmac_sha256(const void *key, size_t keylen, const void *data,
- *			size_t n, unsigned char out[32], struct error *err);
  * DESCRIPTION
  *	Nothing here runs unless TLS is used: OpenSSL initialises itself on
  *	the first tls_start(), so tls = none (or may without STARTTLS on
@@ -56,10 +54,8 @@
  *	waiting and frees everything; it accepts NULL.
  *
  *	libssl and libcrypto are not linked but opened with dlopen() on the
- *	first tls_start() (or tls_hmac_sha256()): loading libcrypto costs
- *	~1.5 ms of CPU per process, most of a plain-SMTP delivery.
- *	tls_hmac_sha256() lets other modules (log anonymisation) use
- *	libcrypto the same lazy way.
+ *	first tls_start(): loading libcrypto costs ~1.5 ms of CPU per
+ *	process, most of a plain-SMTP delivery.
  * DIAGNOSTICS
  *	EX_TEMPFAIL, temporary: libssl cannot be loaded ("TLS is not
  *	available: cannot load libssl.so.3: ..."), handshake failure ("TLS handshake with the
@@ -88,7 +84,5 @@ void tls_describe(const struct tls_conn *t, struct buf *out);
 void tls_close(struct tls_conn *t);
 int tls_verify_wanted(const struct config *cfg);
 const char *tls_required_by(const struct config *cfg);
-int tls_hmac_sha256(const void *key, size_t keylen, const void *data, size_t n,
-		    unsigned char out[32], struct error *err);
 
 #endif

@@ -17,7 +17,6 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "buf.h"
 #include "util.h"
 
 /* util_oom - out of memory: one line, exit 71 */
@@ -158,20 +157,6 @@ void error_clear(struct error *err)
 	err->status = 0;
 	err->temporary = 0;
 	err->text[0] = 0;
-}
-
-/* util_sanitize - append untrusted text with control bytes escaped */
-
-void util_sanitize(struct buf *out, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c < 0x20 || c == 0x7f)
-			buf_printf(out, "\\x%02x", c);
-		else
-			buf_putc(out, c);
-	}
 }
 
 /* util_next_item - next item of a comma/space separated list, or NULL */

@@ -26,7 +26,6 @@
  *	struct error { int status; int temporary; char text[1024]; };
  *	int	error_set(struct error *err, int status, const char *fmt, ...);
  *	void	error_clear(struct error *err);
- *	void	util_sanitize(struct buf *out, const char *s, size_t n);
  *	const char *util_next_item(const char **p, size_t *n);
  *	int	util_hex_value(int c);
  *	int	util_has_control(const char *s);
@@ -70,15 +69,9 @@
  *	OpenSSL and Cyrus SASL cost nothing at start-up when they are not
  *	used. Returns 0, or -1 with the reason (the library, or the first
  *	missing symbol) in why.
- *
- *	util_sanitize() appends n bytes of untrusted text (a server reply,
- *	a user argument) to out with every control byte shown as \xNN, so it
- *	can never break a log line or smuggle a terminal escape.
  *--*/
 
 #include <stddef.h>
-
-struct buf;
 
 void *util_malloc(size_t n);
 void *util_calloc(size_t n, size_t size);
@@ -110,7 +103,6 @@ struct error {
 int error_set(struct error *err, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void error_clear(struct error *err);
-void util_sanitize(struct buf *out, const char *s, size_t n);
 const char *util_next_item(const char **p, size_t *n);
 int util_hex_value(int c);
 int util_has_control(const char *s);

@@ -140,7 +140,7 @@ static int shim_parse_port(const char *s, const char *end, unsigned long *port)
 
 /*
  * shim_parse_target - one endpoint, with the syntax of sendmail -bd
- * (smtpd_parse_endpoints): "127.0.0.1:25", "[::1]:25", "localhost:25";
+ * (endpoint_parse() in sendmail/endpoint.c): "127.0.0.1:25", "[::1]:25", "localhost:25";
  * without a port, 25: "127.0.0.1", "[::1]", "::1", "localhost".
  */
 

@@ -281,6 +281,39 @@ START_TEST(free_leaves_a_valid_empty_buffer)
 }
 END_TEST
 
+START_TEST(sanitize_shows_every_control_byte_as_hex)
+{
+	buf_put_sanitized(&b, "a\r\nb\x1b[31m\x7f\t\x01", 12);
+	ck_assert_str_eq(buf_cstr(&b), "a\\x0d\\x0ab\\x1b[31m\\x7f\\x09\\x01");
+}
+END_TEST
+
+START_TEST(sanitize_shows_a_nul_and_continues_past_it)
+{
+	buf_put_sanitized(&b, "x\0y", 3);
+	ck_assert_str_eq(buf_cstr(&b), "x\\x00y");
+	ck_assert_uint_eq(b.len, 6);
+}
+END_TEST
+
+START_TEST(sanitize_keeps_printable_ascii_and_utf8_bytes)
+{
+	static const char s[] = " !~azAZ09 caf\xc3\xa9";
+
+	buf_put_sanitized(&b, s, sizeof(s) - 1);
+	ck_assert_str_eq(buf_cstr(&b), s);
+}
+END_TEST
+
+START_TEST(sanitize_appends_to_what_is_there)
+{
+	buf_puts(&b, "reply: ");
+	buf_put_sanitized(&b, "550\r\n", 5);
+	buf_put_sanitized(&b, "", 0);
+	ck_assert_str_eq(buf_cstr(&b), "reply: 550\\x0d\\x0a");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("buf");
@@ -311,6 +344,10 @@ int main(void)
 	tcase_add_test(tc, steal_hands_over_the_string_and_leaves_the_buffer_empty);
 	tcase_add_test(tc, steal_from_an_empty_buffer_gives_an_empty_string_to_free);
 	tcase_add_test(tc, free_leaves_a_valid_empty_buffer);
+	tcase_add_test(tc, sanitize_shows_every_control_byte_as_hex);
+	tcase_add_test(tc, sanitize_shows_a_nul_and_continues_past_it);
+	tcase_add_test(tc, sanitize_keeps_printable_ascii_and_utf8_bytes);
+	tcase_add_test(tc, sanitize_appends_to_what_is_there);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -1259,52 +1259,6 @@ START_TEST(format_reply_never_invents_a_success)
 }
 END_TEST
 
-START_TEST(endpoints_default_and_localhost)
-{
-	struct smtpd_endpoint *eps;
-	size_t n;
-	struct error err;
-
-	ck_assert_int_eq(smtpd_parse_endpoints("127.0.0.1:25 [::1]:25", &eps, &n, &err), 0);
-	ck_assert_uint_eq(n, 2);
-	ck_assert_str_eq(eps[0].text, "127.0.0.1:25");
-	ck_assert_str_eq(eps[1].text, "[::1]:25");
-	free(eps);
-	ck_assert_int_eq(
-	    smtpd_parse_endpoints("localhost:2525,127.0.0.1:2525, 127.0.0.2", &eps, &n, &err), 0);
-	ck_assert_uint_eq(n, 3);
-	ck_assert_str_eq(eps[0].text, "127.0.0.1:2525");
-	ck_assert_str_eq(eps[1].text, "[::1]:2525");
-	ck_assert_str_eq(eps[2].text, "127.0.0.2:25");
-	free(eps);
-	ck_assert_int_eq(smtpd_parse_endpoints("::1", &eps, &n, &err), 0);
-	ck_assert_str_eq(eps[0].text, "[::1]:25");
-	free(eps);
-	ck_assert_int_eq(smtpd_parse_endpoints("[::ffff:127.0.0.1]:2525", &eps, &n, &err), 0);
-	ck_assert_str_eq(eps[0].text, "127.0.0.1:2525");
-	free(eps);
-}
-END_TEST
-
-START_TEST(endpoints_must_be_loopback_and_well_formed)
-{
-	struct smtpd_endpoint *eps;
-	size_t n;
-	struct error err;
-
-	ck_assert_int_eq(smtpd_parse_endpoints("0.0.0.0:25", &eps, &n, &err), EX_CONFIG);
-	ck_assert_ptr_nonnull(strstr(err.text, "not a loopback address"));
-	ck_assert_int_eq(smtpd_parse_endpoints("[::]:25", &eps, &n, &err), EX_CONFIG);
-	ck_assert_int_eq(smtpd_parse_endpoints("10.0.0.1", &eps, &n, &err), EX_CONFIG);
-	ck_assert_int_eq(smtpd_parse_endpoints("[::ffff:10.0.0.1]:25", &eps, &n, &err), EX_CONFIG);
-	ck_assert_int_eq(smtpd_parse_endpoints("127.0.0.1:0", &eps, &n, &err), EX_CONFIG);
-	ck_assert_int_eq(smtpd_parse_endpoints("127.0.0.1:99999", &eps, &n, &err), EX_CONFIG);
-	ck_assert_int_eq(smtpd_parse_endpoints("[::1", &eps, &n, &err), EX_CONFIG);
-	ck_assert_int_eq(smtpd_parse_endpoints("mail.example.com:25", &eps, &n, &err), EX_CONFIG);
-	ck_assert_int_eq(smtpd_parse_endpoints(" ", &eps, &n, &err), EX_CONFIG);
-}
-END_TEST
-
 /* ------------------------------------------------------------------ */
 /* -bd                                                                 */
 /* ------------------------------------------------------------------ */
@@ -1608,8 +1562,6 @@ int main(void)
 	tcase_add_test(pure, format_reply_keeps_good_replies);
 	tcase_add_test(pure, format_reply_repairs_and_sanitises);
 	tcase_add_test(pure, format_reply_never_invents_a_success);
-	tcase_add_test(pure, endpoints_default_and_localhost);
-	tcase_add_test(pure, endpoints_must_be_loopback_and_well_formed);
 
 	tcase_add_test(daemon, daemon_serves_connections_and_stops_on_sigterm);
 	tcase_add_test(daemon, daemon_caps_the_sessions_of_one_local_user);

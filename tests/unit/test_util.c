@@ -199,39 +199,6 @@ START_TEST(error_clear_means_no_error)
 }
 END_TEST
 
-START_TEST(sanitize_shows_every_control_byte_as_hex)
-{
-	util_sanitize(&out, "a\r\nb\x1b[31m\x7f\t\x01", 12);
-	ck_assert_str_eq(buf_cstr(&out), "a\\x0d\\x0ab\\x1b[31m\\x7f\\x09\\x01");
-}
-END_TEST
-
-START_TEST(sanitize_shows_a_nul_and_continues_past_it)
-{
-	util_sanitize(&out, "x\0y", 3);
-	ck_assert_str_eq(buf_cstr(&out), "x\\x00y");
-	ck_assert_uint_eq(out.len, 6);
-}
-END_TEST
-
-START_TEST(sanitize_keeps_printable_ascii_and_utf8_bytes)
-{
-	static const char s[] = " !~azAZ09 caf\xc3\xa9";
-
-	util_sanitize(&out, s, sizeof(s) - 1);
-	ck_assert_str_eq(buf_cstr(&out), s);
-}
-END_TEST
-
-START_TEST(sanitize_appends_to_what_is_there)
-{
-	buf_puts(&out, "reply: ");
-	util_sanitize(&out, "550\r\n", 5);
-	util_sanitize(&out, "", 0);
-	ck_assert_str_eq(buf_cstr(&out), "reply: 550\\x0d\\x0a");
-}
-END_TEST
-
 START_TEST(next_item_splits_on_commas_spaces_and_tabs)
 {
 	const char *p = " ,syslog,\tstderr  file:/x ,";
@@ -443,10 +410,6 @@ int main(void)
 	tcase_add_test(tc, error_set_returns_its_status_and_formats_the_text);
 	tcase_add_test(tc, error_set_truncates_long_text_to_the_record);
 	tcase_add_test(tc, error_clear_means_no_error);
-	tcase_add_test(tc, sanitize_shows_every_control_byte_as_hex);
-	tcase_add_test(tc, sanitize_shows_a_nul_and_continues_past_it);
-	tcase_add_test(tc, sanitize_keeps_printable_ascii_and_utf8_bytes);
-	tcase_add_test(tc, sanitize_appends_to_what_is_there);
 	tcase_add_test(tc, next_item_splits_on_commas_spaces_and_tabs);
 	tcase_add_test(tc, next_item_of_an_empty_list_is_null);
 	tcase_add_test(tc, hex_value_of_every_byte);
