@@ -94,11 +94,11 @@ enum address_kind { ADDRESS_MAILBOX, ADDRESS_GROUP_START, ADDRESS_GROUP_END };
 
 struct address {
 	enum address_kind kind;
-	char *display_name;		/* decoded phrase / group name, or NULL */
-	char *addr_spec;		/* mailbox only: "local@domain", "root", "" */
-	size_t spec_off;		/* mailbox only: where addr_spec was written */
+	char *display_name; /* decoded phrase / group name, or NULL */
+	char *addr_spec;    /* mailbox only: "local@domain", "root", "" */
+	size_t spec_off;    /* mailbox only: where addr_spec was written */
 	size_t spec_len;
-	int angle;			/* written as <addr> */
+	int angle; /* written as <addr> */
 };
 
 struct address_list {
@@ -107,7 +107,10 @@ struct address_list {
 	size_t cap;
 };
 
-#define ADDRESS_LIST_INIT {0}
+#define ADDRESS_LIST_INIT                                                                          \
+	{                                                                                          \
+		0                                                                                  \
+	}
 
 void address_parse_list(struct address_list *list, const char *value, size_t len);
 void address_list_free(struct address_list *list);

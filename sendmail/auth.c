@@ -64,11 +64,11 @@ static int sasl_load(struct error *err)
 
 	/* RTLD_GLOBAL: the mechanism plugins it loads may look for its symbols. */
 	if (state == 0)
-		state = util_dl_open(AUTH_LIBSASL, RTLD_LAZY | RTLD_GLOBAL, sasl_names, sasl_slots,
-				     sizeof(sasl_names) / sizeof(sasl_names[0]), why,
-				     sizeof(why)) == 0
-			    ? 1
-			    : -1;
+		state =
+		    util_dl_open(AUTH_LIBSASL, RTLD_LAZY | RTLD_GLOBAL, sasl_names, sasl_slots,
+				 sizeof(sasl_names) / sizeof(sasl_names[0]), why, sizeof(why)) == 0
+			? 1
+			: -1;
 	if (state > 0)
 		return 0;
 	return error_set(err, EX_UNAVAILABLE, "SASL is not available: %s", why);

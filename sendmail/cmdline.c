@@ -155,8 +155,10 @@ static int long_option(struct cmdline *cl, const char *arg, struct error *err)
 		const char *name;
 		enum cmd_mode mode;
 	} table[] = {
-	    {"--config-check", CMD_CONFIG_CHECK}, {"--relay-check", CMD_RELAY_CHECK},
-	    {"--write-config", CMD_WRITE_CONFIG}, {"--version", CMD_VERSION},
+	    {"--config-check", CMD_CONFIG_CHECK},
+	    {"--relay-check", CMD_RELAY_CHECK},
+	    {"--write-config", CMD_WRITE_CONFIG},
+	    {"--version", CMD_VERSION},
 	    {"--help", CMD_HELP},
 	};
 	int rc = queue_option(cl, arg, err);
@@ -199,12 +201,14 @@ static int option_with_value(struct cmdline *cl, char opt, const char *v, struct
 	case 'f':
 	case 'r':
 		if (has_crlf(v))
-			return error_set(err, EX_DATAERR, "-%c value contains a line break: refused", opt);
+			return error_set(err, EX_DATAERR,
+					 "-%c value contains a line break: refused", opt);
 		set_string(&cl->sender, strip_angles(v));
 		return 0;
 	case 'F':
 		if (has_crlf(v))
-			return error_set(err, EX_DATAERR, "-F value contains a line break: refused");
+			return error_set(err, EX_DATAERR,
+					 "-F value contains a line break: refused");
 		set_string(&cl->fullname, util_strdup(v));
 		return 0;
 	case 'C':
@@ -305,7 +309,8 @@ static int parse_args(struct cmdline *cl, int argc, char **argv, struct error *e
 			case 'e':
 				if (p[1] == 0) {
 					if (i + 1 >= argc)
-						return error_set(err, EX_USAGE, "option -%c needs a value", opt);
+						return error_set(err, EX_USAGE,
+								 "option -%c needs a value", opt);
 					if (option_with_value(cl, opt, argv[++i], err))
 						return err->status;
 				} else if (option_with_value(cl, opt, p + 1, err)) {
@@ -346,5 +351,5 @@ void cmdline_free(struct cmdline *cl)
 	free(cl->dsn_envid);
 	free(cl->queue_arg);
 	strlist_free(&cl->args);
-	memset(cl, 0, sizeof(*cl));	/* a second cmdline_free() is harmless */
+	memset(cl, 0, sizeof(*cl)); /* a second cmdline_free() is harmless */
 }

@@ -36,36 +36,36 @@
 #include "util.h"
 
 enum cmd_mode {
-	CMD_DELIVER,		/* -bm, the default */
-	CMD_SMTP,		/* -bs */
-	CMD_DAEMON,		/* -bd */
-	CMD_LIST_QUEUE,		/* -bp, mailq */
-	CMD_RUN_QUEUE,		/* -q */
-	CMD_VERIFY,		/* -bv */
-	CMD_CONFIG_CHECK,	/* --config-check */
-	CMD_RELAY_CHECK,	/* --relay-check */
-	CMD_WRITE_CONFIG,	/* --write-config */
-	CMD_VERSION,		/* --version */
-	CMD_HELP,		/* --help */
+	CMD_DELIVER,	  /* -bm, the default */
+	CMD_SMTP,	  /* -bs */
+	CMD_DAEMON,	  /* -bd */
+	CMD_LIST_QUEUE,	  /* -bp, mailq */
+	CMD_RUN_QUEUE,	  /* -q */
+	CMD_VERIFY,	  /* -bv */
+	CMD_CONFIG_CHECK, /* --config-check */
+	CMD_RELAY_CHECK,  /* --relay-check */
+	CMD_WRITE_CONFIG, /* --write-config */
+	CMD_VERSION,	  /* --version */
+	CMD_HELP,	  /* --help */
 };
 
 struct cmdline {
 	enum cmd_mode mode;
-	int extract_recipients;	/* -t */
-	int ignore_dots;	/* -i, -oi */
-	int verbose;		/* -v */
-	char *sender;		/* -f/-r: NULL unset, "" null sender */
-	char *fullname;		/* -F */
-	char *config_path;	/* -C */
-	char *dsn_notify;	/* -N */
-	char *dsn_ret;		/* -R */
-	char *dsn_envid;	/* -V */
-	char *queue_arg;	/* what followed -q ("", "30m", "Ifoo", "Rexample.com") */
-	struct strlist args;	/* recipients, or the addresses of -bv */
-	int queue_status;	/* -bp --status: one line, exit status by thresholds */
-	int queue_json;		/* -bp --json */
+	int extract_recipients;	    /* -t */
+	int ignore_dots;	    /* -i, -oi */
+	int verbose;		    /* -v */
+	char *sender;		    /* -f/-r: NULL unset, "" null sender */
+	char *fullname;		    /* -F */
+	char *config_path;	    /* -C */
+	char *dsn_notify;	    /* -N */
+	char *dsn_ret;		    /* -R */
+	char *dsn_envid;	    /* -V */
+	char *queue_arg;	    /* what followed -q ("", "30m", "Ifoo", "Rexample.com") */
+	struct strlist args;	    /* recipients, or the addresses of -bv */
+	int queue_status;	    /* -bp --status: one line, exit status by thresholds */
+	int queue_json;		    /* -bp --json */
 	struct queue_limits limits; /* --max-age=DUR, --max-count=N */
-	int has_deadline;	/* -q --deadline=DUR */
+	int has_deadline;	    /* -q --deadline=DUR */
 	unsigned long long deadline_ms;
 };
 

@@ -87,9 +87,9 @@ enum smtpd_auth { SMTPD_AUTH_OFF, SMTPD_AUTH_ACCEPT };
 
 /* One relay from [relay] host: host name or address literal, port (0 = default). */
 struct relay_addr {
-	char *host;	/* "relay.example", "10.0.0.5", "2001:db8::1" (no brackets) */
-	unsigned port;	/* 0: 25, or 465 with tls = tls (filled by config_finish) */
-	int maildir;	/* "maildir:/path": host is the path, no SMTP (capture.h) */
+	char *host;    /* "relay.example", "10.0.0.5", "2001:db8::1" (no brackets) */
+	unsigned port; /* 0: 25, or 465 with tls = tls (filled by config_finish) */
+	int maildir;   /* "maildir:/path": host is the path, no SMTP (capture.h) */
 };
 
 /* A [aliases] or [senders] entry: key -> one or more values. */
@@ -103,31 +103,31 @@ struct config {
 	struct relay_addr *relays;
 	size_t nrelays;
 	enum tls_level tls;
-	int tls_verify;			/* -1 = per level (finish: 1 for starttls/tls, 0 else) */
+	int tls_verify; /* -1 = per level (finish: 1 for starttls/tls, 0 else) */
 	char *tls_ca_file;
 	char *tls_cert_file;
 	char *tls_key_file;
 	unsigned char tls_fingerprint[32];
 	int has_tls_fingerprint;
-	int tls_min_version;		/* 12 = TLS 1.2, 13 = TLS 1.3 */
+	int tls_min_version; /* 12 = TLS 1.2, 13 = TLS 1.3 */
 	char *username;
-	char *password;			/* from password or password_file (trailing newline cut) */
-	char *password_file;		/* kept: XOAUTH2 re-reads the token at every use */
-	char *auth_mechanisms;		/* NULL = all */
+	char *password;	       /* from password or password_file (trailing newline cut) */
+	char *password_file;   /* kept: XOAUTH2 re-reads the token at every use */
+	char *auth_mechanisms; /* NULL = all */
 	int auth_insecure;
-	char *helo;			/* NULL = host name (resolved lazily by the SMTP client) */
+	char *helo; /* NULL = host name (resolved lazily by the SMTP client) */
 	unsigned timeout_connect_ms;
 	unsigned timeout_ms;
 
 	/* [rewrite] */
-	char *domain;			/* NULL until finish: first allowed_sender_domain, else host name */
-	struct strlist masquerade_domains;	/* "!x" entries keep their "!" */
-	char *from;			/* OVERWRITE_FROM */
+	char *domain; /* NULL until finish: first allowed_sender_domain, else host name */
+	struct strlist masquerade_domains; /* "!x" entries keep their "!" */
+	char *from;			   /* OVERWRITE_FROM */
 	enum envelope_from_mode envelope_from;
 	char *header_tag;
-	struct strlist redirect_to;	/* staging: replaces every envelope recipient */
-	int redirect_show_blind;	/* X-Original-To also lists blind recipients */
-	char *always_bcc;		/* one more envelope recipient, no header */
+	struct strlist redirect_to; /* staging: replaces every envelope recipient */
+	int redirect_show_blind;    /* X-Original-To also lists blind recipients */
+	char *always_bcc;	    /* one more envelope recipient, no header */
 	int add_missing_headers;
 	int received;
 
@@ -139,31 +139,31 @@ struct config {
 
 	/* [policy] */
 	struct strlist allowed_sender_domains;
-	int allow_empty_sender;		/* boky/postfix: the list may be empty (no effect here) */
-	int allow_null_sender;		/* <> passes allowed_sender_domains */
-	unsigned long long max_size;	/* 0 = no limit */
+	int allow_empty_sender;	     /* boky/postfix: the list may be empty (no effect here) */
+	int allow_null_sender;	     /* <> passes allowed_sender_domains */
+	unsigned long long max_size; /* 0 = no limit */
 
 	/* [queue] */
 	enum queue_mode queue_mode;
 	char *queue_dir;
 	unsigned long queue_max_age_s;
-	char *bounce_to;		/* NULL, "sender" or an address */
+	char *bounce_to; /* NULL, "sender" or an address */
 
 	/* [log] */
-	char *log_target;		/* comma list */
+	char *log_target; /* comma list */
 	enum log_format log_format;
-	char *log_anonymize;		/* NULL = off */
+	char *log_anonymize; /* NULL = off */
 	enum log_level log_level;
 
 	/* [smtpd] and the shim */
 	enum smtpd_auth smtpd_auth;
-	char *intercept;		/* RELAYSHIM_INTERCEPT */
-	char *sendmail_path;		/* RELAYSHIM_SENDMAIL */
+	char *intercept;     /* RELAYSHIM_INTERCEPT */
+	char *sendmail_path; /* RELAYSHIM_SENDMAIL */
 
 	/* runtime, set by main() from the command line */
-	int verbose;			/* -v: SMTP dialogue on stderr */
+	int verbose; /* -v: SMTP dialogue on stderr */
 
-	void *priv;			/* config.c's bookkeeping (sources for --config-check) */
+	void *priv; /* config.c's bookkeeping (sources for --config-check) */
 };
 
 void config_init(struct config *cfg);

@@ -83,9 +83,9 @@
 #include "buf.h"
 
 struct header_field {
-	struct buf raw;			/* name, colon, value, folding, line end */
-	size_t name_len;		/* 0: not a field, kept as it is */
-	size_t value_off;		/* first byte after the colon */
+	struct buf raw;	  /* name, colon, value, folding, line end */
+	size_t name_len;  /* 0: not a field, kept as it is */
+	size_t value_off; /* first byte after the colon */
 };
 
 struct header {
@@ -94,7 +94,10 @@ struct header {
 	size_t cap;
 };
 
-#define HEADER_INIT {0}
+#define HEADER_INIT                                                                                \
+	{                                                                                          \
+		0                                                                                  \
+	}
 
 size_t header_field_name(const char *line, size_t len, size_t *value_off);
 int header_is_continuation(const char *line, size_t len);

@@ -72,8 +72,10 @@ static int open_spill_file(struct error *err)
 			unlink(path.data);
 	}
 	if (fd < 0)
-		error_set(err, EX_IOERR, "cannot create a temporary file in %s for a large message: %s (set TMPDIR)",
-			  dir, strerror(errno));
+		error_set(
+		    err, EX_IOERR,
+		    "cannot create a temporary file in %s for a large message: %s (set TMPDIR)",
+		    dir, strerror(errno));
 	buf_free(&path);
 	return fd;
 }
@@ -83,7 +85,8 @@ static int open_spill_file(struct error *err)
 static int flush_spill(struct msgbuild *mb, struct error *err)
 {
 	if (util_write_all(mb->msg->body.fd, mb->wbuf.data, mb->wbuf.len) < 0)
-		return error_set(err, EX_IOERR, "cannot write the temporary copy of the message: %s",
+		return error_set(err, EX_IOERR,
+				 "cannot write the temporary copy of the message: %s",
 				 strerror(errno));
 	buf_reset(&mb->wbuf);
 	return 0;
@@ -145,9 +148,9 @@ int msgbuild_line(struct msgbuild *mb, const char *line, size_t len, struct erro
 			return 0;
 		}
 		/* header.c's grammar, so rewrite.c sees the same fields we kept. */
-		if (msg->header.len < INPUT_MAX_HEADER_BYTES
-		    && (header_field_name(line, len, 0) > 0
-			|| (header_is_continuation(line, len) && msg->header.len > 0))) {
+		if (msg->header.len < INPUT_MAX_HEADER_BYTES &&
+		    (header_field_name(line, len, 0) > 0 ||
+		     (header_is_continuation(line, len) && msg->header.len > 0))) {
 			buf_append(&msg->header, line, len);
 			buf_append(&msg->header, "\r\n", 2);
 			return 0;
@@ -228,7 +231,8 @@ int input_read(int fd, int ignore_dots, struct message *msg, struct error *err)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			rc = error_set(err, EX_IOERR, "cannot read the message from standard input: %s",
+			rc = error_set(err, EX_IOERR,
+				       "cannot read the message from standard input: %s",
 				       strerror(errno));
 			goto out;
 		}
@@ -245,7 +249,8 @@ int input_read(int fd, int ignore_dots, struct message *msg, struct error *err)
 			lineno++;
 			if (partial.len > 0) {
 				buf_append(&partial, p, (size_t)(nl - p));
-				rc = take_line(&mb, partial.data, partial.len, ignore_dots, &done, err);
+				rc = take_line(&mb, partial.data, partial.len, ignore_dots, &done,
+					       err);
 				buf_reset(&partial);
 			} else {
 				rc = take_line(&mb, p, (size_t)(nl - p), ignore_dots, &done, err);

@@ -31,11 +31,10 @@
  *	already unstuffed), then msgbuild_finish(). It splits the header
  *	section from the body: header fields and their continuation lines
  *	(header_field_name() and header_is_continuation(), header.h: the one
- *	grammar, "BCC : x" included) form the header; the first empty line is the separator (consumed);
- *	a first line that is neither a field nor a continuation starts the
- *	body (a message without headers, as curl sends). Bodies beyond
- *	INPUT_SPILL_BYTES are moved to an unlinked temporary file in $TMPDIR
- *	(or /tmp), so memory stays bounded whatever the message size.
+ *	grammar, "BCC : x" included) form the header; the first empty line is the separator
+ *(consumed); a first line that is neither a field nor a continuation starts the body (a message
+ *without headers, as curl sends). Bodies beyond INPUT_SPILL_BYTES are moved to an unlinked
+ *temporary file in $TMPDIR (or /tmp), so memory stays bounded whatever the message size.
  *	msgbuild_abort() releases a half-built message (the caller's msg is
  *	then reset). The mbox "From " line is dropped only from command-line
  *	input: the -bs server sets keep_from_line after msgbuild_init(), as
@@ -70,10 +69,10 @@
 
 struct msgbuild {
 	struct message *msg;
-	struct buf wbuf;	/* pending body bytes once spilled */
-	int state;		/* 0 first line, 1 header, 2 body */
+	struct buf wbuf; /* pending body bytes once spilled */
+	int state;	 /* 0 first line, 1 header, 2 body */
 	int spilled;
-	int keep_from_line;	/* SMTP DATA: a first "From " line is data (Postfix keeps it) */
+	int keep_from_line; /* SMTP DATA: a first "From " line is data (Postfix keeps it) */
 };
 
 int input_read(int fd, int ignore_dots, struct message *msg, struct error *err);

@@ -129,7 +129,7 @@ static struct {
 	struct anonymizer *an;
 	int syslog_open;
 	void (*clock)(struct timespec *ts);
-	char host[256];			/* JSON "host": the pod name in Kubernetes */
+	char host[256]; /* JSON "host": the pod name in Kubernetes */
 } L = {LOG_LEVEL_INFO, LOG_FORMAT_PLAIN, {{TARGET_FD, 2}}, 1, 0, 0, 0, ""};
 
 static const char *level_name[] = {"debug", "info", "warning", "error"};
@@ -357,7 +357,7 @@ void log_delivery(const struct log_record *rec)
 		return;
 	if (L.format == LOG_FORMAT_PLAIN) {
 		buf_put_sanitized(&plain, rec->queue_id ? rec->queue_id : "NOQUEUE",
-			      strlen(rec->queue_id ? rec->queue_id : "NOQUEUE"));
+				  strlen(rec->queue_id ? rec->queue_id : "NOQUEUE"));
 		buf_puts(&plain, ": from=<");
 		anonymize_address(L.an, &a, from, strlen(from));
 		buf_put_sanitized(&plain, a.data ? a.data : "", a.len);
@@ -371,7 +371,7 @@ void log_delivery(const struct log_record *rec)
 		}
 		buf_puts(&plain, ", relay=");
 		buf_put_sanitized(&plain, rec->relay ? rec->relay : "none",
-			      strlen(rec->relay ? rec->relay : "none"));
+				  strlen(rec->relay ? rec->relay : "none"));
 		buf_printf(&plain, ", delay=%.2f, size=%llu", delay_value(rec->delay), rec->size);
 		if (rec->dsn) {
 			buf_puts(&plain, ", dsn=");
@@ -379,7 +379,7 @@ void log_delivery(const struct log_record *rec)
 		}
 		buf_puts(&plain, ", status=");
 		buf_put_sanitized(&plain, rec->status ? rec->status : "unknown",
-			      strlen(rec->status ? rec->status : "unknown"));
+				  strlen(rec->status ? rec->status : "unknown"));
 		if (rec->text && *rec->text) {
 			buf_reset(&a);
 			anonymize_text(L.an, &a, rec->text, strlen(rec->text));

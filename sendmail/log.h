@@ -66,15 +66,15 @@ struct log_record {
 	const char *queue_id;
 	const char *from;
 	const struct strlist *to;
-	const char *relay;		/* host:port, or NULL */
-	const char *status;		/* "sent", "queued", "deferred", "bounced", "failed" */
-	const char *dsn;		/* "2.0.0", or NULL */
-	double delay;			/* seconds since submission */
+	const char *relay;  /* host:port, or NULL */
+	const char *status; /* "sent", "queued", "deferred", "bounced", "failed" */
+	const char *dsn;    /* "2.0.0", or NULL */
+	double delay;	    /* seconds since submission */
 	unsigned long long size;
-	const char *text;		/* relay reply or reason */
-	int skip_stderr;		/* the caller prints this outcome on stderr itself */
-	unsigned long uid;		/* the submitter, when has_uid is set */
-	int has_uid;			/* 0: the real uid of this process */
+	const char *text;  /* relay reply or reason */
+	int skip_stderr;   /* the caller prints this outcome on stderr itself */
+	unsigned long uid; /* the submitter, when has_uid is set */
+	int has_uid;	   /* 0: the real uid of this process */
 };
 
 void log_setup(const struct config *cfg);

@@ -155,7 +155,8 @@ static void log_outcome(enum log_level level, const char *queue_id, const struct
 	rec.relay = res ? res->relay : 0;
 	rec.status = status;
 	rec.dsn = res && res->dsn[0] ? res->dsn : 0;
-	rec.delay = (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+	rec.delay =
+	    (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 	rec.size = msg ? message_size(msg) : 0;
 	rec.text = text;
 	/* A failure gets main's one line on stderr; the record goes to the other targets. */
@@ -219,7 +220,7 @@ static int queue_deferred(const struct config *cfg, const struct envelope *env,
 		return 0;
 	error_clear(&qerr);
 	deferred_text(&why, res, res->deferred.n);
-	rest.rcpts = res->deferred;	/* borrowed: spool_store copies what it keeps */
+	rest.rcpts = res->deferred; /* borrowed: spool_store copies what it keeps */
 	if (cfg->queue_mode != QUEUE_NEVER &&
 	    spool_store(cfg, &rest, msg, queue_id,
 			res->deferred_replies.n ? res->deferred_replies.v[0] : 0, &qerr) == 0) {
@@ -255,9 +256,9 @@ static int queue_deferred(const struct config *cfg, const struct envelope *env,
  * was queued. session may be NULL (one-shot).
  */
 static int deliver_or_queue(struct config *cfg, struct smtp_session **session,
-			    const struct envelope *env, const struct message *msg, const char *queue_id,
-			    const struct timespec *start, struct smtp_result *res, int *queued,
-			    struct error *err)
+			    const struct envelope *env, const struct message *msg,
+			    const char *queue_id, const struct timespec *start,
+			    struct smtp_result *res, int *queued, struct error *err)
 {
 	struct error qerr;
 	int rc;
@@ -330,7 +331,7 @@ static void submit_from_cmdline(struct submit *sub, const struct cmdline *cl,
 	sub->ignore_dots = cl->ignore_dots;
 	sub->sender = cl->sender;
 	sub->fullname = cl->fullname;
-	sub->rcpts = cl->args;	/* borrowed */
+	sub->rcpts = cl->args; /* borrowed */
 	sub->user = c->user;
 	sub->uid = c->uid;
 	sub->hostname = c->hostname;
@@ -416,8 +417,8 @@ static void bs_reply(struct buf *reply, const struct smtp_result *res, const str
 
 	buf_reset(reply);
 	/* The relay's own reply, when it is what failed, reaches the client as it is. */
-	if (r && (r[0] == '4' || r[0] == '5') && r[1] >= '0' && r[1] <= '9' && r[3] == ' '
-	    && ((r[0] == '4') == (err->temporary != 0)))
+	if (r && (r[0] == '4' || r[0] == '5') && r[1] >= '0' && r[1] <= '9' && r[3] == ' ' &&
+	    ((r[0] == '4') == (err->temporary != 0)))
 		buf_puts(reply, r);
 	else if (err->temporary)
 		buf_printf(reply, "451 4.3.0 %s", err->text);
@@ -464,10 +465,12 @@ static int bs_deliver(void *vctx, struct envelope *env, struct message *msg, str
 	if (rc == 0) {
 		buf_reset(reply);
 		if (queued)
-			buf_printf(reply, "250 2.0.0 Ok: queued as %s (relay unavailable, will retry)",
+			buf_printf(reply,
+				   "250 2.0.0 Ok: queued as %s (relay unavailable, will retry)",
 				   queue_id);
 		else if (res.reply && res.reply[0] == '2')
-			buf_puts(reply, res.reply);	/* the relay's own queue id reaches the client */
+			buf_puts(reply,
+				 res.reply); /* the relay's own queue id reaches the client */
 		else
 			buf_printf(reply, "250 2.0.0 Ok: queued as %s", queue_id);
 	} else {

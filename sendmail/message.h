@@ -57,40 +57,40 @@
 
 struct body {
 	struct buf mem;
-	int fd;				/* -1, or a file holding the body bytes ... */
-	unsigned long long fd_offset;	/* ... starting at this offset (spool files) */
-	unsigned long long len;		/* total body bytes */
+	int fd;			      /* -1, or a file holding the body bytes ... */
+	unsigned long long fd_offset; /* ... starting at this offset (spool files) */
+	unsigned long long len;	      /* total body bytes */
 };
 
 struct message {
 	struct buf header;
 	struct body body;
-	int has_8bit;			/* a byte >= 0x80 in header or body */
-	int has_nul;			/* a NUL byte somewhere */
-	size_t longest_line;		/* longest line, without CRLF */
+	int has_8bit;	     /* a byte >= 0x80 in header or body */
+	int has_nul;	     /* a NUL byte somewhere */
+	size_t longest_line; /* longest line, without CRLF */
 };
 
 struct envelope {
-	char *sender;			/* "" = <> */
+	char *sender; /* "" = <> */
 	struct strlist rcpts;
-	char *dsn_notify;		/* -N: "failure,delay" / "never" */
-	char *dsn_ret;			/* -R: "hdrs" / "full" */
-	char *dsn_envid;		/* -V */
-	int smtputf8;			/* an address is not ASCII */
+	char *dsn_notify; /* -N: "failure,delay" / "never" */
+	char *dsn_ret;	  /* -R: "hdrs" / "full" */
+	char *dsn_envid;  /* -V */
+	int smtputf8;	  /* an address is not ASCII */
 };
 
 struct submit {
-	int extract_recipients;		/* -t */
-	int ignore_dots;		/* -i / -oi */
-	const char *sender;		/* -f / -r, NULL when not given, "" for <> */
-	const char *fullname;		/* -F */
-	struct strlist rcpts;		/* argv recipients, comma lists already split */
-	const char *user;		/* invoking login name ("root", "www-data") */
+	int extract_recipients; /* -t */
+	int ignore_dots;	/* -i / -oi */
+	const char *sender;	/* -f / -r, NULL when not given, "" for <> */
+	const char *fullname;	/* -F */
+	struct strlist rcpts;	/* argv recipients, comma lists already split */
+	const char *user;	/* invoking login name ("root", "www-data") */
 	unsigned long uid;
-	const char *hostname;		/* our host name, for Received and defaults */
-	const char *queue_id;		/* for the Received header and the log */
+	const char *hostname; /* our host name, for Received and defaults */
+	const char *queue_id; /* for the Received header and the log */
 	const char *dsn_notify, *dsn_ret, *dsn_envid;
-	int bs_mode;			/* submitted through -bs: envelope given by MAIL/RCPT */
+	int bs_mode; /* submitted through -bs: envelope given by MAIL/RCPT */
 };
 
 void message_init(struct message *msg);

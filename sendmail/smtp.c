@@ -420,7 +420,8 @@ static int fail_reply(struct smtp_session *s, struct error *err, const struct sm
 
 	reply_show(&b, r);
 	if (r->code >= 500 && is_too_big(r))
-		/* A message too big is a data error (65, relayshim(8) EXIT STATUS), whoever finds out. */
+		/* A message too big is a data error (65, relayshim(8) EXIT STATUS), whoever finds
+		 * out. */
 		status = fail(err, EX_DATAERR, 0, "relay %s %s: %s", s->relay, what, b.data);
 	else if (r->code >= 500)
 		status = fail(err, perm_status, 0, "relay %s %s: %s", s->relay, what, b.data);

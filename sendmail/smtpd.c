@@ -7,12 +7,11 @@
  *	#include "smtpd.h"
  * DESCRIPTION
  *	See smtpd.h for the contract and the protocol decisions. The clients
- *	this must serve, and what each of them does: Symfony/Laravel/Nextcloud run "sendmail -bs", say HELO,
- *	send several transactions without RSET and NOOP after idling; Python
- *	smtplib and Django use lower-case verbs and "size="; nodemailer and
- *	swaks --pipeline send MAIL, RCPT and DATA in one write, and nodemailer
- *	closes after the final 250 without QUIT; curl sends an odd EHLO
- *	argument, bare LFs and no headers.
+ *	this must serve, and what each of them does: Symfony/Laravel/Nextcloud run "sendmail -bs",
+ *say HELO, send several transactions without RSET and NOOP after idling; Python smtplib and Django
+ *use lower-case verbs and "size="; nodemailer and swaks --pipeline send MAIL, RCPT and DATA in one
+ *write, and nodemailer closes after the final 250 without QUIT; curl sends an odd EHLO argument,
+ *bare LFs and no headers.
  *
  *	Input is read in large chunks into one buffer and cut into lines
  *	there, so pipelined commands cost one read(2). Replies collect in an
@@ -1561,9 +1560,8 @@ int smtpd_daemon_limits(const struct config *cfg, const struct smtpd_limits *lim
 
 	error_clear(err);
 	memset(&d, 0, sizeof(d));
-	rc = endpoint_parse(cfg->intercept && *cfg->intercept ? cfg->intercept
-								     : DEFAULT_INTERCEPT,
-				   &eps, &neps, err);
+	rc = endpoint_parse(cfg->intercept && *cfg->intercept ? cfg->intercept : DEFAULT_INTERCEPT,
+			    &eps, &neps, err);
 	if (rc)
 		return rc;
 	if ((rc = daemon_listen(&d, eps, neps, err)) != 0)

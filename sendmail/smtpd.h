@@ -110,8 +110,8 @@
  *	hidden behind an ambiguous one. A client that ends its data with a
  *	bare-LF "." is not answered until the idle timeout, as with Postfix.
  *	Lone CRs inside a line are relayed as they are (the message
- *	bytes are passed on unchanged): a receiver behind the relay that took a lone CR as a line end
- *	would see lines we did not; Postfix does not.
+ *	bytes are passed on unchanged): a receiver behind the relay that took a lone CR as a line
+ *end would see lines we did not; Postfix does not.
  *
  *	Bounds (they go into relayshim(8)):
  *	SMTPD_LINE_MAX		4096 bytes per command line, line ending
@@ -211,15 +211,15 @@ struct smtpd_ops {
 };
 
 struct smtpd_limits {
-	size_t line_max;	  /* SMTPD_LINE_MAX */
-	size_t data_line_max;	  /* SMTPD_DATA_LINE_MAX */
-	size_t rcpt_max;	  /* SMTPD_RCPT_MAX */
-	unsigned errors_max;	  /* SMTPD_ERRORS_MAX */
-	unsigned idle_timeout_ms; /* SMTPD_IDLE_TIMEOUT * 1000 */
-	unsigned daemon_children; /* SMTPD_DAEMON_CHILDREN */
+	size_t line_max;		 /* SMTPD_LINE_MAX */
+	size_t data_line_max;		 /* SMTPD_DATA_LINE_MAX */
+	size_t rcpt_max;		 /* SMTPD_RCPT_MAX */
+	unsigned errors_max;		 /* SMTPD_ERRORS_MAX */
+	unsigned idle_timeout_ms;	 /* SMTPD_IDLE_TIMEOUT * 1000 */
+	unsigned daemon_children;	 /* SMTPD_DAEMON_CHILDREN */
 	unsigned daemon_client_children; /* SMTPD_DAEMON_CLIENT_CHILDREN (0: no cap) */
-	unsigned junk_max;	  /* SMTPD_JUNK_MAX (0: no limit) */
-	unsigned drain_ms;	  /* SMTPD_DRAIN_SECONDS * 1000 */
+	unsigned junk_max;		 /* SMTPD_JUNK_MAX (0: no limit) */
+	unsigned drain_ms;		 /* SMTPD_DRAIN_SECONDS * 1000 */
 };
 
 void smtpd_limits_default(struct smtpd_limits *lim);

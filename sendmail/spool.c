@@ -57,14 +57,15 @@
 #include "spool.h"
 #include "spool_entry.h"
 
-#define SPOOL_ENVELOPE_MAX	(8 * 1024 * 1024)	/* envelope text of one entry: 1000
-							 * addresses of 2 KiB, escaped, fit */
-#define SPOOL_TMP_MAX_AGE	3600			/* seconds before tmp/ debris goes */
-#define SPOOL_STREAK_MAX	3			/* temporary failures that end a pass */
-#define SPOOL_COPY_CHUNK	(256 * 1024)
-#define SPOOL_AREA_NAMES	8			/* "UID", "UID.1" ... "UID.7" */
-#define SPOOL_AREA_BUDGET	200			/* delivery attempts per area and pass */
-#define SPOOL_WARN_MAX		10			/* warnings of one kind per scan */
+#define SPOOL_ENVELOPE_MAX                                                                         \
+	(8 * 1024 * 1024)      /* envelope text of one entry: 1000                                 \
+				* addresses of 2 KiB, escaped, fit */
+#define SPOOL_TMP_MAX_AGE 3600 /* seconds before tmp/ debris goes */
+#define SPOOL_STREAK_MAX 3     /* temporary failures that end a pass */
+#define SPOOL_COPY_CHUNK (256 * 1024)
+#define SPOOL_AREA_NAMES 8    /* "UID", "UID.1" ... "UID.7" */
+#define SPOOL_AREA_BUDGET 200 /* delivery attempts per area and pass */
+#define SPOOL_WARN_MAX 10     /* warnings of one kind per scan */
 
 static spool_transport_fn spool_transport;
 
@@ -252,8 +253,8 @@ static int id_valid(const char *id)
 	for (size_t i = 0; i < n; i++) {
 		char c = id[i];
 
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-		      || c == '_' || c == '-'))
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-'))
 			return 0;
 	}
 	return 1;
@@ -293,7 +294,7 @@ static void envelope_text(struct buf *out, double created, const struct envelope
 
 	spool_entry_init(&e);
 	e.created = created;
-	e.env = *env;			/* borrowed: not freed below */
+	e.env = *env; /* borrowed: not freed below */
 	e.has_8bit = msg->has_8bit;
 	e.has_nul = msg->has_nul;
 	e.longest = msg->longest_line;
@@ -322,7 +323,7 @@ static int read_envelope_text(int fd, struct buf *out)
 			return -1;
 		}
 		if (r == 0) {
-			errno = EIO;			/* no empty line: truncated */
+			errno = EIO; /* no empty line: truncated */
 			return -1;
 		}
 		out->len += (size_t)r;
@@ -383,8 +384,8 @@ static int entry_read(int qdir, int fd, const char *id, struct spool_entry *e)
 	int rc = -1;
 
 	snprintf(e->id, sizeof(e->id), "%s", id);
-	if (fstat(fd, &sb) != 0 || read_envelope_text(fd, &text) != 0
-	    || spool_entry_parse(text.data, text.len, e) != 0)
+	if (fstat(fd, &sb) != 0 || read_envelope_text(fd, &text) != 0 ||
+	    spool_entry_parse(text.data, text.len, e) != 0)
 		goto out;
 	e->owner = sb.st_uid;
 	/* A file shorter than its envelope promises was cut short: corrupt. */
@@ -432,11 +433,11 @@ static int entry_message(int fd, const struct spool_entry *e, struct message *ms
 
 struct spool_area {
 	uid_t uid;
-	int dir;			/* dir/UID */
+	int dir; /* dir/UID */
 	int tmp;
 	int q;
 	int failed;
-	char *path;			/* "dir/UID", for messages */
+	char *path; /* "dir/UID", for messages */
 };
 
 /* area_init - nothing open */
@@ -508,13 +509,15 @@ static int spool_top_open(const char *top, int create, struct error *err)
 		/* mkdir() obeys the umask; the sticky world-writable mode is
 		 * the point (several users, no setuid), so set it outright. */
 		if (chmod(top, 01733) != 0) {
-			error_set(err, EX_CANTCREAT, "cannot set mode 1733 on queue directory %s: %s",
-				  top, strerror(errno));
+			error_set(err, EX_CANTCREAT,
+				  "cannot set mode 1733 on queue directory %s: %s", top,
+				  strerror(errno));
 			return -1;
 		}
 	} else if (create && errno != EEXIST) {
 		error_set(err, EX_CANTCREAT,
-			  "cannot create queue directory %s: %s (create it, mode 1733, or set [queue] dir)",
+			  "cannot create queue directory %s: %s (create it, mode 1733, or set "
+			  "[queue] dir)",
 			  top, strerror(errno));
 		return -1;
 	}
@@ -556,7 +559,8 @@ static void area_quarantine(int topfd, const char *top, const char *name, const 
 		log_msg(LOG_LEVEL_WARNING,
 			"moved %s/%s (owner uid %lu, mode %04o) out of the way to %s/%s: an area "
 			"belongs to the user it is named after, mode 0700",
-			top, name, (unsigned long)sb->st_uid, (unsigned)(sb->st_mode & 07777), top, to);
+			top, name, (unsigned long)sb->st_uid, (unsigned)(sb->st_mode & 07777), top,
+			to);
 }
 
 /* area_open_named - open one area name; 1 = no such name (not created) */
@@ -658,7 +662,8 @@ static int area_open(const char *top, uid_t uid, int create, struct spool_area *
 
 		area_name(name, sizeof(name), uid, k);
 		error_clear(err);
-		rc = area_open_named(topfd, top, name, uid, create, create && geteuid() == 0, a, err);
+		rc = area_open_named(topfd, top, name, uid, create, create && geteuid() == 0, a,
+				     err);
 		if (rc != 0 && create && geteuid() == 0)
 			rc = area_open_named(topfd, top, name, uid, create, 0, a, err);
 		if (rc > 1 && first.status == 0)
@@ -674,8 +679,8 @@ static int area_open(const char *top, uid_t uid, int create, struct spool_area *
 		*err = first;
 		return err->status;
 	}
-	return error_set(err, EX_CANTCREAT, "no queue area for uid %lu in %s",
-			 (unsigned long)uid, top);
+	return error_set(err, EX_CANTCREAT, "no queue area for uid %lu in %s", (unsigned long)uid,
+			 top);
 }
 
 /* area_adopt - root writes into another user's area: hand the file to its owner */
@@ -701,14 +706,14 @@ int spool_usable(const struct config *cfg, struct error *err)
 		return err->status;
 	if (fstatvfs(a.tmp, &vfs) == 0) {
 		if (vfs.f_flag & ST_RDONLY) {
-			error_set(err, EX_CANTCREAT, "queue directory %s is on a read-only file system",
-				  a.path);
+			error_set(err, EX_CANTCREAT,
+				  "queue directory %s is on a read-only file system", a.path);
 			area_close(&a);
 			return err->status;
 		}
 		if (vfs.f_bavail == 0 || (vfs.f_files > 0 && vfs.f_favail == 0)) {
-			error_set(err, EX_CANTCREAT, "queue directory %s is full (no free space or inodes)",
-				  a.path);
+			error_set(err, EX_CANTCREAT,
+				  "queue directory %s is full (no free space or inodes)", a.path);
 			area_close(&a);
 			return err->status;
 		}
@@ -783,9 +788,9 @@ static int store_in_area(const struct spool_area *a, const struct envelope *env,
 		goto fail_nofile;
 	}
 	what = "write";
-	if (util_write_all(fd, text.data, text.len) != 0
-	    || util_write_all(fd, msg->header.data ? msg->header.data : "", msg->header.len) != 0
-	    || util_write_all(fd, "\r\n", 2) != 0 || write_body(fd, msg) != 0)
+	if (util_write_all(fd, text.data, text.len) != 0 ||
+	    util_write_all(fd, msg->header.data ? msg->header.data : "", msg->header.len) != 0 ||
+	    util_write_all(fd, "\r\n", 2) != 0 || write_body(fd, msg) != 0)
 		goto fail;
 	spool_crash_point("store-written");
 	what = "fsync";
@@ -871,8 +876,9 @@ int spool_store(const struct config *cfg, const struct envelope *env, const stru
 	} else {
 		spool_make_id(id, sizeof(id));
 		if (queue_id)
-			log_msg(LOG_LEVEL_WARNING, "queue id \"%s\" is not a safe file name; stored as %s",
-				queue_id, id);
+			log_msg(LOG_LEVEL_WARNING,
+				"queue id \"%s\" is not a safe file name; stored as %s", queue_id,
+				id);
 	}
 	/* Under RLIMIT_FSIZE a write past the limit raises SIGXFSZ, whose
 	 * default action kills us silently; we want EFBIG and exit 73. */
@@ -1086,8 +1092,8 @@ static void notice_send(const struct config *cfg, const struct spool_entry *e, i
 	if (longest_line(&nmsg.body.mem) > nmsg.longest_line)
 		nmsg.longest_line = longest_line(&nmsg.body.mem);
 	if (spool_store(cfg, &nenv, &nmsg, id, 0, &nerr) != 0)
-		log_msg(LOG_LEVEL_ERROR, "%s: cannot queue the failure notice to <%s>: %s", e->id, to,
-			nerr.text);
+		log_msg(LOG_LEVEL_ERROR, "%s: cannot queue the failure notice to <%s>: %s", e->id,
+			to, nerr.text);
 	else
 		log_msg(LOG_LEVEL_INFO, "%s: failure notice %s queued for <%s>", e->id, id, to);
 	buf_free(&orig);
@@ -1113,7 +1119,7 @@ static void log_result(enum log_level level, const struct spool_entry *e, const 
 	rec.delay = spool_now() - e->created;
 	rec.size = e->header_len + 2 + e->body_len;
 	rec.text = text;
-	rec.uid = (unsigned long)e->owner;	/* root's worker: the submitter, not root */
+	rec.uid = (unsigned long)e->owner; /* root's worker: the submitter, not root */
 	rec.has_uid = 1;
 	log_delivery(&rec);
 }
@@ -1167,21 +1173,21 @@ static void entry_give_up(const struct config *cfg, const struct spool_area *a, 
  * ==================================================================== */
 
 enum entry_result {
-	ENTRY_DONE,			/* delivered and removed */
-	ENTRY_DEFERRED,			/* tried, temporary failure, still queued */
-	ENTRY_FAILED,			/* given up: failed/ */
-	ENTRY_NOT_DUE,			/* not tried: next_try in the future */
-	ENTRY_BUSY,			/* locked by another deliverer */
-	ENTRY_GONE,			/* vanished (delivered by someone else) */
-	ENTRY_UNREADABLE,		/* not ours to read */
-	ENTRY_LOCAL_FAULT,		/* could not be read: retried later, not the relay's fault */
-	ENTRY_LEFT_TO_OWNER,		/* another user's, only its owner's worker may send it */
+	ENTRY_DONE,	     /* delivered and removed */
+	ENTRY_DEFERRED,	     /* tried, temporary failure, still queued */
+	ENTRY_FAILED,	     /* given up: failed/ */
+	ENTRY_NOT_DUE,	     /* not tried: next_try in the future */
+	ENTRY_BUSY,	     /* locked by another deliverer */
+	ENTRY_GONE,	     /* vanished (delivered by someone else) */
+	ENTRY_UNREADABLE,    /* not ours to read */
+	ENTRY_LOCAL_FAULT,   /* could not be read: retried later, not the relay's fault */
+	ENTRY_LEFT_TO_OWNER, /* another user's, only its owner's worker may send it */
 };
 
 /* The relay connection of one pass, and whether it could be opened at all. */
 struct relay_link {
 	struct smtp_session *session;
-	int unreachable;		/* the last attempt could not even connect */
+	int unreachable; /* the last attempt could not even connect */
 };
 
 /* failure_is_permanent - give up on the message? */
@@ -1207,9 +1213,8 @@ static int failure_is_permanent(const struct error *err)
 
 /* entry_send - one transaction, on the pass's relay session when there is one */
 
-static int entry_send(const struct config *cfg, struct relay_link *link,
-		      const struct envelope *env, const struct message *msg, struct smtp_result *res,
-		      struct error *err)
+static int entry_send(const struct config *cfg, struct relay_link *link, const struct envelope *env,
+		      const struct message *msg, struct smtp_result *res, struct error *err)
 {
 	if (link)
 		link->unreachable = 0;
@@ -1292,7 +1297,7 @@ static int entry_revalidate(const struct config *cfg, const struct spool_area *a
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = 0;
 	memset(&sub, 0, sizeof(sub));
-	sub.bs_mode = 1;			/* the envelope is the entry's */
+	sub.bs_mode = 1; /* the envelope is the entry's */
 	sub.user = user;
 	sub.uid = (unsigned long)a->uid;
 	sub.hostname = host;
@@ -1332,8 +1337,8 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 	}
 	/* Locked, but maybe after the previous holder removed or replaced
 	 * the entry: only the file still linked as q/ID is ours to send. */
-	if (fstat(fd, &fsb) != 0 || fstatat(a->q, id, &psb, AT_SYMLINK_NOFOLLOW) != 0
-	    || fsb.st_ino != psb.st_ino || fsb.st_dev != psb.st_dev) {
+	if (fstat(fd, &fsb) != 0 || fstatat(a->q, id, &psb, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    fsb.st_ino != psb.st_ino || fsb.st_dev != psb.st_dev) {
 		close(fd);
 		return ENTRY_GONE;
 	}
@@ -1342,10 +1347,12 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		struct strlist none = STRLIST_INIT;
 
 		snprintf(e.id, sizeof(e.id), "%s", id);
-		entry_give_up(cfg, a, fd, &e, "corrupt queue entry (unreadable envelope)", &none, 0, 0);
+		entry_give_up(cfg, a, fd, &e, "corrupt queue entry (unreadable envelope)", &none, 0,
+			      0);
 		spool_entry_free(&e);
 		close(fd);
-		error_set(err, EX_DATAERR, "queue entry %s is corrupt; moved to %s/failed", id, a->path);
+		error_set(err, EX_DATAERR, "queue entry %s is corrupt; moved to %s/failed", id,
+			  a->path);
 		return ENTRY_FAILED;
 	}
 	now = spool_now();
@@ -1359,8 +1366,9 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 	/* An entry we could send but not remove (spool remounted read-only)
 	 * would go out again at every pass: leave it alone until it can. */
 	if (faccessat(a->q, ".", W_OK, AT_EACCESS) != 0) {
-		log_msg(LOG_LEVEL_WARNING, "%s: not delivering: cannot remove it afterwards from %s/q: %s",
-			id, a->path, strerror(errno));
+		log_msg(LOG_LEVEL_WARNING,
+			"%s: not delivering: cannot remove it afterwards from %s/q: %s", id,
+			a->path, strerror(errno));
 		if (now + spool_retry_base() < *next_due)
 			*next_due = now + spool_retry_base();
 		spool_entry_free(&e);
@@ -1374,7 +1382,8 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		buf_printf(&why, "message expired after %.0f seconds in the queue (max_age %lu s)",
 			   now - e.created, cfg->queue_max_age_s);
 		if (e.last_error || e.first_error)
-			buf_printf(&why, "; last error: %s", e.last_error ? e.last_error : e.first_error);
+			buf_printf(&why, "; last error: %s",
+				   e.last_error ? e.last_error : e.first_error);
 		for (size_t i = 0; i < e.env.rcpts.n; i++)
 			if (!strlist_contains_ci(&e.done, e.env.rcpts.v[i]))
 				strlist_add(&left, e.env.rcpts.v[i]);
@@ -1400,21 +1409,21 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 	smtp_result_init(&res);
 	message_init(&msg);
 	if (denv.rcpts.n == 0) {
-		rc = 0;				/* every recipient done: only the removal was missing */
+		rc = 0; /* every recipient done: only the removal was missing */
 	} else if (entry_message(fd, &e, &msg) != 0) {
 		error_set(err, EX_IOERR, "cannot read queue entry %s/q/%s: %s", a->path, id,
 			  strerror(errno));
 		err->temporary = 1;
 		rc = EX_IOERR;
 		local_fault = 1;
-	} else if (a->uid != geteuid() && *denv.sender == 0 && cfg->allowed_sender_domains.n > 0
-		   && !cfg->allow_null_sender) {
+	} else if (a->uid != geteuid() && *denv.sender == 0 && cfg->allowed_sender_domains.n > 0 &&
+		   !cfg->allow_null_sender) {
 		/* A failure notice its owner's worker queued: our policy would
 		 * refuse the null sender and lose it; that worker sends it. */
 		result = ENTRY_LEFT_TO_OWNER;
 		goto done;
-	} else if (a->uid != geteuid()
-		   && (rc = entry_revalidate(cfg, a, &e, &msg, &denv, err)) != 0) {
+	} else if (a->uid != geteuid() &&
+		   (rc = entry_revalidate(cfg, a, &e, &msg, &denv, err)) != 0) {
 		/* Refused by our policy: nobody to notify but the sender it
 		 * claims, who may never have written it. */
 		struct strlist why = STRLIST_INIT;
@@ -1444,11 +1453,12 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 
 		spool_crash_point("deliver-after");
 		for (size_t i = 0; i < denv.rcpts.n; i++)
-			if (!strlist_contains_ci(&res.rejected, denv.rcpts.v[i])
-			    && !strlist_contains_ci(&res.deferred, denv.rcpts.v[i]))
+			if (!strlist_contains_ci(&res.rejected, denv.rcpts.v[i]) &&
+			    !strlist_contains_ci(&res.deferred, denv.rcpts.v[i]))
 				strlist_add(&accepted, denv.rcpts.v[i]);
 		if (accepted.n > 0)
-			log_result(LOG_LEVEL_INFO, &e, &accepted, "sent", res.relay, res.dsn, res.reply);
+			log_result(LOG_LEVEL_INFO, &e, &accepted, "sent", res.relay, res.dsn,
+				   res.reply);
 		if (res.deferred.n > 0) {
 			/* Partial: remember who is done, retry the others. */
 			for (size_t i = 0; i < accepted.n; i++)
@@ -1461,8 +1471,9 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 			hint_first_time(e.id, e.last_error ? e.last_error : e.first_error,
 					res.deferred_replies.n ? res.deferred_replies.v[0] : 0);
 			free(e.last_error);
-			e.last_error = util_strdup(res.deferred_replies.n ? res.deferred_replies.v[0]
-									  : "recipient deferred");
+			e.last_error =
+			    util_strdup(res.deferred_replies.n ? res.deferred_replies.v[0]
+							       : "recipient deferred");
 			state_write(a, &e, 1);
 			if (res.rejected.n > 0)
 				entry_give_up(cfg, a, fd, &e, "recipients refused by the relay",
@@ -1474,16 +1485,18 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 			err->temporary = 1;
 			result = ENTRY_DEFERRED;
 		} else if (res.rejected.n > 0) {
-			entry_give_up(cfg, a, fd, &e, "recipients refused by the relay", &res.rejected,
-				      &res.rejected_replies, 0);
+			entry_give_up(cfg, a, fd, &e, "recipients refused by the relay",
+				      &res.rejected, &res.rejected_replies, 0);
 			result = ENTRY_DONE;
 		} else {
 			char stname[SPOOL_ID_MAX + 4];
 
 			snprintf(stname, sizeof(stname), "%s.st", id);
 			if (unlinkat(a->q, id, 0) != 0 && errno != ENOENT)
-				log_msg(LOG_LEVEL_ERROR, "%s: delivered but cannot remove %s/q/%s: %s; "
-					"it may be sent again", id, a->path, id, strerror(errno));
+				log_msg(LOG_LEVEL_ERROR,
+					"%s: delivered but cannot remove %s/q/%s: %s; "
+					"it may be sent again",
+					id, a->path, id, strerror(errno));
 			(void)unlinkat(a->q, stname, 0);
 			spool_crash_point("deliver-removed");
 			/* Without this fsync a crash could bring the entry
@@ -1516,7 +1529,7 @@ done:
 	message_free(&msg);
 	envelope_free(&denv);
 	spool_entry_free(&e);
-	close(fd);				/* releases the lock */
+	close(fd); /* releases the lock */
 	return result;
 }
 
@@ -1586,7 +1599,8 @@ static void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 			if ((size_t)(dot - de->d_name) < sizeof(id)) {
 				memcpy(id, de->d_name, (size_t)(dot - de->d_name));
 				id[dot - de->d_name] = 0;
-				if (fstatat(a->q, id, &sb, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
+				if (fstatat(a->q, id, &sb, AT_SYMLINK_NOFOLLOW) != 0 &&
+				    errno == ENOENT)
 					(void)unlinkat(a->q, de->d_name, 0);
 			}
 		}
@@ -1613,8 +1627,8 @@ static void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 
 			if (de->d_name[0] == '.')
 				continue;
-			if (fstatat(a->tmp, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0
-			    && now - (double)sb.st_mtime > SPOOL_TMP_MAX_AGE)
+			if (fstatat(a->tmp, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    now - (double)sb.st_mtime > SPOOL_TMP_MAX_AGE)
 				(void)unlinkat(a->tmp, de->d_name, 0);
 		}
 		closedir(d);
@@ -1668,7 +1682,8 @@ static int scope_areas(const struct config *cfg, struct spool_area **out, size_t
 
 			area_name(name, sizeof(name), me, k);
 			error_clear(&ignored);
-			if (area_open_named(topfd, cfg->queue_dir, name, me, 0, 0, &a, &ignored) == 0) {
+			if (area_open_named(topfd, cfg->queue_dir, name, me, 0, 0, &a, &ignored) ==
+			    0) {
 				*out = util_realloc(*out, (*n + 1) * sizeof(a));
 				(*out)[(*n)++] = a;
 			}
@@ -1721,13 +1736,13 @@ struct pass_stats {
 	unsigned delivered;
 	unsigned deferred;
 	unsigned failed;
-	unsigned remaining;		/* entries left in scope after the pass */
+	unsigned remaining; /* entries left in scope after the pass */
 	unsigned tried;
-	unsigned streak;		/* consecutive connection failures */
-	int aborted;			/* stopped early: the relay looks down */
-	double next_due;		/* earliest next_try of what is left */
-	struct error last;		/* last delivery error */
-	struct error scope;		/* the spool itself was refused (spool_top_check) */
+	unsigned streak;    /* consecutive connection failures */
+	int aborted;	    /* stopped early: the relay looks down */
+	double next_due;    /* earliest next_try of what is left */
+	struct error last;  /* last delivery error */
+	struct error scope; /* the spool itself was refused (spool_top_check) */
 };
 
 /*
@@ -1748,7 +1763,7 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 	struct spool_area *areas;
 	size_t nareas;
 	struct error err;
-	struct relay_link link = {0, 0};	/* one relay connection per pass */
+	struct relay_link link = {0, 0}; /* one relay connection per pass */
 	unsigned areas_ended = 0, areas_tried = 0;
 
 	memset(st, 0, sizeof(*st));
@@ -1765,8 +1780,9 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 			enum entry_result r;
 
 			if (spool_time_is_up())
-				st->aborted = 1;	/* -q --deadline: what is left stays queued */
-			if (st->aborted || area_ended || (tried && strlist_contains_ci(tried, ids.v[i]))) {
+				st->aborted = 1; /* -q --deadline: what is left stays queued */
+			if (st->aborted || area_ended ||
+			    (tried && strlist_contains_ci(tried, ids.v[i]))) {
 				st->remaining++;
 				continue;
 			}
@@ -1776,10 +1792,10 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 				st->next_due = spool_now();
 				continue;
 			}
-			r = entry_deliver(cfg, &areas[ai], ids.v[i], force, wait_lock, &st->next_due,
-					  &link, &err);
-			if (r != ENTRY_GONE && r != ENTRY_UNREADABLE && r != ENTRY_NOT_DUE
-			    && r != ENTRY_BUSY && r != ENTRY_LEFT_TO_OWNER) {
+			r = entry_deliver(cfg, &areas[ai], ids.v[i], force, wait_lock,
+					  &st->next_due, &link, &err);
+			if (r != ENTRY_GONE && r != ENTRY_UNREADABLE && r != ENTRY_NOT_DUE &&
+			    r != ENTRY_BUSY && r != ENTRY_LEFT_TO_OWNER) {
 				budget--;
 				area_tried = 1;
 			}
@@ -1851,7 +1867,8 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 	scope_free(areas, nareas);
 }
 
-/* scope_count - how many entries this process could deliver (stops at limit); own = our areas only */
+/* scope_count - how many entries this process could deliver (stops at limit); own = our areas only
+ */
 
 static unsigned scope_count(const struct config *cfg, unsigned limit, int own)
 {
@@ -1943,7 +1960,8 @@ int spool_deliver(const struct config *cfg, const char *queue_id, struct error *
 		return 0;
 	default:
 		err->temporary = 1;
-		return error_set(err, EX_TEMPFAIL, "queue entry %s is busy; it stays queued", queue_id);
+		return error_set(err, EX_TEMPFAIL, "queue entry %s is busy; it stays queued",
+				 queue_id);
 	}
 }
 
@@ -2001,7 +2019,8 @@ static off_t kick_size(int dirfd)
 
 static void kick_worker(int dirfd)
 {
-	int fd = openat(dirfd, "kick", O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd =
+	    openat(dirfd, "kick", O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
 
 	if (fd >= 0) {
 		(void)!write(fd, "k", 1);
@@ -2078,7 +2097,8 @@ static void worker_main(const struct config *cfg, int dirfd, int lockfd)
 
 		if (seen > 65536) {
 			/* Keep the kick file small; a kick lost here only waits for the backoff. */
-			int kfd = openat(dirfd, "kick", O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+			int kfd =
+			    openat(dirfd, "kick", O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
 
 			if (kfd >= 0)
 				close(kfd);
@@ -2177,7 +2197,8 @@ static void worker_title(uid_t uid)
 		snprintf(title, sizeof(title), "sendmail: queue worker (uid %lu)",
 			 (unsigned long)uid);
 		memset(start, 0, cmdline.len);
-		memcpy(start, title, strlen(title) < cmdline.len - 1 ? strlen(title) : cmdline.len - 1);
+		memcpy(start, title,
+		       strlen(title) < cmdline.len - 1 ? strlen(title) : cmdline.len - 1);
 	}
 	buf_free(&cmdline);
 }
@@ -2342,8 +2363,8 @@ int spool_walk(const struct config *cfg, int brief, spool_visit_fn visit, void *
 
 			if (brief) {
 				/* The file's time stands for its creation: no read. */
-				if (fstatat(areas[ai].q, ids.v[i], &sb, AT_SYMLINK_NOFOLLOW) != 0
-				    || !S_ISREG(sb.st_mode) || sb.st_uid != areas[ai].uid)
+				if (fstatat(areas[ai].q, ids.v[i], &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+				    !S_ISREG(sb.st_mode) || sb.st_uid != areas[ai].uid)
 					continue;
 				memset(&info, 0, sizeof(info));
 				info.id = ids.v[i];
@@ -2417,7 +2438,8 @@ int spool_list(const struct config *cfg, struct buf *out, struct error *err)
 				continue;
 			spool_entry_init(&e);
 			if (entry_read(areas[ai].q, fd, ids.v[i], &e) != 0) {
-				buf_printf(out, "%-24s (corrupt entry, will be moved to failed/)\n\n",
+				buf_printf(out,
+					   "%-24s (corrupt entry, will be moved to failed/)\n\n",
 					   ids.v[i]);
 				spool_entry_free(&e);
 				close(fd);
@@ -2452,7 +2474,8 @@ int spool_list(const struct config *cfg, struct buf *out, struct error *err)
 				if (pw)
 					buf_printf(out, ", owner: %s", pw->pw_name);
 				else
-					buf_printf(out, ", owner: uid %lu", (unsigned long)areas[ai].uid);
+					buf_printf(out, ", owner: uid %lu",
+						   (unsigned long)areas[ai].uid);
 			}
 			buf_putc(out, '\n');
 			lasterr = e.last_error ? e.last_error : e.first_error;

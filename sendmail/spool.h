@@ -236,15 +236,15 @@
 /* One entry as spool_walk() shows it. */
 struct spool_info {
 	const char *id;
-	unsigned long owner;		/* uid of the area */
-	double created;			/* wall-clock seconds */
+	unsigned long owner; /* uid of the area */
+	double created;	     /* wall-clock seconds */
 	unsigned attempts;
-	double next_try;		/* wall-clock seconds; <= now: due */
-	const char *last_error;		/* the relay's last answer or why it gave none; NULL */
-	const char *sender;		/* "" null sender; NULL when corrupt */
-	size_t rcpts;			/* recipients still to deliver */
-	unsigned long long size;	/* message bytes */
-	int corrupt;			/* unreadable envelope: only id, owner, created */
+	double next_try;	 /* wall-clock seconds; <= now: due */
+	const char *last_error;	 /* the relay's last answer or why it gave none; NULL */
+	const char *sender;	 /* "" null sender; NULL when corrupt */
+	size_t rcpts;		 /* recipients still to deliver */
+	unsigned long long size; /* message bytes */
+	int corrupt;		 /* unreadable envelope: only id, owner, created */
 };
 
 typedef void (*spool_visit_fn)(void *ctx, const struct spool_info *info);

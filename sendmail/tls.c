@@ -99,11 +99,11 @@ static int tls_load(struct error *err)
 	static char why[256];
 
 	if (state == 0)
-		state = util_dl_open(TLS_LIBSSL, RTLD_LAZY | RTLD_LOCAL, tls_names, tls_slots,
-				     sizeof(tls_names) / sizeof(tls_names[0]), why,
-				     sizeof(why)) == 0
-			    ? 1
-			    : -1;
+		state =
+		    util_dl_open(TLS_LIBSSL, RTLD_LAZY | RTLD_LOCAL, tls_names, tls_slots,
+				 sizeof(tls_names) / sizeof(tls_names[0]), why, sizeof(why)) == 0
+			? 1
+			: -1;
 	if (state > 0)
 		return 0;
 	/* Temporary: the message is kept (queued) while someone fixes the install. */

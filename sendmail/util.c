@@ -195,8 +195,8 @@ int util_hex_value(int c)
 
 /* util_dl_open - load a library and resolve a table of symbols */
 
-int util_dl_open(const char *lib, int flags, const char *const *names, void *const *slots,
-		 size_t n, char *why, size_t whysize)
+int util_dl_open(const char *lib, int flags, const char *const *names, void *const *slots, size_t n,
+		 char *why, size_t whysize)
 {
 	void *h = dlopen(lib, flags);
 

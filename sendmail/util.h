@@ -87,7 +87,10 @@ struct strlist {
 	size_t cap;
 };
 
-#define STRLIST_INIT {0}
+#define STRLIST_INIT                                                                               \
+	{                                                                                          \
+		0                                                                                  \
+	}
 
 void strlist_add(struct strlist *l, const char *s);
 void strlist_add_nodup(struct strlist *l, char *s);
@@ -107,7 +110,7 @@ const char *util_next_item(const char **p, size_t *n);
 int util_hex_value(int c);
 int util_has_control(const char *s);
 int util_write_all(int fd, const void *p, size_t n);
-int util_dl_open(const char *lib, int flags, const char *const *names, void *const *slots,
-		 size_t n, char *why, size_t whysize);
+int util_dl_open(const char *lib, int flags, const char *const *names, void *const *slots, size_t n,
+		 char *why, size_t whysize);
 
 #endif

@@ -55,7 +55,9 @@ END_TEST
 
 START_TEST(debian_cron_comma_list_in_one_argument)
 {
-	ck_assert_int_eq(parse("-FCronDaemon", "-i", "-B8BITMIME", "-oem", "ops@example.org,second@example.org", NULL), 0);
+	ck_assert_int_eq(parse("-FCronDaemon", "-i", "-B8BITMIME", "-oem",
+			       "ops@example.org,second@example.org", NULL),
+			 0);
 	ck_assert_str_eq(cl.fullname, "CronDaemon");
 	ck_assert_uint_eq(cl.args.n, 2);
 	ck_assert_str_eq(cl.args.v[0], "ops@example.org");
@@ -65,7 +67,8 @@ END_TEST
 
 START_TEST(cronie_separate_sender_value)
 {
-	ck_assert_int_eq(parse("-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root", NULL), 0);
+	ck_assert_int_eq(
+	    parse("-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root", NULL), 0);
 	ck_assert_str_eq(cl.sender, "root");
 	ck_assert(cl.extract_recipients);
 }
@@ -80,7 +83,9 @@ END_TEST
 
 START_TEST(mutt_dsn_options_and_double_dash)
 {
-	ck_assert_int_eq(parse("-oem", "-oi", "-f", "me@example.com", "-N", "failure,delay", "-R", "hdrs", "--", "-odd@example.com", NULL), 0);
+	ck_assert_int_eq(parse("-oem", "-oi", "-f", "me@example.com", "-N", "failure,delay", "-R",
+			       "hdrs", "--", "-odd@example.com", NULL),
+			 0);
 	ck_assert_str_eq(cl.dsn_notify, "failure,delay");
 	ck_assert_str_eq(cl.dsn_ret, "hdrs");
 	ck_assert_uint_eq(cl.args.n, 1);
@@ -112,7 +117,9 @@ END_TEST
 
 START_TEST(line_break_in_sender_is_a_data_error)
 {
-	ck_assert_int_eq(parse("-f", "a@example.com\r\nBcc: victim@example.com", "x@example.com", NULL), EX_DATAERR);
+	ck_assert_int_eq(
+	    parse("-f", "a@example.com\r\nBcc: victim@example.com", "x@example.com", NULL),
+	    EX_DATAERR);
 }
 END_TEST
 

@@ -176,8 +176,7 @@ static const struct sample {
      "'\"Ops Team\" <ops@example.com>'"},
     {"rewrite", "envelope_from", "user", "user", "user"},
     {"rewrite", "header_tag", "prod-eu-1", "prod-eu-1", "prod-eu-1"},
-    {"rewrite", "redirect_to", "qa@example.com, dev", "qa@example.com dev",
-     "qa@example.com dev"},
+    {"rewrite", "redirect_to", "qa@example.com, dev", "qa@example.com dev", "qa@example.com dev"},
     {"rewrite", "redirect_show_blind", "yes", "1", "yes"},
     {"rewrite", "always_bcc", "archive@example.com", "archive@example.com", "archive@example.com"},
     {"rewrite", "add_missing_headers", "no", "no", "no"},
@@ -374,7 +373,8 @@ START_TEST(file_overrides_default_and_environment_overrides_file)
 	ck_assert_int_eq(load("[relay]\ntls = none\nhelo = file.example\n", envp), 0);
 	ck_assert_int_eq(cfg.tls, TLS_IMPLICIT);
 	ck_assert_str_eq(cfg.helo, "file.example");
-	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "tls"), "# environment RELAYSHIM_TLS"));
+	ck_assert_ptr_nonnull(
+	    strstr(line_of(written(CONFIG_WRITE_CHECK), "tls"), "# environment RELAYSHIM_TLS"));
 	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "helo"), "# file "));
 	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "timeout"), "# default"));
 }
@@ -387,7 +387,8 @@ START_TEST(command_line_overrides_environment)
 	ck_assert_int_eq(load(0, envp), 0);
 	ck_assert_int_eq(config_set(&cfg, "relay", "tls", "none", &err), 0);
 	ck_assert_int_eq(cfg.tls, TLS_NONE);
-	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "tls"), "# command line"));
+	ck_assert_ptr_nonnull(
+	    strstr(line_of(written(CONFIG_WRITE_CHECK), "tls"), "# command line"));
 }
 END_TEST
 
@@ -1133,7 +1134,8 @@ START_TEST(write_config_leaves_the_default_port_to_be_derived_again)
 	ck_assert_int_eq(load("[relay]\nhost = a.example, b.example:2525\n", 0), 0);
 	ck_assert_int_eq(config_finish(&cfg, &err), 0);
 	ck_assert_str_eq(value_of(written(0), "host"), "a.example, b.example:2525");
-	ck_assert_ptr_nonnull(strstr(line_of(written(CONFIG_WRITE_CHECK), "host"), "a.example:25, b.example:2525"));
+	ck_assert_ptr_nonnull(
+	    strstr(line_of(written(CONFIG_WRITE_CHECK), "host"), "a.example:25, b.example:2525"));
 }
 END_TEST
 
@@ -1170,7 +1172,8 @@ START_TEST(config_check_redacts_the_hash_salt)
 
 	ck_assert_int_eq(load(0, envp), 0);
 	ck_assert_ptr_null(strstr(written(CONFIG_WRITE_CHECK), "pepper"));
-	ck_assert_str_eq(value_of(written(CONFIG_WRITE_CHECK), "anonymize"), "hash?salt=(set)&split=1");
+	ck_assert_str_eq(value_of(written(CONFIG_WRITE_CHECK), "anonymize"),
+			 "hash?salt=(set)&split=1");
 }
 END_TEST
 

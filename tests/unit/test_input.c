@@ -53,7 +53,8 @@ START_TEST(mixed_line_endings_become_crlf)
 {
 	char *b;
 
-	ck_assert_int_eq(FEED("To: a@example.com\r\nSubject: x\nX-A: 1\r\n\nline1\nline2\r\n", 1), 0);
+	ck_assert_int_eq(FEED("To: a@example.com\r\nSubject: x\nX-A: 1\r\n\nline1\nline2\r\n", 1),
+			 0);
 	ck_assert_str_eq(buf_cstr(&msg.header), "To: a@example.com\r\nSubject: x\r\nX-A: 1\r\n");
 	b = body_string();
 	ck_assert_str_eq(b, "line1\r\nline2\r\n");
@@ -140,7 +141,8 @@ END_TEST
 
 START_TEST(mbox_from_line_is_dropped)
 {
-	ck_assert_int_eq(FEED("From root@host Mon Jan  1 00:00:00 2024\nSubject: x\n\nbody\n", 1), 0);
+	ck_assert_int_eq(FEED("From root@host Mon Jan  1 00:00:00 2024\nSubject: x\n\nbody\n", 1),
+			 0);
 	ck_assert_str_eq(buf_cstr(&msg.header), "Subject: x\r\n");
 }
 END_TEST
@@ -177,7 +179,8 @@ END_TEST
 START_TEST(folded_header_continuation_stays_in_header)
 {
 	ck_assert_int_eq(FEED("To: a@example.com,\n b@example.com\nSubject: x\n\nbody\n", 1), 0);
-	ck_assert_str_eq(buf_cstr(&msg.header), "To: a@example.com,\r\n b@example.com\r\nSubject: x\r\n");
+	ck_assert_str_eq(buf_cstr(&msg.header),
+			 "To: a@example.com,\r\n b@example.com\r\nSubject: x\r\n");
 }
 END_TEST
 
@@ -275,8 +278,9 @@ START_TEST(obsolete_space_before_the_colon_stays_in_the_header)
 	ck_assert_int_eq(msgbuild_line(&mb, "", 0, &err), 0);
 	ck_assert_int_eq(msgbuild_line(&mb, "body", 4, &err), 0);
 	ck_assert_int_eq(msgbuild_finish(&mb, &err), 0);
-	ck_assert_str_eq(buf_cstr(&msg.header),
-			 "To: b@example.org\r\nBCC : hidden@example.org\r\nCc\t: c@example.org\r\n");
+	ck_assert_str_eq(
+	    buf_cstr(&msg.header),
+	    "To: b@example.org\r\nBCC : hidden@example.org\r\nCc\t: c@example.org\r\n");
 	ck_assert_str_eq(buf_cstr(&msg.body.mem), "body\r\n");
 }
 END_TEST

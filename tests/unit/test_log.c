@@ -106,7 +106,9 @@ START_TEST(plain_delivery_line_is_postfix_like)
 				 0.1234,
 				 1234,
 				 "250 2.0.0 Ok: queued as 9C3D",
-				 0, 0, 0};
+				 0,
+				 0,
+				 0};
 	char want[512];
 
 	use(LOG_FORMAT_PLAIN, 0);
@@ -124,9 +126,8 @@ END_TEST
 
 START_TEST(plain_delivery_without_queue_id_relay_or_dsn)
 {
-	struct log_record rec = {LOG_LEVEL_ERROR, 0, "", 0,  0,
-				 "failed",	  0, 0,	 10, "connect refused",
-				 0, 0, 0};
+	struct log_record rec = {LOG_LEVEL_ERROR,   0, "", 0, 0, "failed", 0, 0, 10,
+				 "connect refused", 0, 0,  0};
 	char want[512];
 
 	use(LOG_FORMAT_PLAIN, 0);
@@ -153,18 +154,21 @@ START_TEST(json_delivery_line_has_every_field)
 				 0.1234,
 				 1234,
 				 "250 2.0.0 Ok: queued as 9C3D",
-				 0, 0, 0};
+				 0,
+				 0,
+				 0};
 
 	char want[1024];
 
 	use(LOG_FORMAT_JSON, 0);
 	log_delivery(&rec);
-	snprintf(want, sizeof(want),
-		 "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"info\"%s,\"queue_id\":\"4F2A1B\","
-		 "\"from\":\"app@example.com\",\"to\":[\"dev@example.com\",\"ops@example.org\"],"
-		 "\"relay\":\"relay.example:25\",\"status\":\"sent\",\"dsn\":\"2.0.0\",\"delay\":0.123,"
-		 "\"size\":1234,\"message\":\"250 2.0.0 Ok: queued as 9C3D\"}\n",
-		 host_uid(getuid()));
+	snprintf(
+	    want, sizeof(want),
+	    "{\"time\":\"2026-03-04T05:06:07.089Z\",\"level\":\"info\"%s,\"queue_id\":\"4F2A1B\","
+	    "\"from\":\"app@example.com\",\"to\":[\"dev@example.com\",\"ops@example.org\"],"
+	    "\"relay\":\"relay.example:25\",\"status\":\"sent\",\"dsn\":\"2.0.0\",\"delay\":0.123,"
+	    "\"size\":1234,\"message\":\"250 2.0.0 Ok: queued as 9C3D\"}\n",
+	    host_uid(getuid()));
 	ck_assert_str_eq(logged(), want);
 	strlist_free(&to);
 }
@@ -172,8 +176,7 @@ END_TEST
 
 START_TEST(json_delivery_unknown_fields_are_null)
 {
-	struct log_record rec = {LOG_LEVEL_WARNING, 0, "", 0, 0, "deferred", 0, 1.5, 0, 0,
-				 0, 0, 0};
+	struct log_record rec = {LOG_LEVEL_WARNING, 0, "", 0, 0, "deferred", 0, 1.5, 0, 0, 0, 0, 0};
 
 	char want[1024];
 
@@ -204,8 +207,8 @@ END_TEST
 
 START_TEST(json_delivery_carries_the_submitters_uid)
 {
-	struct log_record rec = {LOG_LEVEL_INFO, "Q1", "a@example.com", 0, 0, "sent", 0, 0, 1, 0, 0,
-				 33, 1};
+	struct log_record rec = {
+	    LOG_LEVEL_INFO, "Q1", "a@example.com", 0, 0, "sent", 0, 0, 1, 0, 0, 33, 1};
 
 	/* Root's worker delivering www-data's queued mail: the line names www-data. */
 	use(LOG_FORMAT_JSON, 0);
@@ -467,7 +470,9 @@ START_TEST(delivery_line_addresses_are_anonymised)
 				 0,
 				 1,
 				 "554 5.7.1 <dev@example.com>: Recipient address rejected",
-				 0, 0, 0};
+				 0,
+				 0,
+				 0};
 
 	use(LOG_FORMAT_PLAIN, "smart");
 	log_delivery(&rec);
@@ -483,10 +488,19 @@ END_TEST
 START_TEST(json_delivery_addresses_are_anonymised)
 {
 	struct strlist to = two_rcpts();
-	struct log_record rec = {
-	    LOG_LEVEL_INFO, "Q1", "app@example.com", &to, "relay:25", "sent", "2.0.0", 0, 1,
-	    "250 ok",
-				 0, 0, 0};
+	struct log_record rec = {LOG_LEVEL_INFO,
+				 "Q1",
+				 "app@example.com",
+				 &to,
+				 "relay:25",
+				 "sent",
+				 "2.0.0",
+				 0,
+				 1,
+				 "250 ok",
+				 0,
+				 0,
+				 0};
 
 	use(LOG_FORMAT_JSON, "paranoid");
 	log_delivery(&rec);

@@ -392,7 +392,7 @@ START_TEST(collect_reads_the_spool_as_bp_sees_it)
 	ck_assert_int_eq(queue_status_collect(&cfg, 1, &qs, &e), 0);
 	ck_assert_uint_eq(qs.n, 2);
 	ck_assert_str_eq(qs.v[0].id, "AAA1");
-	ck_assert_ptr_null(qs.v[0].sender);		/* brief: not read */
+	ck_assert_ptr_null(qs.v[0].sender); /* brief: not read */
 	queue_status_free(&qs);
 	ck_assert_int_eq(queue_status_collect(&cfg, 0, &qs, &e), 0);
 	ck_assert_uint_eq(qs.n, 2);
@@ -491,8 +491,8 @@ START_TEST(flush_returns_by_its_deadline_even_when_a_delivery_hangs)
 	ck_assert_int_eq(queue_flush(&cfg, 1000, &e), EX_TEMPFAIL);
 	ck_assert_int_lt(net_now_ms() - t0, 1000);
 	/* About a second old by now: 0s or 1s. */
-	ck_assert_msg(strcmp(e.text, "2 messages left in the queue, oldest 0s") == 0
-			  || strcmp(e.text, "2 messages left in the queue, oldest 1s") == 0,
+	ck_assert_msg(strcmp(e.text, "2 messages left in the queue, oldest 0s") == 0 ||
+			  strcmp(e.text, "2 messages left in the queue, oldest 1s") == 0,
 		      "%s", e.text);
 }
 END_TEST

@@ -19,9 +19,9 @@
 #include "log.h"
 #include "spool.h"
 
-static char top[256];		/* temporary directory of one test */
-static char qdir[300];		/* top/spool: [queue] dir */
-static char area[340];		/* qdir/<our uid> */
+static char top[256];  /* temporary directory of one test */
+static char qdir[300]; /* top/spool: [queue] dir */
+static char area[340]; /* qdir/<our uid> */
 static struct config cfg;
 static struct error err;
 
@@ -31,8 +31,8 @@ enum mock_mode { MOCK_OK, MOCK_TEMP, MOCK_PERM, MOCK_CONFIG, MOCK_PARTIAL, MOCK_
 
 static enum mock_mode mock_mode;
 static int mock_calls;
-static struct buf mock_data;		/* header CRLF body of the last message */
-static struct strlist mock_rcpts;	/* recipients of the last call */
+static struct buf mock_data;	  /* header CRLF body of the last message */
+static struct strlist mock_rcpts; /* recipients of the last call */
 static char mock_sender[256];
 
 /* mock_log - one line per call in top/sent, so forked workers can report */
@@ -96,13 +96,15 @@ static int mock_deliver(const struct config *c, const struct envelope *env,
 		return 0;
 	case MOCK_TEMP:
 		e->temporary = 1;
-		return error_set(e, EX_TEMPFAIL, "relay 127.0.0.1:1 connect failed: Connection refused");
+		return error_set(e, EX_TEMPFAIL,
+				 "relay 127.0.0.1:1 connect failed: Connection refused");
 	case MOCK_PERM:
 		e->temporary = 0;
 		return error_set(e, EX_UNAVAILABLE, "relay refused at DATA: 554 5.7.1 no thanks");
 	case MOCK_CONFIG:
 		e->temporary = 0;
-		return error_set(e, EX_CONFIG, "credentials would go over an unprotected connection");
+		return error_set(e, EX_CONFIG,
+				 "credentials would go over an unprotected connection");
 	case MOCK_PARTIAL:
 		/* first recipient accepted, second refused 5xx, third deferred 4xx */
 		mock_log(env);
@@ -131,7 +133,7 @@ static void setup(void)
 	cfg.queue_dir = qdir;
 	cfg.queue_mode = QUEUE_FALLBACK;
 	cfg.queue_max_age_s = 5 * 86400;
-	cfg.log_level = LOG_LEVEL_ERROR + 1;	/* quiet */
+	cfg.log_level = LOG_LEVEL_ERROR + 1; /* quiet */
 	log_setup(&cfg);
 	error_clear(&err);
 	mock_mode = MOCK_OK;
@@ -312,9 +314,9 @@ START_TEST(a_fifo_and_a_directory_in_q_are_skipped_without_blocking)
 	snprintf(path, sizeof(path), "%s/q/ADIR", area);
 	ck_assert_int_eq(mkdir(path, 0700), 0);
 	snprintf(path, sizeof(path), "%s/q/GOOD1.st", area);
-	ck_assert_int_eq(mkfifo(path, 0600), 0);	/* a state file that is a FIFO */
+	ck_assert_int_eq(mkfifo(path, 0600), 0); /* a state file that is a FIFO */
 	mock_mode = MOCK_OK;
-	ck_assert_int_eq(spool_run(&cfg, &err), 0);	/* returns: nothing it could deliver is left */
+	ck_assert_int_eq(spool_run(&cfg, &err), 0); /* returns: nothing it could deliver is left */
 	ck_assert_int_eq(mock_calls, 1);
 	ck_assert_int_eq(count_dir(area, "failed", 0), 0);
 }
@@ -481,14 +483,14 @@ START_TEST(an_area_open_to_others_is_left_alone_and_the_next_name_used)
 
 	ck_assert_int_eq(mkdir(qdir, 01733), 0);
 	snprintf(path, sizeof(path), "%s/%lu", qdir, (unsigned long)geteuid());
-	ck_assert_int_eq(mkdir(path, 0755), 0);	/* open to others: never stored into */
+	ck_assert_int_eq(mkdir(path, 0755), 0); /* open to others: never stored into */
 	ck_assert_int_eq(spool_usable(&cfg, &err), 0);
 	store_one("PLANTED1", "s@example.com");
 	snprintf(alt, sizeof(alt), "%s.1/q/PLANTED1", path);
 	ck_assert_int_eq(stat(alt, &sb), 0);
 	ck_assert_int_eq(count_dir(path, "", 0), 0);
 	mock_mode = MOCK_OK;
-	ck_assert_int_eq(spool_run(&cfg, &err), 0);	/* -q finds it under the other name */
+	ck_assert_int_eq(spool_run(&cfg, &err), 0); /* -q finds it under the other name */
 	ck_assert_int_eq(mock_calls, 1);
 }
 END_TEST
@@ -535,11 +537,11 @@ static void store_and_die(const char *step, const char *id)
 	if (pid == 0) {
 		setenv("RELAYSHIM_TEST_CRASH_AT", step, 1);
 		store_one(id, "s@example.com");
-		_exit(0);			/* not reached when the step exists */
+		_exit(0); /* not reached when the step exists */
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-		      "no crash at step %s", step);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "no crash at step %s",
+		      step);
 }
 
 static void assert_no_entry_visible(void)
@@ -550,7 +552,7 @@ static void assert_no_entry_visible(void)
 	ck_assert_int_eq(spool_list(&cfg, &out, &err), 0);
 	ck_assert_ptr_nonnull(strstr(out.data, "Mail queue is empty"));
 	ck_assert_int_eq(spool_run(&cfg, &err), 0);
-	ck_assert_int_eq(mock_calls, 0);		/* nothing half-written is sent */
+	ck_assert_int_eq(mock_calls, 0); /* nothing half-written is sent */
 	buf_free(&out);
 }
 
@@ -572,7 +574,7 @@ static void assert_entry_complete(const char *id)
 START_TEST(crash_after_tmp_write_leaves_no_visible_entry)
 {
 	store_and_die("store-written", "CRASH1");
-	ck_assert_int_eq(count_dir(area, "tmp", 0), 1);	/* debris, invisible */
+	ck_assert_int_eq(count_dir(area, "tmp", 0), 1); /* debris, invisible */
 	assert_no_entry_visible();
 }
 END_TEST
@@ -629,8 +631,8 @@ static void run_and_die(const char *step)
 		_exit(0);
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-		      "no crash at step %s", step);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "no crash at step %s",
+		      step);
 }
 
 START_TEST(crash_before_sending_keeps_the_entry)
@@ -750,7 +752,8 @@ START_TEST(permanent_failure_moves_to_failed_and_notifies_the_sender)
 	ck_assert_str_eq(mock_sender, "");
 	ck_assert_uint_eq(mock_rcpts.n, 1);
 	ck_assert_str_eq(mock_rcpts.v[0], "s@example.com");
-	ck_assert_ptr_nonnull(strstr(mock_data.data, "From: Mail Delivery System <MAILER-DAEMON@example.com>"));
+	ck_assert_ptr_nonnull(
+	    strstr(mock_data.data, "From: Mail Delivery System <MAILER-DAEMON@example.com>"));
 	ck_assert_ptr_nonnull(strstr(mock_data.data, "Auto-Submitted: auto-replied"));
 	ck_assert_ptr_nonnull(strstr(mock_data.data, "Queue ID: P1"));
 	ck_assert_ptr_nonnull(strstr(mock_data.data, "Subject: test"));
@@ -859,7 +862,7 @@ START_TEST(a_locked_entry_is_not_sent_twice)
 		flock(cfd, LOCK_EX);
 		usleep(300000);
 		unlink(path);
-		_exit(0);			/* exit releases the lock */
+		_exit(0); /* exit releases the lock */
 	}
 	fd = open(path, O_RDONLY);
 	/* Until the child holds the lock: up to 10 s on a loaded machine. */
@@ -868,7 +871,7 @@ START_TEST(a_locked_entry_is_not_sent_twice)
 		usleep(10000);
 	}
 	close(fd);
-	ck_assert_int_eq(spool_run(&cfg, &err), 0);	/* waits for the lock, finds it gone */
+	ck_assert_int_eq(spool_run(&cfg, &err), 0); /* waits for the lock, finds it gone */
 	waitpid(pid, 0, 0);
 	ck_assert_int_eq(mock_calls, 0);
 }
@@ -934,7 +937,7 @@ START_TEST(kick_starts_a_worker_that_delivers_and_exits)
 	ck_assert_int_eq(sent_lines(), 2);
 	for (int i = 0; i < 100 && !lock_free(); i++)
 		usleep(20000);
-	ck_assert(lock_free());			/* the worker has exited */
+	ck_assert(lock_free()); /* the worker has exited */
 }
 END_TEST
 
@@ -959,16 +962,16 @@ START_TEST(worker_retries_with_backoff_until_the_relay_answers)
 	store_one("B1", "s@example.com");
 	mock_mode = MOCK_DOWN_WHILE_FLAG;
 	spool_kick(&cfg);
-	ck_assert(attempts_reach(2, 10));	/* base 0.05 s: retried without a kick */
+	ck_assert(attempts_reach(2, 10)); /* base 0.05 s: retried without a kick */
 	ck_assert_int_eq(spool_list(&cfg, &out, &err), 0);
 	ck_assert_ptr_nonnull(strstr(out.data, "relay down (flag file)"));
-	ck_assert(!lock_free());		/* a worker sleeps on it */
-	unlink(flag);				/* the relay is back */
-	ck_assert(wait_empty(5));		/* delivered without any further call */
+	ck_assert(!lock_free());  /* a worker sleeps on it */
+	unlink(flag);		  /* the relay is back */
+	ck_assert(wait_empty(5)); /* delivered without any further call */
 	ck_assert_int_eq(sent_lines(), 1);
 	for (int i = 0; i < 200 && !lock_free(); i++)
 		usleep(20000);
-	ck_assert(lock_free());			/* the worker saw the empty queue and left */
+	ck_assert(lock_free()); /* the worker saw the empty queue and left */
 	buf_free(&out);
 }
 END_TEST
@@ -978,18 +981,18 @@ START_TEST(a_kick_wakes_a_sleeping_worker)
 	char flag[400];
 	int fd;
 
-	setenv("RELAYSHIM_RETRY_BASE", "60", 1);	/* the next retry would be a minute away */
+	setenv("RELAYSHIM_RETRY_BASE", "60", 1); /* the next retry would be a minute away */
 	snprintf(flag, sizeof(flag), "%s/down", top);
 	fd = open(flag, O_CREAT | O_WRONLY, 0600);
 	close(fd);
 	store_one("K1", "s@example.com");
 	mock_mode = MOCK_DOWN_WHILE_FLAG;
 	spool_kick(&cfg);
-	ck_assert(attempts_reach(1, 10));	/* tried once, now asleep for a minute */
+	ck_assert(attempts_reach(1, 10)); /* tried once, now asleep for a minute */
 	ck_assert_int_eq(count_dir(area, "q", 0), 1);
 	ck_assert(!lock_free());
 	unlink(flag);
-	spool_kick(&cfg);			/* e.g. a later synchronous delivery succeeded */
+	spool_kick(&cfg); /* e.g. a later synchronous delivery succeeded */
 	ck_assert(wait_empty(3));
 	ck_assert_int_eq(sent_lines(), 1);
 	for (int i = 0; i < 200 && !lock_free(); i++)
@@ -1047,7 +1050,7 @@ START_TEST(the_worker_pid_is_recorded_and_the_worker_leaves_a_removed_spool)
 	store_one("G1", "s@example.com");
 	mock_mode = MOCK_DOWN_WHILE_FLAG;
 	spool_kick(&cfg);
-	pid = worker_pid();			/* there as soon as spool_kick() returns */
+	pid = worker_pid(); /* there as soon as spool_kick() returns */
 	ck_assert_int_gt(pid, 1);
 	ck_assert(!process_gone(pid));
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", qdir);
