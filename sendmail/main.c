@@ -174,17 +174,6 @@ static void log_rejected(const char *queue_id, const struct smtp_result *res)
 			i < res->rejected_replies.n ? res->rejected_replies.v[i] : "");
 }
 
-/* accepted_rcpts - the recipients the relay took: neither refused nor deferred */
-
-static void accepted_rcpts(struct strlist *out, const struct envelope *env,
-			   const struct smtp_result *res)
-{
-	for (size_t i = 0; i < env->rcpts.n; i++)
-		if (!strlist_contains_ci(&res->rejected, env->rcpts.v[i]) &&
-		    !strlist_contains_ci(&res->deferred, env->rcpts.v[i]))
-			strlist_add(out, env->rcpts.v[i]);
-}
-
 /*
  * deferred_text - "<a@b>: 451 4.2.0 busy; <c@d>: ..." for the first max
  * deferred recipients (the rest counted: the error stays one readable line)
@@ -284,7 +273,7 @@ static int deliver_or_queue(struct config *cfg, struct smtp_session **session,
 	if (rc == 0) {
 		struct strlist accepted = STRLIST_INIT;
 
-		accepted_rcpts(&accepted, env, res);
+		smtp_result_accepted(res, env, &accepted);
 		log_outcome(LOG_LEVEL_INFO, queue_id, env, &accepted, msg, res, "sent", res->reply,
 			    start);
 		strlist_free(&accepted);

@@ -346,6 +346,17 @@ void smtp_result_free(struct smtp_result *r)
 	smtp_result_init(r);
 }
 
+/* smtp_result_accepted - the recipients the relay took: neither refused nor deferred */
+
+void smtp_result_accepted(const struct smtp_result *r, const struct envelope *env,
+			  struct strlist *out)
+{
+	for (size_t i = 0; i < env->rcpts.n; i++)
+		if (!strlist_contains_ci(&r->rejected, env->rcpts.v[i]) &&
+		    !strlist_contains_ci(&r->deferred, env->rcpts.v[i]))
+			strlist_add(out, env->rcpts.v[i]);
+}
+
 /* fail - fill err with status, temporary flag and text */
 
 static int fail(struct error *err, int status, int temporary, const char *fmt, ...)

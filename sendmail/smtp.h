@@ -11,6 +11,8 @@
  *
  *	void	smtp_result_init(struct smtp_result *r);
  *	void	smtp_result_free(struct smtp_result *r);
+ *	void	smtp_result_accepted(const struct smtp_result *r,
+ *			const struct envelope *env, struct strlist *out);
  *
  *	int	smtp_session_open(struct smtp_session **out, const struct config *cfg,
  *			struct error *err);
@@ -45,6 +47,10 @@
  *	void	smtp_xtext(struct buf *out, const char *s);
  * DESCRIPTION
  *	The shape follows msmtp's smtp.h; errors follow our struct error.
+ *
+ *	smtp_result_accepted() appends to out the recipients of env that
+ *	the relay took: neither refused (r->rejected) nor deferred
+ *	(r->deferred), compared as those lists were filled.
  *	Everything a relay says is untrusted: reply lines are bounded
  *	(SMTP_REPLY_LINE_MAX bytes each, SMTP_REPLY_LINES_MAX lines per
  *	reply) and sanitised before they reach an error text or a result.
@@ -192,6 +198,8 @@ struct smtp_result {
 
 void smtp_result_init(struct smtp_result *r);
 void smtp_result_free(struct smtp_result *r);
+void smtp_result_accepted(const struct smtp_result *r, const struct envelope *env,
+			  struct strlist *out);
 
 int smtp_session_open(struct smtp_session **out, const struct config *cfg, struct error *err);
 int smtp_session_send(struct smtp_session *s, const struct envelope *env, const struct message *msg,

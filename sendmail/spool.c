@@ -1452,10 +1452,7 @@ static enum entry_result entry_deliver(const struct config *cfg, const struct sp
 		struct strlist accepted = STRLIST_INIT;
 
 		spool_crash_point("deliver-after");
-		for (size_t i = 0; i < denv.rcpts.n; i++)
-			if (!strlist_contains_ci(&res.rejected, denv.rcpts.v[i]) &&
-			    !strlist_contains_ci(&res.deferred, denv.rcpts.v[i]))
-				strlist_add(&accepted, denv.rcpts.v[i]);
+		smtp_result_accepted(&res, &denv, &accepted);
 		if (accepted.n > 0)
 			log_result(LOG_LEVEL_INFO, &e, &accepted, "sent", res.relay, res.dsn,
 				   res.reply);
