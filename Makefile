@@ -8,6 +8,8 @@
 #   make demo              local Postfix relay, one message via sendmail and via the shim
 #   make bench             relayshim against its peers (see bench/README.md)
 #   make fuzz              libFuzzer targets (clang)
+#   make format-check      clang-format --dry-run over the C sources
+#   make modgraph          module graph from nm, fails on a cycle
 #   make deb               Debian package (debian/, dpkg-buildpackage) in build/deb/
 #   make check-deb         install the package in a Debian container, mail through it
 
@@ -199,8 +201,20 @@ check-deb: deb
 	@sh tools/install-deb-deps.sh --test
 	@sh tests/deb/test_deb.sh build/deb
 
+# make format rewrites the files; make format-check only says which differ
+# (make check runs it as one counted check: tests/integration/test_tools.py).
+FORMAT_FILES = sendmail/*.[ch] shim/*.[ch] tests/unit/*.c tests/tools/*.c
+.PHONY: format-check modgraph
 format:
-	clang-format -i sendmail/*.[ch] shim/*.[ch] tests/unit/*.c tests/tools/*.c
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
+
+# make modgraph: the link-level module graph of sendmail (nm over the
+# objects), non-zero on a cycle; make check runs it too (test_tools.py).
+modgraph: $(LIB_OBJ) $(MAIN_OBJ)
+	@sh tools/modgraph.sh $(LIB_OBJ) $(MAIN_OBJ)
 
 clean:
 	rm -rf build build-san build-fuzz

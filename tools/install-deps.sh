@@ -13,7 +13,7 @@ PACKAGES="build-essential pkg-config clang llvm libclang-rt-14-dev
 libssl-dev openssl libsasl2-dev libsasl2-2 libsasl2-modules libsasl2-modules-db sasl2-bin
 libiniparser-dev check valgrind groff-base
 postfix swaks php-cli curl perl libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libdigest-hmac-perl
-python3 python3-aiosmtpd python3-yaml python3-pytest iproute2 procps util-linux libcap2-bin
+clang-format python3 python3-aiosmtpd python3-yaml python3-pytest iproute2 procps util-linux libcap2-bin
 msmtp hyperfine time php-symfony-mailer node-nodemailer libphp-phpmailer musl-tools"
 
 # One dpkg-query for all of them ("ii" = installed): make check runs this every time.
