@@ -1,7 +1,9 @@
 /*
  * test_smtp - the SMTP client's pure functions: reply parser, EHLO
  * capabilities, dot-stuffing across chunk boundaries, xtext, the AUTH
- * helpers (mechanism choice, base64, XOAUTH2) and the credentials rule.
+ * helpers (mechanism choice, base64, XOAUTH2) and the credentials rule;
+ * and, against a one-connection server in a thread, the envelope check
+ * of smtp_session_send() (no control byte or angle bracket on the wire).
  */
 
 #include <check.h>
@@ -14,6 +16,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sysexits.h>
+#include <unistd.h>
 
 /* parse - helper: parse s, return consumed count */
 
@@ -470,6 +478,154 @@ START_TEST(loopback_addresses)
 }
 END_TEST
 
+/*
+ * The envelope check of smtp_session_send(): an address goes on the wire
+ * inside "<...>", so a control byte (a CR LF would start a command of its
+ * own) or an angle bracket (the rest would pass as MAIL/RCPT parameters)
+ * must be refused before anything is sent. A one-connection SMTP server in
+ * a thread records every command it gets.
+ */
+
+struct fake_relay {
+	int listener;
+	unsigned port;
+	pthread_t thread;
+	struct buf commands; /* every command line received, CRLF kept */
+};
+
+/* fake_relay_serve - answer one session: 250 to everything, DATA to the dot */
+
+static void *fake_relay_serve(void *arg)
+{
+	struct fake_relay *f = arg;
+	int c = accept(f->listener, 0, 0);
+	FILE *in;
+	char line[1024];
+	int in_data = 0;
+
+	if (c < 0)
+		return 0;
+	in = fdopen(dup(c), "r");
+	(void)!write(c, "220 fake ESMTP\r\n", 16);
+	while (fgets(line, sizeof(line), in)) {
+		const char *reply = "250 ok\r\n";
+
+		if (in_data) {
+			if (strcmp(line, ".\r\n") != 0)
+				continue;
+			in_data = 0;
+			reply = "250 queued\r\n";
+		} else {
+			buf_puts(&f->commands, line);
+			if (strncasecmp(line, "DATA", 4) == 0) {
+				in_data = 1;
+				reply = "354 go on\r\n";
+			} else if (strncasecmp(line, "QUIT", 4) == 0) {
+				reply = "221 bye\r\n";
+			}
+		}
+		(void)!write(c, reply, strlen(reply));
+		if (strcmp(reply, "221 bye\r\n") == 0)
+			break;
+	}
+	fclose(in);
+	close(c);
+	return 0;
+}
+
+/* fake_relay_start - listen on 127.0.0.1, serve one connection in a thread */
+
+static void fake_relay_start(struct fake_relay *f)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+
+	memset(f, 0, sizeof(*f));
+	f->listener = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(f->listener, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(listen(f->listener, 1), 0);
+	ck_assert_int_eq(getsockname(f->listener, (struct sockaddr *)&sin, &len), 0);
+	f->port = ntohs(sin.sin_port);
+	ck_assert_int_eq(pthread_create(&f->thread, 0, fake_relay_serve, f), 0);
+}
+
+START_TEST(bad_bytes_in_an_address_are_refused_before_anything_is_sent)
+{
+	static const char *const bad[] = {
+	    "a>b@example.org",	     "<a@example.org>",	  "a@example.org> SIZE=1",
+	    "a\r\nRSET@example.org", "a\nb@example.org",  "a\tb@example.org",
+	    "a\x7f@example.org",     "a\x01@example.org",
+	};
+	struct fake_relay f;
+	struct config cfg;
+	struct error err;
+	struct smtp_session *s;
+	struct smtp_result res;
+	struct envelope env;
+	struct message msg;
+	char host[64];
+
+	fake_relay_start(&f);
+	config_init(&cfg);
+	memset(&err, 0, sizeof(err));
+	snprintf(host, sizeof(host), "127.0.0.1:%u", f.port);
+	ck_assert_int_eq(config_set(&cfg, "relay", "host", host, &err), 0);
+	ck_assert_int_eq(config_set(&cfg, "relay", "tls", "none", &err), 0);
+	ck_assert_msg(config_finish(&cfg, &err) == 0, "%s", err.text);
+	ck_assert_msg(smtp_session_open(&s, &cfg, &err) == 0, "%s", err.text);
+	message_init(&msg);
+	buf_puts(&msg.header, "Subject: t\r\n");
+	buf_puts(&msg.body.mem, "hi\r\n");
+	msg.body.len = 4;
+	smtp_result_init(&res);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		envelope_init(&env);
+		env.sender = util_strdup(bad[i]);
+		strlist_add(&env.rcpts, "r@example.org");
+		ck_assert_int_eq(smtp_session_send(s, &env, &msg, &res, &err), EX_DATAERR);
+		ck_assert_int_eq(err.temporary, 0);
+		ck_assert_str_eq(err.text, "bad character in the sender address");
+		envelope_free(&env);
+
+		envelope_init(&env);
+		env.sender = util_strdup("s@example.com");
+		strlist_add(&env.rcpts, "r@example.org");
+		strlist_add(&env.rcpts, bad[i]);
+		ck_assert_int_eq(smtp_session_send(s, &env, &msg, &res, &err), EX_DATAERR);
+		ck_assert_str_eq(err.text, "bad character in the recipient address");
+		envelope_free(&env);
+	}
+	/* The session is still good: a clean envelope goes through it. */
+	ck_assert_int_eq(smtp_session_usable(s), 1);
+	envelope_init(&env);
+	env.sender = util_strdup("s@example.com");
+	strlist_add(&env.rcpts, "r@example.org");
+	ck_assert_msg(smtp_session_send(s, &env, &msg, &res, &err) == 0, "%s", err.text);
+	envelope_free(&env);
+	smtp_session_close(s);
+	pthread_join(f.thread, 0);
+	close(f.listener);
+
+	/* EHLO, one transaction, QUIT: not one byte of the refused envelopes. */
+	ck_assert_msg(strncmp(buf_cstr(&f.commands), "EHLO ", 5) == 0, "%s", buf_cstr(&f.commands));
+	ck_assert_msg(strstr(buf_cstr(&f.commands),
+			     "\r\nMAIL FROM:<s@example.com>\r\nRCPT TO:<r@example.org>\r\nDATA\r\n"
+			     "QUIT\r\n") != 0,
+		      "%s", buf_cstr(&f.commands));
+	ck_assert_ptr_null(strstr(buf_cstr(&f.commands), "SIZE=1"));
+	ck_assert_ptr_null(strstr(buf_cstr(&f.commands), "a>b"));
+	ck_assert_ptr_null(strstr(buf_cstr(&f.commands), "RSET"));
+	smtp_result_free(&res);
+	message_free(&msg);
+	buf_free(&f.commands);
+	config_free(&cfg);
+}
+END_TEST
+
 static Suite *smtp_suite(void)
 {
 	Suite *s = suite_create("smtp");
@@ -477,6 +633,7 @@ static Suite *smtp_suite(void)
 	TCase *caps = tcase_create("ehlo");
 	TCase *dot = tcase_create("dot");
 	TCase *auth = tcase_create("auth");
+	TCase *session = tcase_create("session");
 
 	tcase_add_test(reply, reply_single_line);
 	tcase_add_test(reply, reply_multi_line_joined_with_newlines);
@@ -516,6 +673,10 @@ static Suite *smtp_suite(void)
 	tcase_add_test(auth, credentials_rule);
 	tcase_add_test(auth, loopback_addresses);
 	suite_add_tcase(s, auth);
+
+	tcase_set_timeout(session, 15);
+	tcase_add_test(session, bad_bytes_in_an_address_are_refused_before_anything_is_sent);
+	suite_add_tcase(s, session);
 	return s;
 }
 
