@@ -38,6 +38,8 @@ import time
 
 import pytest
 
+from harness.util import one_line
+
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Peak RSS allowed for a process handling a huge input (the 25 MB benchmark target is
@@ -64,12 +66,6 @@ def fault_conf(srv, tls="none", extra=""):
     return ("[relay]\nhost = 127.0.0.1:%d\ntls = %s\ntimeout = 5s\ntimeout_connect = 2s\n"
             "[rewrite]\ndomain = example.com\n[queue]\nmode = never\n[log]\ntarget = none\n%s"
             % (srv.port, tls, extra))
-
-
-def one_line(r):
-    lines = [l for l in r.stderr.decode("utf-8", "replace").splitlines() if l.strip()]
-    assert len(lines) == 1, r.stderr
-    return lines[0]
 
 
 def timed(argv, rss_file):

@@ -24,6 +24,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from harness.faultsrv import FaultServer  # noqa: E402
+from harness.util import free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -389,23 +390,6 @@ def test_dsn_advertised_only_when_the_relay_has_it(sendmail_bin, tmp_path):
 
 
 # ---------------------------------------------------------------- -bd
-
-def free_port(ipv6):
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s4:
-            s4.bind(("127.0.0.1", 0))
-            port = s4.getsockname()[1]
-            if not ipv6:
-                return port
-            try:
-                with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
-                    s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                    s6.bind(("::1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port on both loopbacks")
-
 
 def ipv6_usable():
     try:

@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from harness.util import header, only_message
+
 DOMAIN = "example.com"
 
 
@@ -34,33 +36,9 @@ def body_of(data):
     return data.split(b"\r\n\r\n", 1)[1]
 
 
-def headers(data):
-    """Unfolded header fields as (lower-case name, value) pairs."""
-    fields = []
-    for line in header_block(data).split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            name, value = fields[-1]
-            fields[-1] = (name, value + b" " + line.strip())
-        elif b":" in line:
-            name, value = line.split(b":", 1)
-            fields.append((name.strip().lower().decode(), value.strip()))
-    return fields
-
-
-def header(data, name):
-    values = [v for n, v in headers(data) if n == name.lower()]
-    return values[0] if values else None
-
-
 def assert_nothing_delivered(relay):
     time.sleep(1.5)  # Postfix relays asynchronously: give a wrong delivery time to show
     assert relay.capture.messages() == []
-
-
-def only_message(relay):
-    msgs = relay.capture.wait_for(1, timeout=15)
-    assert len(msgs) == 1, msgs
-    return msgs[0]
 
 
 def test_php_mail_mixed_line_endings_and_bcc(relay, run_sendmail):

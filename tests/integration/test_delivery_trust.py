@@ -36,6 +36,7 @@ import pytest
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TESTS_DIR)
 from harness.faultsrv import FaultServer  # noqa: E402
+from harness.util import kill_spool_workers, one_line, stderr_text as err  # noqa: E402
 
 TOP = os.path.dirname(TESTS_DIR)
 SENDMAIL = os.path.join(TOP, os.environ.get("BUILD", "build"), "sendmail", "sendmail")
@@ -108,20 +109,7 @@ class Spool:
 
     def kill_workers(self):
         """Retry workers started here: their pid is in the area's lock file."""
-        if not os.path.isdir(self.dir):
-            return
-        for area in os.listdir(self.dir):
-            try:
-                with open(os.path.join(self.dir, area, "lock")) as f:
-                    pid = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                continue
-            try:
-                if pid and any(os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith(self.dir)
-                               for fd in os.listdir("/proc/%d/fd" % pid)):
-                    os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_spool_workers(self.dir)
 
 
 @pytest.fixture
@@ -140,16 +128,6 @@ def fault(spool, script):
     srv = FaultServer(script).start()
     spool.servers.append(srv)
     return srv
-
-
-def err(r):
-    return r.stderr.decode("utf-8", "replace")
-
-
-def one_line(r):
-    lines = [l for l in err(r).splitlines() if l.strip()]
-    assert len(lines) == 1, err(r)
-    return lines[0]
 
 
 def bs_replies(r):

@@ -15,6 +15,8 @@ import uuid
 
 import pytest
 
+from harness.util import headers, only_message
+
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("BUILD", "build")
 SENDMAIL = os.path.join(TOP, BUILD, "sendmail", "sendmail")
@@ -28,27 +30,8 @@ def config(relay, extra=""):
             "[log]\ntarget = none\n" % (relay.plain_port, extra))
 
 
-def headers(data):
-    """Unfolded header fields as (lower-case name, value) pairs."""
-    fields = []
-    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            name, value = fields[-1]
-            fields[-1] = (name, value + b" " + line.strip())
-        elif b":" in line:
-            name, value = line.split(b":", 1)
-            fields.append((name.strip().lower(), value.strip()))
-    return fields
-
-
 def values(data, name):
-    return [v for n, v in headers(data) if n == name.encode()]
-
-
-def only_message(relay):
-    msgs = relay.capture.wait_for(1, timeout=20)
-    assert len(msgs) == 1, [m.rcpt_tos for m in msgs]
-    return msgs[0]
+    return [v for n, v in headers(data) if n == name.lower()]
 
 
 STAGING_MAIL = (b"From: shop@example.com\n"

@@ -33,6 +33,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from harness.faultsrv import FaultServer  # noqa: E402
+from harness.util import free_port, spool_worker_pids, stderr_text as err  # noqa: E402,F401
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SENDMAIL = os.path.join(TOP, os.environ.get("BUILD", "build"), "sendmail", "sendmail")
@@ -121,14 +122,6 @@ class Forwarder:
             t.join(5)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Queue:
     """One test's spool, configuration files and helpers."""
 
@@ -178,27 +171,7 @@ class Queue:
 
     def worker_pids(self):
         """Workers holding a lock in this spool (their pid is in the lock file)."""
-        pids = []
-        if not os.path.isdir(self.dir):
-            return pids
-        for area in os.listdir(self.dir):
-            try:
-                with open(os.path.join(self.dir, area, "lock")) as f:
-                    pid = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                continue
-            if pid and self._has_spool_open(pid):
-                pids.append(pid)
-        return pids
-
-    def _has_spool_open(self, pid):
-        try:
-            for fd in os.listdir("/proc/%d/fd" % pid):
-                if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith(self.dir):
-                    return True
-        except OSError:
-            pass
-        return False
+        return spool_worker_pids(self.dir)
 
     def wait_workers_gone(self, timeout=10):
         deadline = time.monotonic() + timeout
@@ -233,10 +206,6 @@ def queue():
     q.cleanup()
     subprocess.run(["umount", "-l", os.path.join(base, "mnt")], capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
-
-
-def err(r):
-    return r.stderr.decode("utf-8", "replace")
 
 
 def subjects(msgs):

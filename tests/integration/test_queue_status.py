@@ -17,13 +17,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 
 import pytest
+
+from harness.util import free_port, kill_spool_workers
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SENDMAIL = os.path.join(TOP, os.environ.get("BUILD", "build"), "sendmail", "sendmail")
@@ -32,14 +33,6 @@ LEFT_LINE = re.compile(r"^relayshim: (\d+) messages left in the queue, oldest (\
 STATUS_LINE = re.compile(r"^queue: (\d+) messages, oldest (\d+)(s|m|h|d), (\d+) failed$")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a second user)")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Spool:
@@ -93,33 +86,7 @@ class Spool:
             return []
 
     def kill_workers(self):
-        if not os.path.isdir(self.dir):
-            return
-        for area in os.listdir(self.dir):
-            try:
-                with open(os.path.join(self.dir, area, "lock")) as f:
-                    pid = int(f.read().strip() or 0)
-            except (OSError, ValueError):
-                continue
-            if pid and self._has_spool_open(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                deadline = time.monotonic() + 5
-                while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
-                    if open("/proc/%d/stat" % pid).read().split()[2] == "Z":
-                        break
-                    time.sleep(0.01)
-
-    def _has_spool_open(self, pid):
-        try:
-            for fd in os.listdir("/proc/%d/fd" % pid):
-                if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith(self.dir):
-                    return True
-        except OSError:
-            pass
-        return False
+        kill_spool_workers(self.dir)
 
 
 @pytest.fixture

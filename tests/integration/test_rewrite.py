@@ -25,6 +25,7 @@ if TESTS not in sys.path:
 
 from harness.pki import PKI  # noqa: E402
 from harness.postfix import PostfixRelay  # noqa: E402
+from harness.util import header, headers, only_message  # noqa: E402
 
 TOP = os.path.dirname(TESTS)
 SENDMAIL = os.path.join(TOP, os.environ.get("BUILD", "build"), "sendmail", "sendmail")
@@ -69,30 +70,6 @@ def sendmail(tmp_path, args, stdin=b"", config="", env=None):
     return subprocess.run([SENDMAIL, "-C", str(conf)] + args, input=stdin,
                           capture_output=True, timeout=60,
                           env={"PATH": "/usr/bin:/bin"} if env is None else env)
-
-
-def headers(data):
-    """Unfolded header fields as (lower-case name, value) pairs."""
-    fields = []
-    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            name, value = fields[-1]
-            fields[-1] = (name, value + b" " + line.strip())
-        elif b":" in line:
-            name, value = line.split(b":", 1)
-            fields.append((name.strip().lower().decode(), value.strip()))
-    return fields
-
-
-def header(data, name):
-    values = [v for n, v in headers(data) if n == name]
-    return values[0] if values else None
-
-
-def only_message(relay):
-    msgs = relay.capture.wait_for(1, timeout=15)
-    assert len(msgs) == 1, msgs
-    return msgs[0]
 
 
 def assert_relay_refused(r, relay):

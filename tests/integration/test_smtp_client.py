@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from harness.util import free_port as closed_port, stderr_text as err_of
+
 
 MESSAGE = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: test\r\n\r\nHello.\r\n.dot line\r\n"
 
@@ -45,11 +47,6 @@ def at(srv):
     return "127.0.0.1:%d" % srv.port
 
 
-def err_of(r):
-    e = r.stderr
-    return e.decode("utf-8", "replace") if isinstance(e, bytes) else e
-
-
 def send(run_sendmail, config, rcpts=("b@example.com",), message=MESSAGE, args=()):
     return run_sendmail(list(args) + ["-i", "-f", "a@example.com"] + list(rcpts),
                         input=message, config=config)
@@ -60,14 +57,6 @@ def one_line_error(r):
     lines = [l for l in err_of(r).splitlines() if l.strip()]
     assert len(lines) == 1, err_of(r)
     return lines[0]
-
-
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def commands(srv, i=0):

@@ -30,6 +30,8 @@ import time
 
 import pytest
 
+from harness.util import free_port
+
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(TOP, os.environ.get("BUILD", "build"))
 SHIM = os.path.join(BUILD, "shim", "librelayshim.so")
@@ -230,12 +232,6 @@ def rsd_users():
 def as_user(uid, argv, **kw):
     return ["setpriv", "--reuid=%d" % uid, "--regid=%d" % pwd.getpwuid(uid).pw_gid,
             "--clear-groups", "--"] + argv
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
