@@ -278,15 +278,13 @@ static int start(const char *host, long long timeout_ms)
 	return tls_start(&conn, fd, &cfg, host, deadline_now_ms() + timeout_ms, &err);
 }
 
-static void tls_setup(void)
+/*
+ * Certificates once per test case, in the Check parent (unchecked fixture):
+ * its teardown runs even when a test fails in its child, so no directory
+ * is left behind.
+ */
+static void certs_setup(void)
 {
-	/*
-	 * Either side may write to a connection the other has dropped (an
-	 * alert, close_notify): net_connect() ignores SIGPIPE before any TLS
-	 * in sendmail, and so does this test.
-	 */
-	signal(SIGPIPE, SIG_IGN);
-	setup();
 	snprintf(dir, sizeof(dir), "/tmp/test_tls.XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	key = EVP_EC_gen("P-256");
@@ -297,6 +295,29 @@ static void tls_setup(void)
 	write_pem(relay_cert, "relay.pem", relay_pem, sizeof(relay_pem));
 	write_pem(other_cert, "other.pem", other_pem, sizeof(other_pem));
 	write_pem(expired_cert, "expired.pem", expired_pem, sizeof(expired_pem));
+}
+
+static void certs_teardown(void)
+{
+	unlink(relay_pem);
+	unlink(other_pem);
+	unlink(expired_pem);
+	rmdir(dir);
+	X509_free(relay_cert);
+	X509_free(other_cert);
+	X509_free(expired_cert);
+	EVP_PKEY_free(key);
+}
+
+static void tls_setup(void)
+{
+	/*
+	 * Either side may write to a connection the other has dropped (an
+	 * alert, close_notify): net_connect() ignores SIGPIPE before any TLS
+	 * in sendmail, and so does this test.
+	 */
+	signal(SIGPIPE, SIG_IGN);
+	setup();
 	memset(&srv, 0, sizeof(srv));
 	srv.listener = -1;
 	conn = 0;
@@ -315,14 +336,6 @@ static void tls_teardown(void)
 		close(srv.listener);
 		SSL_CTX_free(srv.ctx);
 	}
-	unlink(relay_pem);
-	unlink(other_pem);
-	unlink(expired_pem);
-	rmdir(dir);
-	X509_free(relay_cert);
-	X509_free(other_cert);
-	X509_free(expired_cert);
-	EVP_PKEY_free(key);
 	teardown();
 }
 
@@ -538,6 +551,7 @@ static Suite *tls_suite(void)
 	tcase_add_test(tc, starttls_and_tls_name_the_level);
 	suite_add_tcase(s, tc);
 
+	tcase_add_unchecked_fixture(hs, certs_setup, certs_teardown);
 	tcase_add_checked_fixture(hs, tls_setup, tls_teardown);
 	tcase_set_timeout(hs, 15);
 	tcase_add_test(hs, a_certificate_in_tls_ca_file_is_verified);
