@@ -85,6 +85,7 @@ struct smtpd {
 
 	char host[256]; /* our name in the greeting and EHLO */
 	int dsn;	/* DSN advertised in the last EHLO */
+	int dsn_early;	/* has_dsn's answer, asked right after the greeting; -1 none */
 	int authenticated;
 	unsigned errors;
 	unsigned junk;		    /* commands since the greeting or the end of the last DATA */
@@ -576,7 +577,11 @@ static void cmd_ehlo(struct smtpd *s, char *arg)
 
 	(void)arg; /* curl sends its upload file name here */
 	txn_reset(s);
-	s->dsn = s->ops->has_dsn ? s->ops->has_dsn(s->ctx) != 0 : 0;
+	if (s->dsn_early >= 0)
+		s->dsn = s->dsn_early; /* asked after the greeting (smtpd_serve_limits) */
+	else
+		s->dsn = s->ops->has_dsn ? s->ops->has_dsn(s->ctx) != 0 : 0;
+	s->dsn_early = -1;
 	ext[n++] = s->host;
 	ext[n++] = "PIPELINING";
 	if (s->cfg->max_size) {
@@ -1186,6 +1191,20 @@ int smtpd_serve_limits(int in_fd, int out_fd, const struct config *cfg,
 	(void)setsockopt(out_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
 	reply(&s, "220 %s ESMTP relayshim", s.host);
+	/*
+	 * Send the greeting now and open the relay session (has_dsn does)
+	 * while the client's EHLO is on its way: the relay's greeting and
+	 * EHLO round trips overlap the client's, instead of following the
+	 * EHLO. No thread: a client that talks before that is answered
+	 * right after, as it would have been at its EHLO. The answer is
+	 * kept for the first EHLO, so a relay that cannot be reached is
+	 * tried once here instead of again at EHLO. This is our own time,
+	 * not the client's: it does not count against the idle budget.
+	 */
+	s.dsn_early = -1;
+	out_flush(&s);
+	if (s.end == END_NONE && ops->has_dsn)
+		s.dsn_early = ops->has_dsn(ctx) != 0;
 	while (s.end == END_NONE) {
 		if (!in_line(&s, lim->line_max, &line, &len, &too_long))
 			break;

@@ -42,7 +42,10 @@
  *	escaped - and nothing before it: the 250 means the relay (or the
  *	queue) has the message. A deliver that returns non-zero, or a reply
  *	that is not a 2xx/4xx/5xx reply, becomes "451 4.3.0". ops->has_dsn
- *	(may be NULL) is asked once per EHLO whether to advertise DSN.
+ *	(may be NULL) is asked whether to advertise DSN: once right after
+ *	the greeting has been sent (the caller opens its relay session
+ *	then, while the client's EHLO is on its way; that answer serves the
+ *	first EHLO), and once per later EHLO.
  *	ops->end_session (may be NULL) is called once when the session ends,
  *	so the caller can close the relay connection it kept across the
  *	session's transactions. The envelope and message belong to

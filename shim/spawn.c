@@ -48,6 +48,19 @@
 /* Code running on our own clone() stacks: ASan would warn about the stack switch. */
 #define SHIM_NO_SANITIZE __attribute__((no_sanitize("address", "undefined")))
 
+/*
+ * The two clone() stacks of the last spawn, kept for the next one (NULL:
+ * none kept). Mapping them afresh per connect() cost a page fault per
+ * stack page the children touched, and unmapping them a TLB flush on
+ * every CPU the children ran on; on a paravirtualised machine those
+ * were the slowest steps of the application's connect() (bench/README.md,
+ * row 6). One slot taken and given back atomically: concurrent spawns
+ * map stacks of their own, and at most one pair (128 KB of address
+ * space, a few resident pages) stays mapped.
+ */
+static char *shim_stack_cache;
+#define SHIM_STACK_SIZE (64 * 1024)
+
 /* Set once the PID 1 / subreaper warning was written. */
 static int shim_reaper_warned;
 /* Helpers re-parented to us (PID 1 or subreaper), to reap later; 0 = free slot. */
@@ -179,11 +192,35 @@ SHIM_NO_SANITIZE static int shim_middle_main(void *arg)
 	_exit(0);
 }
 
+/* shim_stacks_get - the kept pair of clone() stacks, or a new one; NULL if none */
+
+static char *shim_stacks_get(void)
+{
+	char *stacks = __atomic_exchange_n(&shim_stack_cache, NULL, __ATOMIC_ACQ_REL);
+
+	if (stacks != NULL)
+		return stacks;
+	stacks = mmap(NULL, 2 * SHIM_STACK_SIZE, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	return stacks == MAP_FAILED ? NULL : stacks;
+}
+
+/* shim_stacks_put - keep a pair of stacks for the next spawn, or unmap it */
+
+static void shim_stacks_put(char *stacks)
+{
+	char *none = NULL;
+
+	if (!__atomic_compare_exchange_n(&shim_stack_cache, &none, stacks, 0, __ATOMIC_ACQ_REL,
+					 __ATOMIC_RELAXED))
+		munmap(stacks, 2 * SHIM_STACK_SIZE);
+}
+
 /* shim_spawn_quiet - start the detached helper without the application seeing a child */
 
 static int shim_spawn_quiet(int lfd, int ctl, pid_t *helper)
 {
-	const size_t stack_size = 64 * 1024;
+	const size_t stack_size = SHIM_STACK_SIZE;
 	struct shim_child c;
 	char *argv[3];
 	sigset_t all;
@@ -195,9 +232,7 @@ static int shim_spawn_quiet(int lfd, int ctl, pid_t *helper)
 	argv[0] = shim.sendmail;
 	argv[1] = (char *)"-bs";
 	argv[2] = NULL;
-	stacks = mmap(NULL, 2 * stack_size, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (stacks == MAP_FAILED)
+	if ((stacks = shim_stacks_get()) == NULL)
 		return errno;
 	memset(&c, 0, sizeof(c));
 	c.lfd = lfd;
@@ -214,7 +249,8 @@ static int shim_spawn_quiet(int lfd, int ctl, pid_t *helper)
 	if (middle > 0)
 		while (waitpid(middle, NULL, __WALL) < 0 && errno == EINTR)
 			;
-	munmap(stacks, 2 * stack_size);
+	/* Both children are gone from these stacks: the middle exited, the helper exec'd. */
+	shim_stacks_put(stacks);
 	if (middle < 0)
 		return err;
 	if (c.err != 0) {

@@ -345,6 +345,28 @@ def test_one_relay_connection_serves_the_whole_session(sendmail_bin, tmp_path):
     assert [m.rcpt_tos for m in msgs] == [["rcpt%d@example.org" % i] for i in range(5)]
 
 
+def test_relay_session_is_set_up_while_the_client_answers_the_greeting(sendmail_bin, tmp_path):
+    # The relay's greeting and EHLO round trips overlap the client's turn
+    # after our greeting, instead of following its EHLO: the relay has seen
+    # our EHLO before the client has said anything. That session then
+    # carries the message, and the first EHLO's DSN comes from it.
+    with FaultServer({}) as srv:
+        s = open_bs(sendmail_bin, write_config(tmp_path, srv.port))
+        deadline = time.monotonic() + 10
+        while not any(c.commands and c.commands[0].upper().startswith("EHLO")
+                      for c in list(srv.connections)):
+            assert time.monotonic() < deadline, "no relay session before the client's EHLO"
+            time.sleep(0.01)
+        s.ehlo("localhost")
+        assert s.has_extn("dsn")
+        s.sendmail("app@example.com", ["rcpt@example.org"], message("early"))
+        s.quit()
+        assert s.finish()[0] == 0
+        srv.wait_for(1)
+        srv.wait_for_connections(1)
+        assert srv.connection_count == 1
+
+
 def test_a_temporary_error_drops_the_relay_session_and_the_next_message_reconnects(
         sendmail_bin, tmp_path):
     # The first connection would take the second message (its second end of
