@@ -10,7 +10,7 @@
  *	here side by side so that a change of one shows in the other.
  * DIAGNOSTICS
  *	spool_entry_parse() returns -1 for anything malformed; the caller
- *	decides (spool.c moves such an entry to failed/).
+ *	decides (spool_deliver.c moves such an entry to failed/).
  *--*/
 
 #include <errno.h>

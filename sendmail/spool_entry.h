@@ -16,7 +16,7 @@
  *	void	spool_state_format(struct buf *out, const struct spool_entry *e);
  *	void	spool_state_parse(const char *p, size_t n, struct spool_entry *e);
  * DESCRIPTION
- *	Pure functions, no I/O: the queue (spool.c), the unit tests and
+ *	Pure functions, no I/O: the queue (spool*.c), the unit tests and
  *	the fuzzer (fuzz/fuzz_spool_entry.c) call them directly. Both
  *	files are read by root's queue runner in areas that other users
  *	own, so every byte they hold is hostile.

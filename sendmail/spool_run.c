@@ -1,0 +1,615 @@
+/*++
+ * NAME
+ *	spool_run 3
+ * SUMMARY
+ *	passes over the queue and the detached retry worker
+ * SYNOPSIS
+ *	#include "spool_int.h"
+ *
+ *	int	spool_run(const struct config *cfg, struct error *err);
+ *	int	spool_deliver(const struct config *cfg, const char *queue_id,
+ *			struct error *err);
+ *	int	spool_load(const struct config *cfg, const char *queue_id,
+ *			struct envelope *env, struct message *msg, struct error *err);
+ *	void	spool_kick(const struct config *cfg);
+ * DESCRIPTION
+ *	A pass (run_pass()) offers every area in scope its turn and every
+ *	due entry to entry_deliver(), over one relay connection; what ends
+ *	an area's turn or the whole pass is described at run_pass().
+ *	spool_run() repeats passes while they make progress (sendmail -q);
+ *	spool_deliver() and spool_load() take one entry of the caller's area.
+ *
+ *	spool_kick() starts the retry worker (double fork, setsid) unless
+ *	one holds the area's lock, in which case it kicks it: one byte more
+ *	in the area's "kick" file. The worker runs passes, sleeps until the
+ *	next entry is due or a kick, and exits when nothing is left. The
+ *	contracts are in spool.h.
+ * DIAGNOSTICS
+ *	spool_run(), spool_deliver(), spool_load(): 0 or a sysexits.h code
+ *	with one line in err. The worker logs with log_msg() and
+ *	log_delivery().
+ *--*/
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spool_int.h"
+
+/* ====================================================================
+ * Passes over the queue
+ * ==================================================================== */
+
+struct pass_stats {
+	unsigned delivered;
+	unsigned deferred;
+	unsigned failed;
+	unsigned remaining; /* entries left in scope after the pass */
+	unsigned tried;
+	unsigned streak;    /* consecutive connection failures */
+	int aborted;	    /* stopped early: the relay looks down */
+	double next_due;    /* earliest next_try of what is left */
+	struct error last;  /* last delivery error */
+	struct error scope; /* the spool itself was refused (spool_top_check) */
+};
+
+/*
+ * run_pass - one pass over every area in scope; tried (may be NULL) = ids
+ * already tried.
+ *
+ * Fairness: every area gets its turn in every pass. What one area holds
+ * ends only that area's turn: SPOOL_STREAK_MAX temporary failures in a row
+ * (its recipients' domains may be the ones failing), or SPOOL_AREA_BUDGET
+ * attempts (the rest waits for the next pass, due at once). Entries that
+ * cannot even be read (ENTRY_LOCAL_FAULT) count for nothing. Only a relay
+ * that cannot be connected to, SPOOL_STREAK_MAX times in a row, ends the
+ * whole pass: no entry can cause that.
+ */
+static void run_pass(const struct config *cfg, int force, int wait_lock, struct strlist *tried,
+		     struct pass_stats *st)
+{
+	struct spool_area *areas;
+	size_t nareas;
+	struct error err;
+	struct relay_link link = {0, 0}; /* one relay connection per pass */
+	unsigned areas_ended = 0, areas_tried = 0;
+
+	memset(st, 0, sizeof(*st));
+	st->next_due = HUGE_VAL;
+	if (scope_areas(cfg, &areas, &nareas, 1, &st->scope) != 0)
+		return;
+	for (size_t ai = 0; ai < nareas; ai++) {
+		struct strlist ids = STRLIST_INIT;
+		unsigned area_streak = 0, budget = SPOOL_AREA_BUDGET;
+		int area_ended = 0, area_tried = 0;
+
+		list_ids(&areas[ai], &ids, 1);
+		for (size_t i = 0; i < ids.n; i++) {
+			enum entry_result r;
+
+			if (spool_time_is_up())
+				st->aborted = 1; /* -q --deadline: what is left stays queued */
+			if (st->aborted || area_ended ||
+			    (tried && strlist_contains_ci(tried, ids.v[i]))) {
+				st->remaining++;
+				continue;
+			}
+			if (budget == 0) {
+				/* This area had its share; the rest comes next pass. */
+				st->remaining++;
+				st->next_due = spool_now();
+				continue;
+			}
+			r = entry_deliver(cfg, &areas[ai], ids.v[i], force, wait_lock,
+					  &st->next_due, &link, &err);
+			if (r != ENTRY_GONE && r != ENTRY_UNREADABLE && r != ENTRY_NOT_DUE &&
+			    r != ENTRY_BUSY && r != ENTRY_LEFT_TO_OWNER) {
+				budget--;
+				area_tried = 1;
+			}
+			switch (r) {
+			case ENTRY_DONE:
+				st->delivered++;
+				st->tried++;
+				st->streak = 0;
+				area_streak = 0;
+				break;
+			case ENTRY_DEFERRED:
+				st->deferred++;
+				st->tried++;
+				st->remaining++;
+				st->last = err;
+				if (link.unreachable || spool_transport) {
+					if (++st->streak >= SPOOL_STREAK_MAX)
+						st->aborted = 1;
+				} else {
+					st->streak = 0;
+				}
+				if (++area_streak >= SPOOL_STREAK_MAX)
+					area_ended = 1;
+				break;
+			case ENTRY_LOCAL_FAULT:
+				st->deferred++;
+				st->tried++;
+				st->remaining++;
+				st->last = err;
+				break;
+			case ENTRY_FAILED:
+				st->failed++;
+				st->tried++;
+				st->streak = 0;
+				area_streak = 0;
+				st->last = err;
+				break;
+			case ENTRY_NOT_DUE:
+				st->remaining++;
+				break;
+			case ENTRY_LEFT_TO_OWNER:
+				break;
+			case ENTRY_BUSY:
+				/* In another user's area the lock holder is that
+				 * user (its worker, or a flock() meant to keep us
+				 * polling): not ours to wait for. */
+				if (areas[ai].uid != geteuid())
+					break;
+				st->remaining++;
+				if (st->next_due > spool_now() + 1.0)
+					st->next_due = spool_now() + 1.0;
+				break;
+			case ENTRY_GONE:
+			case ENTRY_UNREADABLE:
+				break;
+			}
+			if (tried && r != ENTRY_GONE && r != ENTRY_UNREADABLE)
+				strlist_add(tried, ids.v[i]);
+		}
+		areas_tried += area_tried;
+		areas_ended += area_ended;
+		strlist_free(&ids);
+	}
+	/* Every area that was tried ended on failures and nothing went out:
+	 * the relay looks down; the worker backs off as a whole. */
+	if (areas_tried > 0 && areas_ended == areas_tried && st->delivered == 0)
+		st->aborted = 1;
+	smtp_session_close(link.session);
+	scope_free(areas, nareas);
+}
+
+/* scope_count - how many entries this process could deliver (stops at limit); own = our areas only
+ */
+
+static unsigned scope_count(const struct config *cfg, unsigned limit, int own)
+{
+	struct spool_area *areas;
+	size_t nareas;
+	struct error err;
+	unsigned found = 0;
+
+	error_clear(&err);
+	if (scope_areas(cfg, &areas, &nareas, 0, &err) != 0)
+		return 0;
+	for (size_t ai = 0; ai < nareas && found < limit; ai++) {
+		struct strlist ids = STRLIST_INIT;
+
+		if (own && areas[ai].uid != geteuid())
+			continue;
+		list_ids(&areas[ai], &ids, 0);
+		found += (unsigned)ids.n;
+		strlist_free(&ids);
+	}
+	scope_free(areas, nareas);
+	return found;
+}
+
+/* scope_nonempty - is anything queued that this process could deliver? */
+
+static int scope_nonempty(const struct config *cfg)
+{
+	return scope_count(cfg, 1, 0) > 0;
+}
+
+/* spool_run - sendmail -q: everything now, in the foreground */
+
+int spool_run(const struct config *cfg, struct error *err)
+{
+	struct strlist tried = STRLIST_INIT;
+	struct pass_stats st;
+	struct error last;
+	unsigned left;
+
+	error_clear(err);
+	error_clear(&last);
+	/* Repeat while passes make progress: a pass may queue notices, and
+	 * an area's budget leaves the rest of it to the next pass. */
+	for (;;) {
+		run_pass(cfg, 1, 1, &tried, &st);
+		if (st.scope.status) {
+			strlist_free(&tried);
+			*err = st.scope;
+			return err->status;
+		}
+		if (st.last.text[0])
+			last = st.last;
+		if (st.aborted || st.tried == 0)
+			break;
+	}
+	strlist_free(&tried);
+	/* What is left after the last pass (a fresh look, tried or not). */
+	if ((left = scope_count(cfg, ~0U, 0)) == 0)
+		return 0;
+	error_set(err, EX_TEMPFAIL, "%u message(s) remain in the queue%s%s", left,
+		  last.text[0] ? "; last error: " : "", last.text);
+	err->temporary = 1;
+	return EX_TEMPFAIL;
+}
+
+/* spool_deliver - deliver one entry of our own area now */
+
+int spool_deliver(const struct config *cfg, const char *queue_id, struct error *err)
+{
+	struct spool_area a;
+	double next_due = HUGE_VAL;
+	enum entry_result r;
+
+	if (area_open(cfg->queue_dir, geteuid(), 0, &a, err) != 0)
+		return err->status;
+	r = entry_deliver(cfg, &a, queue_id, 1, 1, &next_due, 0, err);
+	area_close(&a);
+	switch (r) {
+	case ENTRY_DONE:
+		return 0;
+	case ENTRY_DEFERRED:
+	case ENTRY_LOCAL_FAULT:
+		return EX_TEMPFAIL;
+	case ENTRY_FAILED:
+		return err->status ? err->status : EX_UNAVAILABLE;
+	case ENTRY_GONE:
+		/* Already delivered by a worker that got there first: fine. */
+		return 0;
+	default:
+		err->temporary = 1;
+		return error_set(err, EX_TEMPFAIL, "queue entry %s is busy; it stays queued",
+				 queue_id);
+	}
+}
+
+/* spool_load - one entry of our own area (tests and tools) */
+
+int spool_load(const struct config *cfg, const char *queue_id, struct envelope *env,
+	       struct message *msg, struct error *err)
+{
+	struct spool_area a;
+	struct spool_entry e;
+	int fd;
+
+	if (!id_valid(queue_id))
+		return error_set(err, EX_NOINPUT, "bad queue id \"%s\"", queue_id);
+	if (area_open(cfg->queue_dir, geteuid(), 0, &a, err) != 0)
+		return err->status;
+	fd = open_owned(a.q, queue_id, O_RDONLY, a.uid, 0);
+	if (fd < 0) {
+		error_set(err, EX_NOINPUT, "no queue entry %s in %s: %s", queue_id, a.path,
+			  strerror(errno));
+		area_close(&a);
+		return err->status;
+	}
+	spool_entry_init(&e);
+	if (entry_read(a.q, fd, queue_id, &e) != 0 || entry_message(fd, &e, msg) != 0) {
+		error_set(err, EX_DATAERR, "queue entry %s/q/%s is corrupt", a.path, queue_id);
+		message_free(msg);
+		spool_entry_free(&e);
+		close(fd);
+		area_close(&a);
+		return err->status;
+	}
+	*env = e.env;
+	envelope_init(&e.env);
+	spool_entry_free(&e);
+	close(fd);
+	area_close(&a);
+	return 0;
+}
+
+/* ====================================================================
+ * The retry worker
+ * ==================================================================== */
+
+/* kick_size - how many kicks the area's kick file has seen */
+
+static off_t kick_size(int dirfd)
+{
+	struct stat sb;
+
+	return fstatat(dirfd, "kick", &sb, AT_SYMLINK_NOFOLLOW) == 0 ? sb.st_size : 0;
+}
+
+/* kick_worker - tell a running worker to retry now: one byte more in "kick" */
+
+static void kick_worker(int dirfd)
+{
+	int fd =
+	    openat(dirfd, "kick", O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+	if (fd >= 0) {
+		(void)!write(fd, "k", 1);
+		close(fd);
+	}
+}
+
+/* worker_sleep - sleep until wake or a kick: 1 kicked, 0 time, -1 the area was removed */
+
+static int worker_sleep(int dirfd, double wake, off_t *seen)
+{
+	double step = spool_retry_base() < 1.0 ? spool_retry_base() : 1.0;
+
+	if (step < 0.05)
+		step = 0.05;
+	for (;;) {
+		double left = wake - spool_now();
+		struct timespec ts;
+		off_t k;
+
+		struct stat sb;
+
+		if ((k = kick_size(dirfd)) != *seen) {
+			*seen = k;
+			return 1;
+		}
+		/* Someone removed the spool under us: nothing left to do. */
+		if (fstat(dirfd, &sb) != 0 || sb.st_nlink == 0)
+			return -1;
+		if (left <= 0)
+			return 0;
+		if (left > step)
+			left = step;
+		ts.tv_sec = (time_t)left;
+		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+		nanosleep(&ts, 0);
+	}
+}
+
+/* worker_relock - after letting go of the lock: take it again if work arrived */
+
+static int worker_relock(const struct config *cfg, int dirfd)
+{
+	int fd;
+
+	/* A submitter that committed while we held the lock only kicked
+	 * the file; its message is ours unless another worker has started.
+	 * Only our own areas count: another user's entry that a pass left
+	 * (locked by that user, say) is that user's worker's to deliver,
+	 * and must not keep ours alive. */
+	if (scope_count(cfg, 1, 1) == 0)
+		return -1;
+	fd = openat(dirfd, "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* worker_main - deliver, sleep, repeat; return when nothing is left */
+
+static void worker_main(const struct config *cfg, int dirfd, int lockfd)
+{
+	struct pass_stats st;
+	unsigned idle_rounds = 0;
+	int force = 0;
+	off_t seen = kick_size(dirfd);
+
+	for (;;) {
+		double wake;
+
+		if (seen > 65536) {
+			/* Keep the kick file small; a kick lost here only waits for the backoff. */
+			int kfd =
+			    openat(dirfd, "kick", O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+
+			if (kfd >= 0)
+				close(kfd);
+			seen = kick_size(dirfd);
+		}
+		run_pass(cfg, force, 0, 0, &st);
+		if (st.remaining == 0) {
+			force = 0;
+			close(lockfd);
+			if ((lockfd = worker_relock(cfg, dirfd)) < 0)
+				return;
+			/* New work arrived meanwhile; should anything else keep the
+			 * queue non-empty without a pass seeing it, do not spin. */
+			if (st.tried == 0 && worker_sleep(dirfd, spool_now() + 0.05, &seen) < 0)
+				return;
+			continue;
+		}
+		if (st.aborted) {
+			/* The relay looks down: back off as a whole, not per message.
+			 * A pass forced by a kick does not count: 200 submitters
+			 * kicking during an outage must not push the next retry to
+			 * the cap. */
+			if (!force || idle_rounds == 0)
+				idle_rounds++;
+			wake = spool_now() + spool_backoff(idle_rounds);
+		} else {
+			idle_rounds = 0;
+			wake = st.next_due;
+		}
+		if (wake == HUGE_VAL)
+			wake = spool_now() + spool_retry_base();
+		if ((force = worker_sleep(dirfd, wake, &seen)) < 0)
+			return;
+	}
+}
+
+/* worker_detach - become a daemon child: stdio on /dev/null, fds above last closed */
+
+static void worker_detach(int last)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	sigset_t none;
+
+	/* The caller's stdout/stderr may be a pipe someone reads to EOF
+	 * (cron, PHP proc_open): holding it would hang them for days. */
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		if (null > last)
+			close(null);
+	}
+	if (close_range((unsigned)last + 1, ~0U, 0) != 0) {
+		long max = sysconf(_SC_OPEN_MAX);
+
+		for (long fd = last + 1; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+			close((int)fd);
+	}
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, 0);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGHUP, SIG_IGN);
+	umask(077);
+	(void)!chdir("/");
+}
+
+/*
+ * worker_title - the worker outlives the submission that started it: its
+ * command line (sender, recipients) must not stay visible in ps for hours.
+ * The argv strings lie in one block that /proc/PID/cmdline shows; glibc's
+ * program_invocation_name points at its start. Overwrite it in place
+ * (what setproctitle() does), after checking that it is that block.
+ */
+static void worker_title(uid_t uid)
+{
+	struct buf cmdline = BUF_INIT;
+	char *start = program_invocation_name;
+	char title[64];
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	ssize_t r;
+
+	if (fd < 0)
+		return;
+	for (;;) {
+		buf_reserve(&cmdline, 4096);
+		r = read(fd, cmdline.data + cmdline.len, 4096);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		cmdline.len += (size_t)r;
+	}
+	close(fd);
+	if (start && cmdline.len > 1 && memcmp(start, cmdline.data, cmdline.len) == 0) {
+		snprintf(title, sizeof(title), "sendmail: queue worker (uid %lu)",
+			 (unsigned long)uid);
+		memset(start, 0, cmdline.len);
+		memcpy(start, title,
+		       strlen(title) < cmdline.len - 1 ? strlen(title) : cmdline.len - 1);
+	}
+	buf_free(&cmdline);
+}
+
+/* spool_kick - start a worker unless one runs; never blocks */
+
+void spool_kick(const struct config *cfg)
+{
+	struct spool_area a;
+	struct error err;
+	struct config wcfg;
+	char *abs;
+	int lockfd;
+	pid_t pid;
+
+	/* This runs after every successful delivery, queue in use or not: an
+	 * empty queue must cost one look, not a lock and two scans. Something
+	 * committed right after this look kicks the queue itself. */
+	if (!scope_nonempty(cfg))
+		return;
+	/* No area yet: nothing of ours is queued. Do not create one. */
+	if (area_open(cfg->queue_dir, geteuid(), 0, &a, &err) != 0)
+		return;
+	for (;;) {
+		lockfd = openat(a.dir, "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (lockfd < 0) {
+			area_close(&a);
+			return;
+		}
+		if (flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+			/* A worker runs: make it look now. */
+			close(lockfd);
+			kick_worker(a.dir);
+			area_close(&a);
+			return;
+		}
+		if (scope_nonempty(cfg))
+			break;
+		close(lockfd);
+		/* Something may have been committed (and only kicked) while we
+		 * held the lock: look once more now that it is released. */
+		if (!scope_nonempty(cfg)) {
+			area_close(&a);
+			return;
+		}
+	}
+	/* The worker outlives our cwd: it needs an absolute queue path. */
+	abs = realpath(cfg->queue_dir, 0);
+	if (abs == 0) {
+		close(lockfd);
+		area_close(&a);
+		return;
+	}
+	fflush(0);
+	pid = fork();
+	if (pid < 0) {
+		log_msg(LOG_LEVEL_WARNING, "cannot start the queue worker: %s", strerror(errno));
+	} else if (pid == 0) {
+		/* Double fork + setsid: no zombie for our caller, no controlling tty. */
+		setsid();
+		pid = fork();
+		if (pid != 0) {
+			/* The worker's pid is in the lock file before our caller
+			 * returns (tools and tests find the worker by it). */
+			char pidtext[32];
+			int n = snprintf(pidtext, sizeof(pidtext), "%ld\n", (long)pid);
+
+			if (pid > 0 && ftruncate(lockfd, 0) == 0)
+				(void)!pwrite(lockfd, pidtext, (size_t)n, 0);
+			_exit(0);
+		}
+		wcfg = *cfg;
+		wcfg.queue_dir = abs;
+		/* Keep the lock and the area's directory, as fds 3 and 4;
+		 * everything else goes. The copies at >= 10 step out of the
+		 * way of dup2(), and the lock lives on in fd 3 (flock belongs
+		 * to the open file description, shared by dups). */
+		{
+			int hilock = fcntl(lockfd, F_DUPFD, 10);
+			int hidir = fcntl(a.dir, F_DUPFD, 10);
+
+			if (hilock < 0 || hidir < 0 || dup2(hilock, 3) < 0 || dup2(hidir, 4) < 0)
+				_exit(0);
+			worker_detach(4);
+			worker_title(geteuid());
+			log_setup(&wcfg);
+			worker_main(&wcfg, 4, 3);
+		}
+		_exit(0);
+	} else {
+		while (waitpid(pid, 0, 0) < 0 && errno == EINTR)
+			;
+	}
+	free(abs);
+	close(lockfd);
+	area_close(&a);
+}
