@@ -351,16 +351,23 @@ enum entry_result entry_deliver(const struct config *cfg, const struct spool_are
 					id, a->path, id, strerror(errno));
 			(void)unlinkat(a->q, stname, 0);
 			spool_crash_point("deliver-removed");
-			/* Without this fsync a crash could bring the entry
+			/* Until this is on disk a crash could bring the entry
 			 * back and send it twice. */
-			(void)fsync_dir(a->q);
+			removal_sync(a, link);
 			result = ENTRY_DONE;
 		}
 		strlist_free(&accepted);
 	} else if (!failure_is_permanent(err)) {
 		e.attempts++;
 		e.last_try = now;
-		e.next_try = now + spool_backoff(e.attempts);
+		/* A relay that could not be reached says nothing about this
+		 * message: it is due again as soon as the relay is back, which
+		 * the worker watches (worker_main), unless the relay itself had
+		 * deferred it before: that backoff stands. */
+		if (!local_fault && link && link->unreachable)
+			e.next_try = e.next_try > now ? e.next_try : now;
+		else
+			e.next_try = now + spool_backoff(e.attempts);
 		hint_first_time(e.id, e.last_error ? e.last_error : e.first_error, err->text);
 		free(e.last_error);
 		e.last_error = util_strdup(err->text);
