@@ -13,16 +13,19 @@
  *			struct envelope *env, struct message *msg, struct error *err);
  *	void	spool_kick(const struct config *cfg);
  * DESCRIPTION
- *	A pass (run_pass()) offers every area in scope its turn and every
- *	due entry to entry_deliver(), over one relay connection; what ends
- *	an area's turn or the whole pass is described at run_pass().
+ *	A pass (run_pass()) offers every area in scope its turns and every
+ *	due entry to entry_deliver(), over one relay connection, and makes
+ *	removals durable in batches (removal_sync()); what ends an area's
+ *	part or the whole pass is described at run_pass().
  *	spool_run() repeats passes while they make progress (sendmail -q);
  *	spool_deliver() and spool_load() take one entry of the caller's area.
  *
  *	spool_kick() starts the retry worker (double fork, setsid) unless
  *	one holds the area's lock, in which case it kicks it: one byte more
  *	in the area's "kick" file. The worker runs passes, sleeps until the
- *	next entry is due or a kick, and exits when nothing is left. The
+ *	next entry is due or a kick (or, while the relay cannot be reached,
+ *	looks at it every 20 to 40 s: worker_main()), and exits when
+ *	nothing is left. The
  *	contracts are in spool.h.
  * DIAGNOSTICS
  *	spool_run(), spool_deliver(), spool_load(): 0 or a sysexits.h code
