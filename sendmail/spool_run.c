@@ -146,6 +146,98 @@ struct area_turn {
 };
 
 /*
+ * area_turn - one area's turn in a pass: up to SPOOL_AREA_BUDGET delivery
+ * attempts from where its last turn stopped. Returns 1 when entries are
+ * left for its next turn.
+ */
+static int area_turn(const struct config *cfg, const struct spool_area *a, struct area_turn *t,
+		     int force, int wait_lock, struct id_set *tried, struct relay_link *link,
+		     struct pass_stats *st)
+{
+	unsigned budget = SPOOL_AREA_BUDGET;
+	struct error err;
+
+	while (t->next < t->ids.n) {
+		const char *id = t->ids.v[t->next];
+		enum entry_result r;
+
+		/* -q --deadline: what is left stays queued. */
+		if (spool_time_is_up())
+			st->aborted = 1;
+		if (st->aborted || t->ended || (tried && id_set_has(tried, id))) {
+			st->remaining++;
+			t->next++;
+			continue;
+		}
+		if (budget == 0)
+			return 1; /* its turn is over; the next round goes on */
+		t->next++;
+		r = entry_deliver(cfg, a, id, force, wait_lock, &st->next_due, link, &err);
+		if (r != ENTRY_GONE && r != ENTRY_UNREADABLE && r != ENTRY_NOT_DUE &&
+		    r != ENTRY_BUSY && r != ENTRY_LEFT_TO_OWNER) {
+			budget--;
+			t->tried = 1;
+		}
+		switch (r) {
+		case ENTRY_DONE:
+			st->delivered++;
+			st->tried++;
+			st->streak = 0;
+			t->streak = 0;
+			break;
+		case ENTRY_DEFERRED:
+			st->deferred++;
+			st->tried++;
+			st->remaining++;
+			st->last = err;
+			if (link->unreachable || spool_transport) {
+				if (++st->streak >= SPOOL_STREAK_MAX)
+					st->aborted = 1;
+			} else {
+				st->streak = 0;
+			}
+			if (++t->streak >= SPOOL_STREAK_MAX)
+				t->ended = 1;
+			break;
+		case ENTRY_LOCAL_FAULT:
+			st->deferred++;
+			st->tried++;
+			st->remaining++;
+			st->last = err;
+			break;
+		case ENTRY_FAILED:
+			st->failed++;
+			st->tried++;
+			st->streak = 0;
+			t->streak = 0;
+			st->last = err;
+			break;
+		case ENTRY_NOT_DUE:
+			st->remaining++;
+			break;
+		case ENTRY_LEFT_TO_OWNER:
+			break;
+		case ENTRY_BUSY:
+			/* In another user's area the lock holder is that
+			 * user (its worker, or a flock() meant to keep us
+			 * polling): not ours to wait for. */
+			if (a->uid != geteuid())
+				break;
+			st->remaining++;
+			if (st->next_due > spool_now() + 1.0)
+				st->next_due = spool_now() + 1.0;
+			break;
+		case ENTRY_GONE:
+		case ENTRY_UNREADABLE:
+			break;
+		}
+		if (tried && r != ENTRY_GONE && r != ENTRY_UNREADABLE)
+			strlist_add(&tried->l, id);
+	}
+	return 0;
+}
+
+/*
  * run_pass - one pass over every area in scope; tried (may be NULL) = ids
  * already tried; session (may be NULL) = a relay session already open
  * (the worker's look at a relay that was down), which the pass owns.
@@ -167,7 +259,6 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 	struct spool_area *areas;
 	struct area_turn *turns;
 	size_t nareas;
-	struct error err;
 	struct relay_link link = {session, 0, -1, 0};
 	unsigned areas_ended = 0, areas_tried = 0;
 	int more = 1;
@@ -184,88 +275,8 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 	while (more) {
 		more = 0;
 		for (size_t ai = 0; ai < nareas; ai++) {
-			struct area_turn *t = &turns[ai];
-			unsigned budget = SPOOL_AREA_BUDGET;
-
-			while (t->next < t->ids.n) {
-				const char *id = t->ids.v[t->next];
-				enum entry_result r;
-
-				if (spool_time_is_up())
-					st->aborted = 1; /* -q --deadline: what is left stays queued */
-				if (st->aborted || t->ended || (tried && id_set_has(tried, id))) {
-					st->remaining++;
-					t->next++;
-					continue;
-				}
-				if (budget == 0) {
-					more = 1; /* its turn is over; the next round goes on */
-					break;
-				}
-				t->next++;
-				r = entry_deliver(cfg, &areas[ai], id, force, wait_lock,
-						  &st->next_due, &link, &err);
-				if (r != ENTRY_GONE && r != ENTRY_UNREADABLE && r != ENTRY_NOT_DUE &&
-				    r != ENTRY_BUSY && r != ENTRY_LEFT_TO_OWNER) {
-					budget--;
-					t->tried = 1;
-				}
-				switch (r) {
-				case ENTRY_DONE:
-					st->delivered++;
-					st->tried++;
-					st->streak = 0;
-					t->streak = 0;
-					break;
-				case ENTRY_DEFERRED:
-					st->deferred++;
-					st->tried++;
-					st->remaining++;
-					st->last = err;
-					if (link.unreachable || spool_transport) {
-						if (++st->streak >= SPOOL_STREAK_MAX)
-							st->aborted = 1;
-					} else {
-						st->streak = 0;
-					}
-					if (++t->streak >= SPOOL_STREAK_MAX)
-						t->ended = 1;
-					break;
-				case ENTRY_LOCAL_FAULT:
-					st->deferred++;
-					st->tried++;
-					st->remaining++;
-					st->last = err;
-					break;
-				case ENTRY_FAILED:
-					st->failed++;
-					st->tried++;
-					st->streak = 0;
-					t->streak = 0;
-					st->last = err;
-					break;
-				case ENTRY_NOT_DUE:
-					st->remaining++;
-					break;
-				case ENTRY_LEFT_TO_OWNER:
-					break;
-				case ENTRY_BUSY:
-					/* In another user's area the lock holder is that
-					 * user (its worker, or a flock() meant to keep us
-					 * polling): not ours to wait for. */
-					if (areas[ai].uid != geteuid())
-						break;
-					st->remaining++;
-					if (st->next_due > spool_now() + 1.0)
-						st->next_due = spool_now() + 1.0;
-					break;
-				case ENTRY_GONE:
-				case ENTRY_UNREADABLE:
-					break;
-				}
-				if (tried && r != ENTRY_GONE && r != ENTRY_UNREADABLE)
-					strlist_add(&tried->l, id);
-			}
+			more |= area_turn(cfg, &areas[ai], &turns[ai], force, wait_lock, tried,
+					  &link, st);
 			/* The batch of removals of this area's turn goes to disk
 			 * before the next area's (removal_sync). */
 			link_sync(&link);
