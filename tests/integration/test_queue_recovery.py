@@ -130,7 +130,7 @@ def test_a_message_the_relay_deferred_keeps_its_backoff_when_the_relay_returns(q
     deferred = queue.entries()
     assert len(deferred) == 1
     st = state_of(queue, deferred[0])
-    assert st["attempts"] == "8" and "mailbox%20busy" in st["error"], st
+    assert int(st["attempts"]) >= 8 and "mailbox%20busy" in st["error"], st
     assert float(st["next_try"]) - time.time() > 60, st
     srv.stop()
     queue.servers.remove(srv)
