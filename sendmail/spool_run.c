@@ -772,7 +772,11 @@ void spool_kick(const struct config *cfg)
 		/* Keep the lock and the area's directory, as fds 3 and 4;
 		 * everything else goes. The copies at >= 10 step out of the
 		 * way of dup2(), and the lock lives on in fd 3 (flock belongs
-		 * to the open file description, shared by dups). */
+		 * to the open file description, shared by dups). The log goes
+		 * first: its file may be fd 3, and log_setup() below would
+		 * close "its" descriptor, by then the lock's, and free the
+		 * area for a second worker at the next submission. */
+		log_close();
 		{
 			int hilock = fcntl(lockfd, F_DUPFD, 10);
 			int hidir = fcntl(a.dir, F_DUPFD, 10);

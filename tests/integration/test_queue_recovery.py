@@ -193,3 +193,44 @@ def test_a_backlog_drains_over_one_connection_and_exactly_once(queue, relay):
     assert len(counts) == 902 and set(counts.values()) == {1}, \
         [k for k, v in counts.items() if v != 1][:5]
     assert queue.entries() == []
+
+
+def spool_holders(queue):
+    """Processes with a descriptor in the test's spool: its workers."""
+    pids = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            for fd in os.listdir("/proc/%s/fd" % pid):
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)).startswith(queue.dir + "/"):
+                    pids.add(int(pid))
+                    break
+        except OSError:
+            continue
+    return pids
+
+
+def test_one_worker_per_area_when_logging_to_a_file(queue):
+    # The log file is opened before the worker is started, and may hold the descriptor
+    # the worker keeps its lock on: the lock must survive, or every submission during an
+    # outage starts one more worker (and each connects when the relay returns).
+    log = os.path.join(queue.base, "log")
+    cfg = queue.config().replace(".conf", "-log.conf")
+    with open(queue.config()) as f:
+        text = f.read().replace("target = stderr", "target = %s" % log)
+    with open(cfg, "w") as f:
+        f.write(text)
+    for i in range(4):
+        r = queue.send(i, config=cfg, env={"RELAYSHIM_RETRY_BASE": "60"})
+        assert r.returncode == 0, err(r)
+    assert len(queue.entries()) == 4
+    holders = spool_holders(queue)
+    try:
+        assert len(holders) == 1, holders
+    finally:
+        for pid in holders:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
