@@ -111,7 +111,8 @@ herd)
 	conf "$D/tmpl"
 	sed "s|$D/tmpl|@DIR@|" "$D/tmpl/relayshim.conf" >"$D/conf.in"
 	# One namespace for the whole row: the workers of the spools live in
-	# it, and die when it ends.
+	# it, and die when it ends. (The script is in single quotes on purpose.)
+	# shellcheck disable=SC2016
 	OUTAGE_PORT=$port unshare --pid --fork --kill-child sh -c '
 		D=$1 S=$2 M=$3 TMO=$4 SM=$5 BIN=$6 RCPT=$7
 		i=0
