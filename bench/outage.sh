@@ -61,17 +61,7 @@ queued() {
 	find "$1/spool" -path '*/q/*' -type f ! -name '*.*' 2>/dev/null | wc -l
 }
 
-# wait_msgs N TIMEOUT - until the sink saw N messages or TIMEOUT seconds
-wait_msgs() {
-	end=$(($(date +%s) + $2))
-	while [ "$(date +%s)" -lt "$end" ]; do
-		m=$(sed -n 's/.*msgs=\([0-9]*\).*/\1/p' "$D/stats" 2>/dev/null)
-		[ "${m:-0}" -ge "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
+# stat_of KEY - a figure from countsink's statistics
 stat_of() {
 	sed -n "s/.* *$1=\([^ ]*\).*/\1/p; s/^$1=\([^ ]*\).*/\1/p" "$D/stats" | head -n 1
 }
