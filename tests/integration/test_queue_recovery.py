@@ -6,13 +6,17 @@
   * a message the relay itself deferred (451) keeps its own backoff when the relay returns,
     while the messages queued because the relay could not be reached go out;
   * sendmail -q drains a backlog larger than an area's turn over one relay connection, and
-    two -q runs draining at once deliver every message exactly once.
+    two -q runs draining at once deliver every message exactly once;
+  * one worker per area when the log goes to a file (the worker's lock survives);
+  * queueing behind a large backlog does not stat every entry.
 
 Real Postfix relay (conftest's `relay`) behind a loopback forwarder that "comes back" on the
 configured address; FaultServer for the 451.
 """
 
 import os
+import shutil
+import socket
 import sys
 import threading
 import time
@@ -23,7 +27,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from harness.faultsrv import FaultServer  # noqa: E402
-from test_queue import Forwarder, err, queue, subjects, wait_count  # noqa: E402,F401
+from test_queue import Forwarder, err, queue, subjects, wait_count  # noqa: E402,F401,F811
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the queue drills need root")
 
@@ -40,7 +44,6 @@ class CountingForwarder(Forwarder):
         self.accepted = 0
 
     def _accept(self):
-        import socket
         while not self.stopping.is_set():
             try:
                 c, _ = self.sock.accept()
@@ -234,3 +237,32 @@ def test_one_worker_per_area_when_logging_to_a_file(queue):
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+
+def test_queueing_behind_a_large_backlog_does_not_read_the_whole_queue(queue):
+    # Every submission that queues asks whether anything is queued (to start or kick the
+    # worker). Behind 2000 entries that must not stat all of them: 10 000 submissions
+    # during an outage would cost 10^8 stat calls.
+    slow = {"RELAYSHIM_RETRY_BASE": "3600"}
+    r = queue.send(0, env=slow)
+    assert r.returncode == 0, err(r)
+    queue.kill_workers()
+    (first,) = queue.entries()
+    q = os.path.join(queue.dir, "0", "q")
+    # The backlog: copies of that real entry under ids of the same shape.
+    for i in range(2000):
+        shutil.copy2(os.path.join(q, first), os.path.join(q, "%s%05d" % (first[:7], i)))
+    assert len(queue.entries()) == 2001
+    out = os.path.join(queue.base, "strace.out")
+    r = queue.send(1, env=slow, wrap=("strace", "-c", "-U", "name,calls", "-o", out))
+    assert r.returncode == 0, err(r)
+    queue.kill_workers()
+    calls = {}
+    with open(out) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                calls[parts[0]] = int(parts[1])
+    stats = calls.get("newfstatat", 0) + calls.get("fstatat64", 0) + calls.get("statx", 0)
+    assert stats < 200, calls
+    assert len(queue.entries()) == 2002
