@@ -47,8 +47,10 @@ renice -n -10 $$ >/dev/null 2>&1 || true
 
 if [ "$QUICK" = 1 ]; then
 	ROUNDS=3 LAT_N=10 SEQ_N=100 PAR_N=200 TP_LIMIT=5 BIG_N=2 SHIM_N=30 BS_N=300 Q_N=10
+	DRAIN_N=2000 HERD_S=50 HERD_M=20
 else
 	ROUNDS=5 LAT_N=20 SEQ_N=500 PAR_N=1000 TP_LIMIT=20 BIG_N=3 SHIM_N=100 BS_N=1000 Q_N=30
+	DRAIN_N=10000 HERD_S=50 HERD_M=20
 fi
 
 note() {
@@ -136,7 +138,7 @@ chmod 755 "$W/cfg"
 # Nothing below may write into the source tree by accident.
 cd "$W" || exit 1
 note "scratch directory $W"
-for t in timer smtpc rtproxy connloop fastsink; do
+for t in timer smtpc rtproxy connloop fastsink countsink; do
 	$CC -std=c11 -D_GNU_SOURCE -O2 -o "$BIN/$t" "$BENCH/$t.c" -lpthread || {
 		echo "bench: cannot build bench/$t.c" >&2
 		exit 1
@@ -844,6 +846,49 @@ for t in relayshim dma nullmailer; do
 	esac
 done
 
+# ---------------------------------------------------------------- rows 9-10: an outage
+
+note "row 9: $DRAIN_N messages queued by 20 processes during an outage, then sendmail -q"
+DRAIN_RATE="" DRAIN_ONCE=0
+CELL_DRAIN="n/a ($BUILD/sendmail/sendmail not built)"
+CELL_DRAIN_CONNS="—"
+if [ -x "$SM" ]; then
+	line=$(sh "$BENCH/outage.sh" drain "$SM" "$BIN" "$W/drain" "$DRAIN_N" 20 2>"$W/err/drain.log")
+	if [ "$(kv queued "$line")" = "$DRAIN_N" ] && [ "$(kv fill_fails "$line")" = 0 ]; then
+		DRAIN_RATE=$(kv rate "$line")
+		[ "$(kv unique "$line")" = "$DRAIN_N" ] && [ "$(kv msgs "$line")" = "$DRAIN_N" ] &&
+			[ "$(kv dups "$line")" = 0 ] && [ "$(kv left "$line")" = 0 ] && DRAIN_ONCE=1
+		CELL_DRAIN="$DRAIN_RATE msg/s ($(kv drain_s "$line") s); $(kv unique "$line") distinct Message-IDs of $(kv msgs "$line") messages, $(kv left "$line") left"
+		[ "$DRAIN_ONCE" = 1 ] && CELL_DRAIN="$CELL_DRAIN: exactly once" || CELL_DRAIN="$CELL_DRAIN [not exactly once!]"
+		CELL_DRAIN_CONNS=$(kv conns "$line")
+	else
+		CELL_DRAIN="n/a (queueing failed: $(kv fill_fails "$line") failed, $(kv queued "$line") queued)"
+	fi
+fi
+
+note "row 10: $HERD_S spools of $HERD_M messages, relay back after an outage at the backoff cap (up to 90 s)"
+HERD_PEAK="" HERD_ALL=""
+CELL_HERD="n/a ($BUILD/sendmail/sendmail not built)"
+CELL_HERD_ALL="—"
+if [ -x "$SM" ]; then
+	line=$(sh "$BENCH/outage.sh" herd "$SM" "$BIN" "$W/herd" "$HERD_S" "$HERD_M" 90 2>"$W/err/herd.log")
+	want=$((HERD_S * HERD_M))
+	if [ "$(kv queued "$line")" = "$want" ] && [ "$(kv fill_fails "$line")" = 0 ]; then
+		HERD_PEAK=$(kv peak "$line")
+		CELL_HERD="$HERD_PEAK ($(kv conns "$line") connections in all)"
+		if [ "$(kv all_s "$line")" != - ]; then
+			HERD_ALL=$(kv all_s "$line")
+			CELL_HERD_ALL="$HERD_ALL s (first after $(kv first_s "$line") s); $(kv unique "$line") distinct of $(kv msgs "$line")"
+			[ "$(kv unique "$line")" = "$want" ] && [ "$(kv dups "$line")" = 0 ] &&
+				CELL_HERD_ALL="$CELL_HERD_ALL: exactly once" || CELL_HERD_ALL="$CELL_HERD_ALL [not exactly once!]"
+		else
+			CELL_HERD_ALL="not within 90 s: $(kv msgs "$line") of $want delivered"
+		fi
+	else
+		CELL_HERD="n/a (queueing failed: $(kv fill_fails "$line") failed, $(kv queued "$line") queued)"
+	fi
+fi
+
 # ---------------------------------------------------------------- targets
 
 # verdict COND - "met" / "not met" / "n/a" from an awk condition over numbers
@@ -896,6 +941,8 @@ V_SNS=$(verdict "$(nz "$SHIM_NS") <= 100")
 V_SSS=$(verdict "$(nz "$SHIM_SESS") <= 2")
 V_BS=$(verdict "$(nz "$BS_RATE") >= 2000 && $(nz "$BS_CONNS") == 1")
 V_Q=$(verdict "$(nz "${Q_MED_relayshim:-}") <= $(nz "${Q_MED_dma:-}")")
+V_DRAIN=$(verdict "$(nz "$DRAIN_RATE") >= 3000 && $DRAIN_ONCE == 1")
+V_HERD=$(verdict "$(nz "$HERD_PEAK") <= 10 && $(nz "$HERD_ALL") <= 60")
 
 # ---------------------------------------------------------------- table
 
@@ -954,6 +1001,10 @@ row() {
 	echo "| 7 | one -bs session, $BS_N messages | — | $CELL_BS | n/a (no -bs) | n/a (no -bs) | n/a (-bs ignored) | n/a (no -bs) | not measured (spools via nullmailer-smtpd) | ≥ 2000 msg/s | $V_BS |"
 	echo "| 7 | relay connections used by that session | — | $CELL_BS_CONNS | — | — | — | — | — | 1 | $V_BS |"
 	echo "| 8 | time to queue one message (fsync) | — | ${CELL_Q_relayshim:-—} | n/a (no queue) | n/a (no queue) | ${CELL_Q_dma:-—} | n/a (no queue) | ${CELL_Q_nullmailer:-—} | ≤ dma | $V_Q |"
+	echo "| 9 | outage backlog: $DRAIN_N messages queued by 20 processes, drained by sendmail -q | — | $CELL_DRAIN | — | — | — | — | — | ≥ 3000 msg/s, exactly once | $V_DRAIN |"
+	echo "| 9 | relay connections used by that drain | — | $CELL_DRAIN_CONNS | — | — | — | — | — | — | — |"
+	echo "| 10 | $HERD_S spools × $HERD_M messages, relay back after an outage at the backoff cap: peak concurrent relay connections | — | $CELL_HERD | — | — | — | — | — | ≤ 10 | $V_HERD |"
+	echo "| 10 | … time from the relay's return to the last delivery | — | $CELL_HERD_ALL | — | — | — | — | — | ≤ 60 s | $V_HERD |"
 	echo
 	echo "Total bench time: $(($(date +%s) - T_START)) s."
 } >"$W/results.md"

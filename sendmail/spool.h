@@ -71,9 +71,17 @@
  *	factor in [0.75, 1.25)), and exits when no message is left. When
  *	the relay cannot be connected to three times in a row, or every
  *	area's turn ended on failures (see TRUST), it stops the pass (the
- *	relay is down: no need to time out 200 times) and sleeps with
- *	its own backoff (a pass forced by a kick does not grow it). A kick
- *	while it sleeps makes it retry within a second. Its stdio is
+ *	relay is down: no need to time out 200 times). When the relay could
+ *	not be reached (no connection, no greeting) it then opens a relay
+ *	session every 20 to 40 s (retry base x [2/3, 4/3), drawn afresh each
+ *	time) and touches no entry until one opens; that session carries the
+ *	next pass. So it delivers within 40 s of the relay's return however
+ *	long the outage was, and workers whose relay came back together
+ *	reach it at scattered times. The entries deferred only because the
+ *	relay could not be reached are due at once (a backoff the relay's
+ *	own 4xx set stands). When the relay answers but defers everything,
+ *	it sleeps with its own backoff (a pass forced by a kick does not
+ *	grow it). A kick while it sleeps makes it retry within a second. Its stdio is
  *	/dev/null, so with [log] target = stderr its log lines are lost:
  *	containers should log to /proc/1/fd/1 or a file. The worker is
  *	reparented to PID 1 and stays a zombie after it exits unless PID 1
@@ -178,13 +186,13 @@
  *	accepted, and the caller can do no more through it than through
  *	sendmail.
  *
- *	Fairness: every pass gives every area its turn. Within an area,
- *	three temporary failures in a row or SPOOL_AREA_BUDGET (200)
- *	attempts end that area's turn; an entry that cannot be read counts
- *	for nothing; only a relay that cannot be connected to three times
- *	in a row ends the whole pass. So one user's entries can neither
- *	stall, starve nor block another user's mail, and a pass ends after
- *	at most 200 relay transactions per area.
+ *	Fairness: a pass goes round the areas in turns of SPOOL_AREA_BUDGET
+ *	(200) attempts each until every area is through. Within an area,
+ *	three temporary failures in a row end its part of the pass; an
+ *	entry that cannot be read counts for nothing; only a relay that
+ *	cannot be connected to three times in a row ends the whole pass. So
+ *	one user's entries can neither stall, starve nor block another
+ *	user's mail: they delay it by one turn of 200 transactions at most.
  *
  *	The worker overwrites its command line with "sendmail: queue worker
  *	(uid N)": the submission's sender and recipients do not stay in ps.
@@ -194,16 +202,24 @@
  *	(never read; removed when older than an hour); after the rename the
  *	entry is complete. The caller acknowledges only after the return,
  *	so no acknowledged message is lost.
- *	Delivery: lock q/ID, send, unlink q/ID and q/ID.st, fsync q/.
+ *	Delivery: lock q/ID, send, unlink q/ID and q/ID.st, fsync q/; in a
+ *	pass the fsync of q/ covers up to 64 removals and comes at the end
+ *	of each area's turn at the latest (removal_sync() in spool_run.c).
  *	One window cannot be closed: when the relay has accepted the data
- *	(its 250 sent or about to be) and we die before the unlink is on
- *	disk, the next attempt sends the message again. That is the only
+ *	(its 250 sent or about to be) and we die, or the machine crashes,
+ *	before the unlink is on disk, the next attempt sends the message
+ *	again (after a machine crash, up to the 64 of the batch). That is the only
  *	way to get a duplicate; a message is never lost and a half message
  *	is never sent (the relay discards data without the final dot).
  * TEST AND TUNING KNOBS (environment, not configuration keys)
  *	RELAYSHIM_RETRY_BASE=SECONDS	the backoff base (default 30, a
  *			fraction allowed); the cap is 120 times it. The tests
- *			use 0.2 to run an outage drill in seconds.
+ *			use 0.2 to run an outage drill in seconds. It also
+ *			scales the period at which the worker looks at a relay
+ *			that could not be reached (2/3 to 4/3 of it).
+ *	RELAYSHIM_TEST_OUTAGE_ROUNDS=N	test-only: a worker starts as if
+ *			N passes had already found the relay down (its backoff
+ *			at the cap after hours of outage). Inert when unset.
  *	RELAYSHIM_TEST_CRASH_AT=STEP	test-only: the process SIGKILLs
  *			itself at STEP: store-written (tmp file written),
  *			store-fsynced, store-renamed, store-dirsynced,

@@ -383,11 +383,56 @@ static void attempt_reschedule(struct attempt *t, const char *reply, const char 
 
 	e->attempts++;
 	e->last_try = t->now;
-	e->next_try = t->now + spool_backoff(e->attempts);
+	/* A relay that could not be reached says nothing about this
+	 * message: it is due again as soon as the relay is back, which
+	 * the worker watches (worker_main), unless the relay itself had
+	 * deferred it before: that backoff stands. */
+	if (!t->local_fault && t->link && t->link->unreachable)
+		e->next_try = e->next_try > t->now ? e->next_try : t->now;
+	else
+		e->next_try = t->now + spool_backoff(e->attempts);
 	hint_first_time(e->id, e->last_error ? e->last_error : e->first_error, reply);
 	free(e->last_error);
 	e->last_error = util_strdup(why);
 	state_write(t->a, e, durable);
+}
+
+/* link_sync - fsync the q/ directory whose removals are pending */
+
+void link_sync(struct relay_link *link)
+{
+	if (link && link->unsynced > 0) {
+		(void)fsync_dir(link->unsynced_dir);
+		link->unsynced = 0;
+	}
+}
+
+/*
+ * removal_sync - make a delivered entry's removal durable: at once, or in
+ * a batch when a pass carries the entry.
+ *
+ * A removal lost in a crash brings the entry back and sends it a second
+ * time: a duplicate, never a loss (the relay has the message). So a pass
+ * fsyncs q/ once per SPOOL_SYNC_BATCH removals and at the end of each
+ * area's turn (run_pass), not once per entry: that fsync, a journal
+ * commit, was most of what draining an entry cost. The window it widens
+ * is the one SMTP has anyway between the relay's 250 and the client's
+ * record of it, now up to SPOOL_SYNC_BATCH messages instead of one.
+ * What must not be lost keeps its own fsync: the entry before the
+ * submitter is told it is queued (store_in_area), the recipients a
+ * partial delivery finished (state_write), an entry moved to failed/.
+ */
+void removal_sync(const struct spool_area *a, struct relay_link *link)
+{
+	if (link == 0) {
+		(void)fsync_dir(a->q);
+		return;
+	}
+	if (link->unsynced > 0 && link->unsynced_dir != a->q)
+		link_sync(link);
+	link->unsynced_dir = a->q;
+	if (++link->unsynced >= SPOOL_SYNC_BATCH)
+		link_sync(link);
 }
 
 /* attempt_remove - every recipient settled: q/ID and its state go */
@@ -403,8 +448,8 @@ static void attempt_remove(struct attempt *t)
 			t->a->path, t->id, strerror(errno));
 	(void)unlinkat(t->a->q, stname, 0);
 	spool_crash_point("deliver-removed");
-	/* Without this fsync a crash could bring the entry back and send it twice. */
-	(void)fsync_dir(t->a->q);
+	/* Until this is on disk a crash could bring the entry back and send it twice. */
+	removal_sync(t->a, t->link);
 }
 
 /* attempt_sent - the relay answered the transaction: settle each recipient */

@@ -52,6 +52,8 @@
  *			const struct spool_area *a, const char *id, int force,
  *			int wait_lock, double *next_due, struct relay_link *link,
  *			struct error *err);
+ *	void	removal_sync(const struct spool_area *a, struct relay_link *link);
+ *	void	link_sync(struct relay_link *link);
  * DESCRIPTION
  *	spool.h is the queue's contract with the rest of relayshim; this
  *	header is the seam between the files that implement it, one per
@@ -98,6 +100,7 @@
 #define SPOOL_AREA_NAMES 8    /* "UID", "UID.1" ... "UID.7" */
 #define SPOOL_AREA_BUDGET 200 /* delivery attempts per area and pass */
 #define SPOOL_WARN_MAX 10     /* warnings of one kind per scan */
+#define SPOOL_SYNC_BATCH 64   /* removals per fsync of q/ in a pass */
 
 extern spool_transport_fn spool_transport;
 extern long long spool_deadline_ms;
@@ -169,8 +172,14 @@ enum entry_result {
 /* The relay connection of one pass, and whether it could be opened at all. */
 struct relay_link {
 	struct smtp_session *session;
-	int unreachable; /* the last attempt could not even connect */
+	int unreachable;   /* the last attempt could not even connect */
+	int unsynced_dir;  /* q/ with removals not yet fsync'ed ... */
+	unsigned unsynced; /* ... and how many (removal_sync()) */
 };
+
+/* Batched fsync of q/ after removals (spool_deliver.c) */
+extern void removal_sync(const struct spool_area *a, struct relay_link *link);
+extern void link_sync(struct relay_link *link);
 
 extern enum entry_result entry_deliver(const struct config *cfg, const struct spool_area *a,
 				       const char *id, int force, int wait_lock, double *next_due,

@@ -13,16 +13,20 @@
  *			struct envelope *env, struct message *msg, struct error *err);
  *	void	spool_kick(const struct config *cfg);
  * DESCRIPTION
- *	A pass (run_pass()) offers every area in scope its turn and every
- *	due entry to entry_deliver(), over one relay connection; what ends
- *	an area's turn or the whole pass is described at run_pass().
+ *	A pass (run_pass()) offers every area in scope its turns and every
+ *	due entry to entry_deliver(), over one relay connection, and makes
+ *	removals durable in batches (removal_sync() in spool_deliver.c);
+ *	what ends an area's part or the whole pass is described at
+ *	run_pass().
  *	spool_run() repeats passes while they make progress (sendmail -q);
  *	spool_deliver() and spool_load() take one entry of the caller's area.
  *
  *	spool_kick() starts the retry worker (double fork, setsid) unless
  *	one holds the area's lock, in which case it kicks it: one byte more
  *	in the area's "kick" file. The worker runs passes, sleeps until the
- *	next entry is due or a kick, and exits when nothing is left. The
+ *	next entry is due or a kick (or, while the relay cannot be reached,
+ *	looks at it every 20 to 40 s: worker_main()), and exits when
+ *	nothing is left. The
  *	contracts are in spool.h.
  * DIAGNOSTICS
  *	spool_run(), spool_deliver(), spool_load(): 0 or a sysexits.h code
@@ -30,6 +34,7 @@
  *	log_delivery().
  *--*/
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -37,7 +42,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
 #include <time.h>
@@ -57,131 +64,236 @@ struct pass_stats {
 	unsigned tried;
 	unsigned streak;    /* consecutive connection failures */
 	int aborted;	    /* stopped early: the relay looks down */
+	int unreachable;    /* the pass's last attempt could not reach the relay */
 	double next_due;    /* earliest next_try of what is left */
 	struct error last;  /* last delivery error */
 	struct error scope; /* the spool itself was refused (spool_top_check) */
 };
 
 /*
- * run_pass - one pass over every area in scope; tried (may be NULL) = ids
- * already tried.
- *
- * Fairness: every area gets its turn in every pass. What one area holds
- * ends only that area's turn: SPOOL_STREAK_MAX temporary failures in a row
- * (its recipients' domains may be the ones failing), or SPOOL_AREA_BUDGET
- * attempts (the rest waits for the next pass, due at once). Entries that
- * cannot even be read (ENTRY_LOCAL_FAULT) count for nothing. Only a relay
- * that cannot be connected to, SPOOL_STREAK_MAX times in a row, ends the
- * whole pass: no entry can cause that.
+ * The ids a sendmail -q run has tried, for its later passes: sorted after
+ * each pass and searched by bisection. A list searched from the start
+ * made a 10 000-entry backlog cost 10^8 comparisons per pass.
  */
-static void run_pass(const struct config *cfg, int force, int wait_lock, struct strlist *tried,
+struct id_set {
+	struct strlist l;
+	size_t sorted; /* l.v[0 .. sorted) is in order */
+};
+
+static int cmp_id(const void *x, const void *y)
+{
+	return strcasecmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* id_set_has - was id tried in an earlier pass? */
+
+static int id_set_has(const struct id_set *set, const char *id)
+{
+	return set->sorted > 0 && bsearch(&id, set->l.v, set->sorted, sizeof(char *), cmp_id) != 0;
+}
+
+/* id_set_seal - end of a pass: what it added becomes searchable */
+
+static void id_set_seal(struct id_set *set)
+{
+	if (set->l.n > 1)
+		qsort(set->l.v, set->l.n, sizeof(char *), cmp_id);
+	set->sorted = set->l.n;
+}
+
+/* One area's place in a pass. */
+struct area_turn {
+	struct strlist ids; /* listed once, oldest first */
+	size_t next;	    /* the first not yet looked at */
+	unsigned streak;    /* temporary failures in a row */
+	int ended;	    /* SPOOL_STREAK_MAX of them: done for this pass */
+	int tried;	    /* some delivery was attempted */
+};
+
+/*
+ * area_turn - one area's turn in a pass: up to SPOOL_AREA_BUDGET delivery
+ * attempts from where its last turn stopped. Returns 1 when entries are
+ * left for its next turn.
+ */
+static int area_turn(const struct config *cfg, const struct spool_area *a, struct area_turn *t,
+		     int force, int wait_lock, struct id_set *tried, struct relay_link *link,
 		     struct pass_stats *st)
 {
-	struct spool_area *areas;
-	size_t nareas;
+	unsigned budget = SPOOL_AREA_BUDGET;
 	struct error err;
-	struct relay_link link = {0, 0}; /* one relay connection per pass */
+
+	while (t->next < t->ids.n) {
+		const char *id = t->ids.v[t->next];
+		enum entry_result r;
+
+		/* -q --deadline: what is left stays queued. */
+		if (spool_time_is_up())
+			st->aborted = 1;
+		if (st->aborted || t->ended || (tried && id_set_has(tried, id))) {
+			st->remaining++;
+			t->next++;
+			continue;
+		}
+		if (budget == 0)
+			return 1; /* its turn is over; the next round goes on */
+		t->next++;
+		r = entry_deliver(cfg, a, id, force, wait_lock, &st->next_due, link, &err);
+		if (r != ENTRY_GONE && r != ENTRY_UNREADABLE && r != ENTRY_NOT_DUE &&
+		    r != ENTRY_BUSY && r != ENTRY_LEFT_TO_OWNER) {
+			budget--;
+			t->tried = 1;
+		}
+		switch (r) {
+		case ENTRY_DONE:
+			st->delivered++;
+			st->tried++;
+			st->streak = 0;
+			t->streak = 0;
+			break;
+		case ENTRY_DEFERRED:
+			st->deferred++;
+			st->tried++;
+			st->remaining++;
+			st->last = err;
+			if (link->unreachable || spool_transport) {
+				if (++st->streak >= SPOOL_STREAK_MAX)
+					st->aborted = 1;
+			} else {
+				st->streak = 0;
+			}
+			if (++t->streak >= SPOOL_STREAK_MAX)
+				t->ended = 1;
+			break;
+		case ENTRY_LOCAL_FAULT:
+			st->deferred++;
+			st->tried++;
+			st->remaining++;
+			st->last = err;
+			break;
+		case ENTRY_FAILED:
+			st->failed++;
+			st->tried++;
+			st->streak = 0;
+			t->streak = 0;
+			st->last = err;
+			break;
+		case ENTRY_NOT_DUE:
+			st->remaining++;
+			break;
+		case ENTRY_LEFT_TO_OWNER:
+			break;
+		case ENTRY_BUSY:
+			/* In another user's area the lock holder is that
+			 * user (its worker, or a flock() meant to keep us
+			 * polling): not ours to wait for. */
+			if (a->uid != geteuid())
+				break;
+			st->remaining++;
+			if (st->next_due > spool_now() + 1.0)
+				st->next_due = spool_now() + 1.0;
+			break;
+		case ENTRY_GONE:
+		case ENTRY_UNREADABLE:
+			break;
+		}
+		if (tried && r != ENTRY_GONE && r != ENTRY_UNREADABLE)
+			strlist_add(&tried->l, id);
+	}
+	return 0;
+}
+
+/*
+ * run_pass - one pass over every area in scope; tried (may be NULL) = ids
+ * already tried; session (may be NULL) = a relay session already open
+ * (the worker's look at a relay that was down), which the pass owns.
+ *
+ * Fairness: the pass goes round the areas in turns of SPOOL_AREA_BUDGET
+ * delivery attempts each, until every area is through: an area with
+ * 10 000 entries delays another's by one turn at most. Each area's
+ * entries are listed once per pass (a listing stats every entry). What
+ * one area holds ends only that area's pass: SPOOL_STREAK_MAX temporary
+ * failures in a row (its recipients' domains may be the ones failing).
+ * Entries that cannot even be read (ENTRY_LOCAL_FAULT) count for nothing.
+ * Only a relay that cannot be connected to, SPOOL_STREAK_MAX times in a
+ * row, ends the whole pass: no entry can cause that. One relay connection
+ * carries the whole pass while the relay keeps it usable.
+ */
+static void run_pass(const struct config *cfg, int force, int wait_lock, struct id_set *tried,
+		     struct smtp_session *session, struct pass_stats *st)
+{
+	struct spool_area *areas;
+	struct area_turn *turns;
+	size_t nareas;
+	struct relay_link link = {session, 0, -1, 0};
 	unsigned areas_ended = 0, areas_tried = 0;
+	int more = 1;
 
 	memset(st, 0, sizeof(*st));
 	st->next_due = HUGE_VAL;
-	if (scope_areas(cfg, &areas, &nareas, 1, &st->scope) != 0)
+	if (scope_areas(cfg, &areas, &nareas, 1, &st->scope) != 0) {
+		smtp_session_close(session);
 		return;
-	for (size_t ai = 0; ai < nareas; ai++) {
-		struct strlist ids = STRLIST_INIT;
-		unsigned area_streak = 0, budget = SPOOL_AREA_BUDGET;
-		int area_ended = 0, area_tried = 0;
-
-		list_ids(&areas[ai], &ids, 1);
-		for (size_t i = 0; i < ids.n; i++) {
-			enum entry_result r;
-
-			if (spool_time_is_up())
-				st->aborted = 1; /* -q --deadline: what is left stays queued */
-			if (st->aborted || area_ended ||
-			    (tried && strlist_contains_ci(tried, ids.v[i]))) {
-				st->remaining++;
-				continue;
-			}
-			if (budget == 0) {
-				/* This area had its share; the rest comes next pass. */
-				st->remaining++;
-				st->next_due = spool_now();
-				continue;
-			}
-			r = entry_deliver(cfg, &areas[ai], ids.v[i], force, wait_lock,
-					  &st->next_due, &link, &err);
-			if (r != ENTRY_GONE && r != ENTRY_UNREADABLE && r != ENTRY_NOT_DUE &&
-			    r != ENTRY_BUSY && r != ENTRY_LEFT_TO_OWNER) {
-				budget--;
-				area_tried = 1;
-			}
-			switch (r) {
-			case ENTRY_DONE:
-				st->delivered++;
-				st->tried++;
-				st->streak = 0;
-				area_streak = 0;
-				break;
-			case ENTRY_DEFERRED:
-				st->deferred++;
-				st->tried++;
-				st->remaining++;
-				st->last = err;
-				if (link.unreachable || spool_transport) {
-					if (++st->streak >= SPOOL_STREAK_MAX)
-						st->aborted = 1;
-				} else {
-					st->streak = 0;
-				}
-				if (++area_streak >= SPOOL_STREAK_MAX)
-					area_ended = 1;
-				break;
-			case ENTRY_LOCAL_FAULT:
-				st->deferred++;
-				st->tried++;
-				st->remaining++;
-				st->last = err;
-				break;
-			case ENTRY_FAILED:
-				st->failed++;
-				st->tried++;
-				st->streak = 0;
-				area_streak = 0;
-				st->last = err;
-				break;
-			case ENTRY_NOT_DUE:
-				st->remaining++;
-				break;
-			case ENTRY_LEFT_TO_OWNER:
-				break;
-			case ENTRY_BUSY:
-				/* In another user's area the lock holder is that
-				 * user (its worker, or a flock() meant to keep us
-				 * polling): not ours to wait for. */
-				if (areas[ai].uid != geteuid())
-					break;
-				st->remaining++;
-				if (st->next_due > spool_now() + 1.0)
-					st->next_due = spool_now() + 1.0;
-				break;
-			case ENTRY_GONE:
-			case ENTRY_UNREADABLE:
-				break;
-			}
-			if (tried && r != ENTRY_GONE && r != ENTRY_UNREADABLE)
-				strlist_add(tried, ids.v[i]);
-		}
-		areas_tried += area_tried;
-		areas_ended += area_ended;
-		strlist_free(&ids);
 	}
+	turns = util_calloc(nareas ? nareas : 1, sizeof(*turns));
+	for (size_t ai = 0; ai < nareas; ai++)
+		list_ids(&areas[ai], &turns[ai].ids, 1);
+	while (more) {
+		more = 0;
+		for (size_t ai = 0; ai < nareas; ai++) {
+			more |= area_turn(cfg, &areas[ai], &turns[ai], force, wait_lock, tried,
+					  &link, st);
+			/* The batch of removals of this area's turn goes to disk
+			 * before the next area's (removal_sync). */
+			link_sync(&link);
+		}
+	}
+	for (size_t ai = 0; ai < nareas; ai++) {
+		areas_tried += turns[ai].tried;
+		areas_ended += turns[ai].ended;
+		strlist_free(&turns[ai].ids);
+	}
+	free(turns);
 	/* Every area that was tried ended on failures and nothing went out:
 	 * the relay looks down; the worker backs off as a whole. */
 	if (areas_tried > 0 && areas_ended == areas_tried && st->delivered == 0)
 		st->aborted = 1;
+	st->unreachable = link.unreachable && st->tried > 0;
+	if (tried)
+		id_set_seal(tried);
 	smtp_session_close(link.session);
 	scope_free(areas, nareas);
+}
+
+/*
+ * area_count - the entries of an area's q/, counting stops at limit: the
+ * test list_ids() applies (a valid id naming a plain file of the area's
+ * owner), without collecting or sorting. Every submission that queues asks
+ * whether anything is queued (spool_kick()): with 10 000 entries behind it,
+ * listing them all made queueing during an outage quadratic.
+ */
+static unsigned area_count(const struct spool_area *a, unsigned limit)
+{
+	int fd = openat(a->q, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+	unsigned n = 0;
+
+	if (fd < 0 || (d = fdopendir(fd)) == 0) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while (n < limit && (de = readdir(d)) != 0) {
+		struct stat sb;
+
+		if (de->d_name[0] == '.' || strchr(de->d_name, '.') != 0 || !id_valid(de->d_name))
+			continue;
+		if (fstatat(a->q, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(sb.st_mode) && sb.st_uid == a->uid)
+			n++;
+	}
+	closedir(d);
+	return n;
 }
 
 /* scope_count - how many entries this process could deliver (stops at limit); own = our areas only
@@ -198,13 +310,9 @@ static unsigned scope_count(const struct config *cfg, unsigned limit, int own)
 	if (scope_areas(cfg, &areas, &nareas, 0, &err) != 0)
 		return 0;
 	for (size_t ai = 0; ai < nareas && found < limit; ai++) {
-		struct strlist ids = STRLIST_INIT;
-
 		if (own && areas[ai].uid != geteuid())
 			continue;
-		list_ids(&areas[ai], &ids, 0);
-		found += (unsigned)ids.n;
-		strlist_free(&ids);
+		found += area_count(&areas[ai], limit - found);
 	}
 	scope_free(areas, nareas);
 	return found;
@@ -221,19 +329,18 @@ static int scope_nonempty(const struct config *cfg)
 
 int spool_run(const struct config *cfg, struct error *err)
 {
-	struct strlist tried = STRLIST_INIT;
+	struct id_set tried = {STRLIST_INIT, 0};
 	struct pass_stats st;
 	struct error last;
 	unsigned left;
 
 	error_clear(err);
 	error_clear(&last);
-	/* Repeat while passes make progress: a pass may queue notices, and
-	 * an area's budget leaves the rest of it to the next pass. */
+	/* Repeat while passes make progress: a pass may queue notices. */
 	for (;;) {
-		run_pass(cfg, 1, 1, &tried, &st);
+		run_pass(cfg, 1, 1, &tried, 0, &st);
 		if (st.scope.status) {
-			strlist_free(&tried);
+			strlist_free(&tried.l);
 			*err = st.scope;
 			return err->status;
 		}
@@ -242,7 +349,7 @@ int spool_run(const struct config *cfg, struct error *err)
 		if (st.aborted || st.tried == 0)
 			break;
 	}
-	strlist_free(&tried);
+	strlist_free(&tried.l);
 	/* What is left after the last pass (a fresh look, tried or not). */
 	if ((left = scope_count(cfg, ~0U, 0)) == 0)
 		return 0;
@@ -400,12 +507,58 @@ static int worker_relock(const struct config *cfg, int dirfd)
 	return fd;
 }
 
-/* worker_main - deliver, sleep, repeat; return when nothing is left */
+/*
+ * spool_probe_period - seconds between two looks at a relay that could not
+ * be reached: the retry base times a random factor in [2/3, 4/3), so 20 to
+ * 40 s by default. Random on every draw: workers whose relay went away
+ * together look again at different times, and keep doing so.
+ */
+static double spool_probe_period(void)
+{
+	return spool_retry_base() * (2.0 + (double)(spool_random() % 1000) / 500.0) / 3.0;
+}
 
+/*
+ * spool_test_outage_rounds - test-only: RELAYSHIM_TEST_OUTAGE_ROUNDS=N
+ * starts a worker as if N passes had already found the relay down (its
+ * backoff at the cap after hours of outage), so that tests and the
+ * benchmark need not wait those hours.
+ */
+static unsigned spool_test_outage_rounds(void)
+{
+	const char *s = getenv("RELAYSHIM_TEST_OUTAGE_ROUNDS");
+	unsigned long v;
+	char *end;
+
+	if (s == 0 || *s == 0)
+		return 0;
+	v = strtoul(s, &end, 10);
+	return *end == 0 && v < 64 ? (unsigned)v : 0;
+}
+
+/*
+ * worker_main - deliver, sleep, repeat; return when nothing is left
+ *
+ * A relay that cannot be reached (no connection, no greeting) is not
+ * backed off exponentially: the worker looks at it again every
+ * spool_probe_period() (20 to 40 s by default, drawn afresh each time)
+ * by opening the session the next pass would use, and touches no entry
+ * until that succeeds; then that session carries the pass. An idle
+ * container whose relay was down for hours thus delivers within 40 s of
+ * its return, where a backoff doubling to its 1 h cap left it waiting up
+ * to 75 minutes; and the look costs one connection attempt, no disk I/O.
+ * The spread stays: each worker's looks fall at its own random times, so
+ * 50 containers whose relay comes back reach it over some 20 s, not in
+ * the same second. Entries deferred because the relay was unreachable are
+ * due at once (entry_deliver); those the relay itself deferred keep their
+ * own backoff, and a relay that answers but defers everything (passes
+ * aborted on 4xx) still backs the worker off exponentially.
+ */
 static void worker_main(const struct config *cfg, int dirfd, int lockfd)
 {
 	struct pass_stats st;
-	unsigned idle_rounds = 0;
+	struct smtp_session *session = 0;
+	unsigned idle_rounds = spool_test_outage_rounds();
 	int force = 0;
 	off_t seen = kick_size(dirfd);
 
@@ -421,7 +574,8 @@ static void worker_main(const struct config *cfg, int dirfd, int lockfd)
 				close(kfd);
 			seen = kick_size(dirfd);
 		}
-		run_pass(cfg, force, 0, 0, &st);
+		run_pass(cfg, force, 0, 0, session, &st);
+		session = 0;
 		if (st.remaining == 0) {
 			force = 0;
 			close(lockfd);
@@ -433,11 +587,30 @@ static void worker_main(const struct config *cfg, int dirfd, int lockfd)
 				return;
 			continue;
 		}
+		if (st.unreachable && !spool_transport) {
+			/* Watch the relay until it answers; a kick (new mail)
+			 * looks at once. */
+			struct error perr;
+
+			for (;;) {
+				if ((force = worker_sleep(dirfd, spool_now() + spool_probe_period(),
+							  &seen)) < 0)
+					return;
+				error_clear(&perr);
+				if (smtp_session_open(&session, cfg, &perr) == 0)
+					break;
+				session = 0;
+				if (!perr.temporary)
+					break; /* a refusal for the pass to record */
+			}
+			idle_rounds = 0;
+			continue;
+		}
 		if (st.aborted) {
-			/* The relay looks down: back off as a whole, not per message.
-			 * A pass forced by a kick does not count: 200 submitters
-			 * kicking during an outage must not push the next retry to
-			 * the cap. */
+			/* The relay answers but defers everything: back off as a
+			 * whole, not per message. A pass forced by a kick does not
+			 * count: 200 submitters kicking during an outage must not
+			 * push the next retry to the cap. */
 			if (!force || idle_rounds == 0)
 				idle_rounds++;
 			wake = spool_now() + spool_backoff(idle_rounds);
@@ -592,7 +765,11 @@ void spool_kick(const struct config *cfg)
 		/* Keep the lock and the area's directory, as fds 3 and 4;
 		 * everything else goes. The copies at >= 10 step out of the
 		 * way of dup2(), and the lock lives on in fd 3 (flock belongs
-		 * to the open file description, shared by dups). */
+		 * to the open file description, shared by dups). The log goes
+		 * first: its file may be fd 3, and log_setup() below would
+		 * close "its" descriptor, by then the lock's, and free the
+		 * area for a second worker at the next submission. */
+		log_close();
 		{
 			int hilock = fcntl(lockfd, F_DUPFD, 10);
 			int hidir = fcntl(a.dir, F_DUPFD, 10);
