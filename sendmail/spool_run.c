@@ -749,6 +749,10 @@ void spool_kick(const struct config *cfg)
 	} else if (pid == 0) {
 		/* Double fork + setsid: no zombie for our caller, no controlling tty. */
 		setsid();
+		/* Before the second fork: the worker is born with its title,
+		 * and ps never shows it with the submission's command line
+		 * (the middle process writes the pid and exits at once). */
+		worker_title(geteuid());
 		pid = fork();
 		if (pid != 0) {
 			/* The worker's pid is in the lock file before our caller
@@ -777,7 +781,6 @@ void spool_kick(const struct config *cfg)
 			if (hilock < 0 || hidir < 0 || dup2(hilock, 3) < 0 || dup2(hidir, 4) < 0)
 				_exit(0);
 			worker_detach(4);
-			worker_title(geteuid());
 			log_setup(&wcfg);
 			worker_main(&wcfg, 4, 3);
 		}
