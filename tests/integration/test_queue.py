@@ -48,11 +48,13 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the queue drills need
 
 
 class Forwarder:
-    """A loopback TCP forwarder: "the relay comes back" on a fixed port."""
+    """A loopback TCP forwarder: "the relay comes back" on a fixed port.
+    accepted counts the connections it took."""
 
     def __init__(self, port, target_port):
         self.port = port
         self.target = target_port
+        self.accepted = 0
         self.sock = None
         self.stopping = threading.Event()
         self.threads = []
@@ -79,6 +81,7 @@ class Forwarder:
                 continue
             except OSError:
                 return
+            self.accepted += 1
             try:
                 u = socket.create_connection(("127.0.0.1", self.target))
             except OSError:

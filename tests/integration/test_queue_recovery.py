@@ -16,9 +16,7 @@ configured address; FaultServer for the 451.
 
 import os
 import shutil
-import socket
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,35 +32,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the queue drills need
 # Retry base 1 s: the worker looks at a relay that is down every 0.67-1.33 s; the
 # backoff's cap is 120 s (x0.75-1.25 jitter), so a worker at the cap waits >= 90 s.
 FAST = {"RELAYSHIM_RETRY_BASE": "1", "RELAYSHIM_TEST_OUTAGE_ROUNDS": "8"}
-
-
-class CountingForwarder(Forwarder):
-    """The forwarder, counting the connections it accepted."""
-
-    def __init__(self, port, target_port):
-        super().__init__(port, target_port)
-        self.accepted = 0
-
-    def _accept(self):
-        while not self.stopping.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            try:
-                u = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.conns += [c, u]
-            for a, b in ((c, u), (u, c)):
-                t = threading.Thread(target=self._pump, args=(a, b), daemon=True)
-                t.start()
-                self.threads.append(t)
 
 
 def state_of(queue, entry):
@@ -176,7 +145,7 @@ def test_a_backlog_drains_over_one_connection_and_exactly_once(queue, relay):
 
     cfg = queue.config()
     fill(0)
-    fwd = CountingForwarder(queue.port, relay.plain_port).start()
+    fwd = Forwarder(queue.port, relay.plain_port).start()
     queue.forwarder = fwd
     r = queue.run(["-q"], env=slow, config=cfg, timeout=120)
     assert r.returncode == 0, err(r)
