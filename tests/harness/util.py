@@ -131,3 +131,32 @@ def kill_spool_workers(spool_dir, timeout=5):
     for pid in pids:
         while not _gone(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+def kill_workers_under(path, timeout=5):
+    """Kill every queue worker that holds a file under path open (a test's
+    tmp_path: its spool goes with it, the worker must too). Found through
+    /proc, whatever spool layout or user the test used."""
+    path = str(path)
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                if not f.read().startswith(b"sendmail: queue worker"):
+                    continue
+        except OSError:
+            continue
+        if _has_open_under(int(d), path):
+            pids.append(int(d))
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return pids

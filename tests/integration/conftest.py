@@ -35,6 +35,19 @@ if TESTS_DIR not in sys.path:
 from harness.faultsrv import FaultServer  # noqa: E402
 from harness.pki import PKI  # noqa: E402
 from harness.postfix import PostfixRelay  # noqa: E402
+from harness.util import kill_workers_under  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_worker_outlives_its_test(request):
+    """A test whose mail stays queued leaves a queue worker behind, retrying
+    into a tmp_path that is gone; kill the workers holding files under the
+    test's tmp_path once it ends."""
+    # Asked for before the test runs, so tmp_path is torn down after us.
+    path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if path is not None:
+        kill_workers_under(path)
 
 
 def pytest_configure(config):
