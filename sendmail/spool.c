@@ -28,7 +28,7 @@
  *	atomically by rename; it is advisory except for "done" lines, which
  *	are fsync'ed: losing them would resend to those recipients.
  *
- *	Every file of an area is read through open_owned(): another user's
+ *	Every file of an area is read through spool_open_owned(): another user's
  *	area is that user's to fill with FIFOs, directories, symlinks and
  *	forged entries (spool.h, TRUST).
  * DIAGNOSTICS
@@ -94,11 +94,11 @@ int spool_time_is_up(void)
 }
 
 /*
- * lock_entry - flock() an entry; wait = block until it is free. Under a
+ * spool_lock_entry - flock() an entry; wait = block until it is free. Under a
  * deadline the wait is a poll, so an entry a worker holds (perhaps stuck on
  * a stalled relay) cannot keep -q past its end. Returns 0 or -1 (busy).
  */
-int lock_entry(int fd, int wait)
+int spool_lock_entry(int fd, int wait)
 {
 	for (;;) {
 		if (flock(fd, wait && spool_deadline_ms == 0 ? LOCK_EX : LOCK_EX | LOCK_NB) == 0)
@@ -171,9 +171,9 @@ double spool_backoff(unsigned n)
  * Small I/O helpers
  * ==================================================================== */
 
-/* pread_all - read exactly n bytes at off; -1 with errno, or EIO on a short file */
+/* spool_pread_all - read exactly n bytes at off; -1 with errno, or EIO on a short file */
 
-int pread_all(int fd, void *p, size_t n, off_t off)
+int spool_pread_all(int fd, void *p, size_t n, off_t off)
 {
 	char *cp = p;
 
@@ -196,16 +196,16 @@ int pread_all(int fd, void *p, size_t n, off_t off)
 	return 0;
 }
 
-/* fsync_dir - fsync an open directory */
+/* spool_fsync_dir - fsync an open directory */
 
-int fsync_dir(int dirfd)
+int spool_fsync_dir(int dirfd)
 {
 	return fsync(dirfd);
 }
 
-/* open_owned - open a plain file of owner at dirfd/name, never blocking, never following */
+/* spool_open_owned - open a plain file of owner at dirfd/name, never blocking, never following */
 
-int open_owned(int dirfd, const char *name, int flags, uid_t owner, struct stat *sb)
+int spool_open_owned(int dirfd, const char *name, int flags, uid_t owner, struct stat *sb)
 {
 	struct stat local;
 	int fd;
@@ -227,9 +227,9 @@ int open_owned(int dirfd, const char *name, int flags, uid_t owner, struct stat 
 	return fd;
 }
 
-/* id_valid - a queue id is a safe file name without dots */
+/* spool_id_valid - a queue id is a safe file name without dots */
 
-int id_valid(const char *id)
+int spool_id_valid(const char *id)
 {
 	size_t n = strlen(id);
 
@@ -311,7 +311,7 @@ static int read_envelope_text(int fd, struct buf *out)
 
 static int read_small_file(int dirfd, const char *name, uid_t owner, struct buf *out)
 {
-	int fd = open_owned(dirfd, name, O_RDONLY, owner, 0);
+	int fd = spool_open_owned(dirfd, name, O_RDONLY, owner, 0);
 
 	if (fd < 0)
 		return -1;
@@ -339,9 +339,9 @@ static int read_small_file(int dirfd, const char *name, uid_t owner, struct buf 
 	}
 }
 
-/* entry_read - parse q/ID (open as fd) and q/ID.st; -1 when q/ID is corrupt */
+/* spool_read_entry - parse q/ID (open as fd) and q/ID.st; -1 when q/ID is corrupt */
 
-int entry_read(int qdir, int fd, const char *id, struct spool_entry *e)
+int spool_read_entry(int qdir, int fd, const char *id, struct spool_entry *e)
 {
 	struct buf text = BUF_INIT;
 	struct buf st = BUF_INIT;
@@ -368,9 +368,9 @@ out:
 	return rc;
 }
 
-/* entry_message - the message of an entry: header in memory, body on the file */
+/* spool_read_message - the message of an entry: header in memory, body on the file */
 
-int entry_message(int fd, const struct spool_entry *e, struct message *msg)
+int spool_read_message(int fd, const struct spool_entry *e, struct message *msg)
 {
 	message_init(msg);
 	if (e->header_len > SPOOL_ENTRY_HEADER_MAX) {
@@ -378,7 +378,7 @@ int entry_message(int fd, const struct spool_entry *e, struct message *msg)
 		return -1;
 	}
 	buf_reserve(&msg->header, (size_t)e->header_len);
-	if (pread_all(fd, msg->header.data, (size_t)e->header_len, (off_t)e->data_off) != 0)
+	if (spool_pread_all(fd, msg->header.data, (size_t)e->header_len, (off_t)e->data_off) != 0)
 		return -1;
 	msg->header.len = (size_t)e->header_len;
 	msg->header.data[msg->header.len] = 0;

@@ -204,7 +204,7 @@
  *	so no acknowledged message is lost.
  *	Delivery: lock q/ID, send, unlink q/ID and q/ID.st, fsync q/; in a
  *	pass the fsync of q/ covers up to 64 removals and comes at the end
- *	of each area's turn at the latest (removal_sync() in spool_run.c).
+ *	of each area's turn at the latest (spool_removal_sync() in spool_run.c).
  *	One window cannot be closed: when the relay has accepted the data
  *	(its 250 sent or about to be) and we die, or the machine crashes,
  *	before the unlink is on disk, the next attempt sends the message

@@ -6,34 +6,34 @@
  * SYNOPSIS
  *	#include "spool_int.h"
  *
- *	void	list_ids(const struct spool_area *a, struct strlist *ids, int tidy);
- *	int	scope_areas(const struct config *cfg, struct spool_area **out,
+ *	void	spool_list_ids(const struct spool_area *a, struct strlist *ids, int tidy);
+ *	int	spool_scope_areas(const struct config *cfg, struct spool_area **out,
  *			size_t *n, int tidy, struct error *err);
- *	void	scope_free(struct spool_area *areas, size_t n);
- *	int	area_open(const char *top, uid_t uid, int create,
+ *	void	spool_scope_free(struct spool_area *areas, size_t n);
+ *	int	spool_area_open(const char *top, uid_t uid, int create,
  *			struct spool_area *a, struct error *err);
- *	void	area_close(struct spool_area *a);
- *	void	area_adopt(const struct spool_area *a, int fd);
+ *	void	spool_area_close(struct spool_area *a);
+ *	void	spool_area_adopt(const struct spool_area *a, int fd);
  * DESCRIPTION
  *	The spool directory (mode 1733, root's or the caller's) holds one
  *	area per user, dir/UID with tmp/, q/ and failed/, mode 0700. Anyone
- *	may create any name in a 1733 directory: area_open() checks owner
+ *	may create any name in a 1733 directory: spool_area_open() checks owner
  *	and mode of every area it opens, tries the names "UID.1" ...
  *	"UID.7" after a squatter's "UID", and for root moves a squatter's
  *	directory out of the way (spool.h, TRUST).
  *
- *	area_open() opens (create: makes) the usable area of uid under top;
- *	area_close() closes it. area_adopt() hands a file root writes into
+ *	spool_area_open() opens (create: makes) the usable area of uid under top;
+ *	spool_area_close() closes it. spool_area_adopt() hands a file root writes into
  *	another user's area to that user.
  *
- *	scope_areas() opens the areas this process may handle: its own;
+ *	spool_scope_areas() opens the areas this process may handle: its own;
  *	every one for root. tidy (a pass, not a listing) lets root move
- *	squatters and logs refused areas. list_ids() lists the committed
+ *	squatters and logs refused areas. spool_list_ids() lists the committed
  *	entries of an area, oldest first, skipping whatever is not a plain
  *	file of the area's owner; tidy also removes orphaned state files
  *	and old tmp/ debris.
  * DIAGNOSTICS
- *	area_open() and scope_areas() return 0 or EX_CANTCREAT with one
+ *	spool_area_open() and spool_scope_areas() return 0 or EX_CANTCREAT with one
  *	line in err. Warnings about skipped names go to log_msg().
  *--*/
 
@@ -63,9 +63,9 @@ static void area_init(struct spool_area *a)
 	a->path = 0;
 }
 
-/* area_close - close what is open */
+/* spool_area_close - close what is open */
 
-void area_close(struct spool_area *a)
+void spool_area_close(struct spool_area *a)
 {
 	int *fds[] = {&a->dir, &a->tmp, &a->q, &a->failed};
 
@@ -216,7 +216,7 @@ static int area_open_named(int topfd, const char *top, const char *name, uid_t u
 	}
 	if ((a->dir = open_dir_at(topfd, name)) < 0) {
 		if (errno == ENOENT && !create) {
-			area_close(a);
+			spool_area_close(a);
 			return 1;
 		}
 		error_set(err, EX_CANTCREAT, "cannot open queue area %s: %s", a->path,
@@ -248,16 +248,17 @@ static int area_open_named(int topfd, const char *top, const char *name, uid_t u
 		}
 	}
 	if (made)
-		(void)fsync_dir(a->dir);
+		(void)spool_fsync_dir(a->dir);
 	return 0;
 fail:
-	area_close(a);
+	spool_area_close(a);
 	return err->status ? err->status : EX_CANTCREAT;
 }
 
-/* area_open - the caller's usable area of uid; create = it is the caller's own and may be made */
+/* spool_area_open - the caller's usable area of uid; create = it is the caller's own and may be
+ * made */
 
-int area_open(const char *top, uid_t uid, int create, struct spool_area *a, struct error *err)
+int spool_area_open(const char *top, uid_t uid, int create, struct spool_area *a, struct error *err)
 {
 	struct error first;
 	int topfd, rc = 1;
@@ -296,9 +297,9 @@ int area_open(const char *top, uid_t uid, int create, struct spool_area *a, stru
 			 top);
 }
 
-/* area_adopt - root writes into another user's area: hand the file to its owner */
+/* spool_area_adopt - root writes into another user's area: hand the file to its owner */
 
-void area_adopt(const struct spool_area *a, int fd)
+void spool_area_adopt(const struct spool_area *a, int fd)
 {
 	if (geteuid() == 0 && a->uid != 0)
 		(void)!fchown(fd, a->uid, (gid_t)-1);
@@ -308,7 +309,7 @@ void area_adopt(const struct spool_area *a, int fd)
  * Scope: the areas and entries a pass or a listing covers
  * ==================================================================== */
 
-/* list_ids - the committed ids in q/, oldest first (by mtime: ids need not sort) */
+/* spool_list_ids - the committed ids in q/, oldest first (by mtime: ids need not sort) */
 
 struct id_age {
 	struct timespec mtime;
@@ -326,7 +327,7 @@ static int cmp_age(const void *x, const void *y)
 	return strcmp(a->id, b->id);
 }
 
-void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
+void spool_list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 {
 	int fd = openat(a->q, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d;
@@ -353,7 +354,8 @@ void list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 			/* Only the owner's plain files are entries. A FIFO, a
 			 * directory, a symlink or a stranger's file is skipped,
 			 * every pass, without being opened or retried. */
-			if (!S_ISREG(sb.st_mode) || sb.st_uid != a->uid || !id_valid(de->d_name)) {
+			if (!S_ISREG(sb.st_mode) || sb.st_uid != a->uid ||
+			    !spool_id_valid(de->d_name)) {
 				skipped++;
 				continue;
 			}
@@ -426,10 +428,10 @@ static long uid_name(const char *s)
 	return -1;
 }
 
-/* scope_areas - the areas this process may handle: its own; all of them for root */
+/* spool_scope_areas - the areas this process may handle: its own; all of them for root */
 
-int scope_areas(const struct config *cfg, struct spool_area **out, size_t *n, int tidy,
-		struct error *err)
+int spool_scope_areas(const struct config *cfg, struct spool_area **out, size_t *n, int tidy,
+		      struct error *err)
 {
 	struct spool_area a;
 	uid_t me = geteuid();
@@ -494,11 +496,11 @@ int scope_areas(const struct config *cfg, struct spool_area **out, size_t *n, in
 	return 0;
 }
 
-/* scope_free - close the areas */
+/* spool_scope_free - close the areas */
 
-void scope_free(struct spool_area *areas, size_t n)
+void spool_scope_free(struct spool_area *areas, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		area_close(&areas[i]);
+		spool_area_close(&areas[i]);
 	free(areas);
 }

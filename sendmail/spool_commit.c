@@ -10,7 +10,7 @@
  *	int	spool_store(const struct config *cfg, const struct envelope *env,
  *			const struct message *msg, const char *queue_id,
  *			const char *reason, struct error *err);
- *	void	hint_first_time(const char *id, const char *before, const char *now);
+ *	void	spool_hint_first_time(const char *id, const char *before, const char *now);
  * DESCRIPTION
  *	spool_store() writes the entry to tmp/ID (envelope text from
  *	spool_entry.c, header, CRLF, body), fsyncs it, renames it to q/ID
@@ -20,7 +20,7 @@
  *	names the steps (spool_crash_point()). spool_usable() is documented
  *	in spool.h.
  *
- *	hint_first_time() logs, at error level, a deferral that points at the
+ *	spool_hint_first_time() logs, at error level, a deferral that points at the
  *	relay's configuration (relay_hint.h) the first time it appears for a
  *	message.
  * DIAGNOSTICS
@@ -70,28 +70,28 @@ int spool_usable(const struct config *cfg, struct error *err)
 	struct spool_area a;
 	struct statvfs vfs;
 
-	if (area_open(cfg->queue_dir, geteuid(), 1, &a, err) != 0)
+	if (spool_area_open(cfg->queue_dir, geteuid(), 1, &a, err) != 0)
 		return err->status;
 	if (fstatvfs(a.tmp, &vfs) == 0) {
 		if (vfs.f_flag & ST_RDONLY) {
 			error_set(err, EX_CANTCREAT,
 				  "queue directory %s is on a read-only file system", a.path);
-			area_close(&a);
+			spool_area_close(&a);
 			return err->status;
 		}
 		if (vfs.f_bavail == 0 || (vfs.f_files > 0 && vfs.f_favail == 0)) {
 			error_set(err, EX_CANTCREAT,
 				  "queue directory %s is full (no free space or inodes)", a.path);
-			area_close(&a);
+			spool_area_close(&a);
 			return err->status;
 		}
 	}
 	if (faccessat(a.tmp, ".", W_OK, AT_EACCESS) != 0) {
 		error_set(err, EX_CANTCREAT, "cannot write to %s/tmp: %s", a.path, strerror(errno));
-		area_close(&a);
+		spool_area_close(&a);
 		return err->status;
 	}
-	area_close(&a);
+	spool_area_close(&a);
 	return 0;
 }
 
@@ -176,7 +176,7 @@ static int store_in_area(const struct spool_area *a, const struct envelope *env,
 		goto fail;
 	spool_crash_point("store-renamed");
 	what = "fsync the directory of";
-	if (fsync_dir(a->q) != 0) {
+	if (spool_fsync_dir(a->q) != 0) {
 		/* The entry is in place but maybe not durable: still an error,
 		 * and the entry stays (delivering it later is harmless). */
 		saved = errno;
@@ -209,11 +209,11 @@ fail_nofile:
 }
 
 /*
- * hint_first_time - a deferral that points at the relay's configuration
+ * spool_hint_first_time - a deferral that points at the relay's configuration
  * (relay_hint.h) is logged at error level when it first appears for a
  * message: otherwise it waits, at warning level, until max_age.
  */
-void hint_first_time(const char *id, const char *before, const char *now)
+void spool_hint_first_time(const char *id, const char *before, const char *now)
 {
 	enum relay_hint kind = relay_hint_classify(now);
 
@@ -237,9 +237,9 @@ int spool_store(const struct config *cfg, const struct envelope *env, const stru
 
 	if (env->rcpts.n == 0)
 		util_panic("spool_store: no recipients");
-	if (area_open(cfg->queue_dir, geteuid(), 1, &a, err) != 0)
+	if (spool_area_open(cfg->queue_dir, geteuid(), 1, &a, err) != 0)
 		return err->status;
-	if (queue_id && id_valid(queue_id)) {
+	if (queue_id && spool_id_valid(queue_id)) {
 		snprintf(id, sizeof(id), "%s", queue_id);
 	} else {
 		spool_make_id(id, sizeof(id));
@@ -263,8 +263,8 @@ int spool_store(const struct config *cfg, const struct envelope *env, const stru
 		rc = store_in_area(&a, env, msg, id, reason, err);
 	}
 	sigaction(SIGXFSZ, &old, 0);
-	area_close(&a);
+	spool_area_close(&a);
 	if (rc == 0)
-		hint_first_time(id, 0, reason);
+		spool_hint_first_time(id, 0, reason);
 	return rc;
 }

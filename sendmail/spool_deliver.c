@@ -6,12 +6,12 @@
  * SYNOPSIS
  *	#include "spool_int.h"
  *
- *	enum entry_result entry_deliver(const struct config *cfg,
+ *	enum entry_result spool_deliver_entry(const struct config *cfg,
  *			const struct spool_area *a, const char *id, int force,
  *			int wait_lock, double *next_due, struct relay_link *link,
  *			struct error *err);
  * DESCRIPTION
- *	entry_deliver() locks q/ID (waiting only in the caller's own area
+ *	spool_deliver_entry() locks q/ID (waiting only in the caller's own area
  *	when wait_lock), checks it is still the file linked as q/ID, reads
  *	it, and when it is due (or force) sends it to the recipients not yet
  *	done, over link's relay session when link is not NULL. An entry of
@@ -164,7 +164,7 @@ static int entry_revalidate(const struct config *cfg, const struct spool_area *a
 }
 
 /*
- * One attempt at one entry: what the steps of entry_deliver() share. Every
+ * One attempt at one entry: what the steps of spool_deliver_entry() share. Every
  * member is valid (initialised) from attempt_init() on, so attempt_free()
  * is the one cleanup path whichever step ends the attempt.
  */
@@ -222,7 +222,7 @@ static int attempt_lock(struct attempt *t, int wait_lock, enum entry_result *res
 {
 	struct stat fsb, psb;
 
-	t->fd = open_owned(t->a->q, t->id, O_RDONLY, t->a->uid, 0);
+	t->fd = spool_open_owned(t->a->q, t->id, O_RDONLY, t->a->uid, 0);
 	if (t->fd < 0) {
 		*result = errno == ENOENT ? ENTRY_GONE : ENTRY_UNREADABLE;
 		return 1;
@@ -231,7 +231,7 @@ static int attempt_lock(struct attempt *t, int wait_lock, enum entry_result *res
 	 * waiting for the lock would let that user stop us forever. */
 	if (t->a->uid != geteuid())
 		wait_lock = 0;
-	if (lock_entry(t->fd, wait_lock) != 0) {
+	if (spool_lock_entry(t->fd, wait_lock) != 0) {
 		*result = ENTRY_BUSY;
 		return 1;
 	}
@@ -251,10 +251,10 @@ static int attempt_read(struct attempt *t, enum entry_result *result)
 {
 	struct strlist none = STRLIST_INIT;
 
-	if (entry_read(t->a->q, t->fd, t->id, &t->e) == 0)
+	if (spool_read_entry(t->a->q, t->fd, t->id, &t->e) == 0)
 		return 0;
 	snprintf(t->e.id, sizeof(t->e.id), "%s", t->id);
-	entry_give_up(t->cfg, t->a, t->fd, &t->e, "corrupt queue entry (unreadable envelope)",
+	spool_give_up(t->cfg, t->a, t->fd, &t->e, "corrupt queue entry (unreadable envelope)",
 		      &none, 0, 0);
 	error_set(t->err, EX_DATAERR, "queue entry %s is corrupt; moved to %s/failed", t->id,
 		  t->a->path);
@@ -306,7 +306,7 @@ static int attempt_expired(struct attempt *t, enum entry_result *result)
 	for (size_t i = 0; i < e->env.rcpts.n; i++)
 		if (!strlist_contains_ci(&e->done, e->env.rcpts.v[i]))
 			strlist_add(&left, e->env.rcpts.v[i]);
-	entry_give_up(t->cfg, t->a, t->fd, e, why.data, &left, 0, 0);
+	spool_give_up(t->cfg, t->a, t->fd, e, why.data, &left, 0, 0);
 	error_set(t->err, EX_UNAVAILABLE, "%s: %s", t->id, why.data);
 	buf_free(&why);
 	strlist_free(&left);
@@ -342,7 +342,7 @@ static int attempt_prepare(struct attempt *t, enum entry_result *result)
 	struct buf text = BUF_INIT;
 	int rc;
 
-	if (entry_message(t->fd, &t->e, &t->msg) != 0) {
+	if (spool_read_message(t->fd, &t->e, &t->msg) != 0) {
 		error_set(t->err, EX_IOERR, "cannot read queue entry %s/q/%s: %s", t->a->path,
 			  t->id, strerror(errno));
 		t->err->temporary = 1;
@@ -368,7 +368,7 @@ static int attempt_prepare(struct attempt *t, enum entry_result *result)
 	buf_printf(&text, "refused at delivery from %s: %s", t->a->path, t->err->text);
 	for (size_t i = 0; i < t->env.rcpts.n; i++)
 		strlist_add(&why, t->err->text);
-	entry_give_up_notify(cfg, t->a, t->fd, &t->e, text.data, &t->env.rcpts, &why, 0, 0);
+	spool_give_up_notify(cfg, t->a, t->fd, &t->e, text.data, &t->env.rcpts, &why, 0, 0);
 	strlist_free(&why);
 	buf_free(&text);
 	*result = ENTRY_FAILED;
@@ -391,24 +391,24 @@ static void attempt_reschedule(struct attempt *t, const char *reply, const char 
 		e->next_try = e->next_try > t->now ? e->next_try : t->now;
 	else
 		e->next_try = t->now + spool_backoff(e->attempts);
-	hint_first_time(e->id, e->last_error ? e->last_error : e->first_error, reply);
+	spool_hint_first_time(e->id, e->last_error ? e->last_error : e->first_error, reply);
 	free(e->last_error);
 	e->last_error = util_strdup(why);
-	state_write(t->a, e, durable);
+	spool_state_write(t->a, e, durable);
 }
 
-/* link_sync - fsync the q/ directory whose removals are pending */
+/* spool_link_sync - fsync the q/ directory whose removals are pending */
 
-void link_sync(struct relay_link *link)
+void spool_link_sync(struct relay_link *link)
 {
 	if (link && link->unsynced > 0) {
-		(void)fsync_dir(link->unsynced_dir);
+		(void)spool_fsync_dir(link->unsynced_dir);
 		link->unsynced = 0;
 	}
 }
 
 /*
- * removal_sync - make a delivered entry's removal durable: at once, or in
+ * spool_removal_sync - make a delivered entry's removal durable: at once, or in
  * a batch when a pass carries the entry.
  *
  * A removal lost in a crash brings the entry back and sends it a second
@@ -420,19 +420,19 @@ void link_sync(struct relay_link *link)
  * record of it, now up to SPOOL_SYNC_BATCH messages instead of one.
  * What must not be lost keeps its own fsync: the entry before the
  * submitter is told it is queued (store_in_area), the recipients a
- * partial delivery finished (state_write), an entry moved to failed/.
+ * partial delivery finished (spool_state_write), an entry moved to failed/.
  */
-void removal_sync(const struct spool_area *a, struct relay_link *link)
+void spool_removal_sync(const struct spool_area *a, struct relay_link *link)
 {
 	if (link == 0) {
-		(void)fsync_dir(a->q);
+		(void)spool_fsync_dir(a->q);
 		return;
 	}
 	if (link->unsynced > 0 && link->unsynced_dir != a->q)
-		link_sync(link);
+		spool_link_sync(link);
 	link->unsynced_dir = a->q;
 	if (++link->unsynced >= SPOOL_SYNC_BATCH)
-		link_sync(link);
+		spool_link_sync(link);
 }
 
 /* attempt_remove - every recipient settled: q/ID and its state go */
@@ -449,7 +449,7 @@ static void attempt_remove(struct attempt *t)
 	(void)unlinkat(t->a->q, stname, 0);
 	spool_crash_point("deliver-removed");
 	/* Until this is on disk a crash could bring the entry back and send it twice. */
-	removal_sync(t->a, t->link);
+	spool_removal_sync(t->a, t->link);
 }
 
 /* attempt_sent - the relay answered the transaction: settle each recipient */
@@ -464,7 +464,8 @@ static enum entry_result attempt_sent(struct attempt *t)
 	spool_crash_point("deliver-after");
 	smtp_result_accepted(res, &t->env, &accepted);
 	if (accepted.n > 0)
-		log_result(LOG_LEVEL_INFO, e, &accepted, "sent", res->relay, res->dsn, res->reply);
+		spool_log_result(LOG_LEVEL_INFO, e, &accepted, "sent", res->relay, res->dsn,
+				 res->reply);
 	if (res->deferred.n > 0) {
 		/* Partial: remember who is done, retry the others. */
 		for (size_t i = 0; i < accepted.n; i++)
@@ -475,16 +476,16 @@ static enum entry_result attempt_sent(struct attempt *t)
 		    t, res->deferred_replies.n ? res->deferred_replies.v[0] : 0,
 		    res->deferred_replies.n ? res->deferred_replies.v[0] : "recipient deferred", 1);
 		if (res->rejected.n > 0)
-			entry_give_up(t->cfg, t->a, t->fd, e, "recipients refused by the relay",
+			spool_give_up(t->cfg, t->a, t->fd, e, "recipients refused by the relay",
 				      &res->rejected, &res->rejected_replies, 1);
-		log_result(LOG_LEVEL_WARNING, e, &res->deferred, "deferred", res->relay, 0,
-			   e->last_error);
+		spool_log_result(LOG_LEVEL_WARNING, e, &res->deferred, "deferred", res->relay, 0,
+				 e->last_error);
 		error_set(t->err, EX_TEMPFAIL, "%s: %zu recipient(s) deferred: %s", t->id,
 			  res->deferred.n, e->last_error);
 		t->err->temporary = 1;
 		result = ENTRY_DEFERRED;
 	} else if (res->rejected.n > 0) {
-		entry_give_up(t->cfg, t->a, t->fd, e, "recipients refused by the relay",
+		spool_give_up(t->cfg, t->a, t->fd, e, "recipients refused by the relay",
 			      &res->rejected, &res->rejected_replies, 0);
 	} else {
 		attempt_remove(t);
@@ -501,13 +502,13 @@ static enum entry_result attempt_failed(struct attempt *t)
 
 	if (!failure_is_permanent(t->err)) {
 		attempt_reschedule(t, t->err->text, t->err->text, 0);
-		log_result(LOG_LEVEL_WARNING, &t->e, &t->env.rcpts, "deferred", t->res.relay, 0,
-			   t->err->text);
+		spool_log_result(LOG_LEVEL_WARNING, &t->e, &t->env.rcpts, "deferred", t->res.relay,
+				 0, t->err->text);
 		return t->local_fault ? ENTRY_LOCAL_FAULT : ENTRY_DEFERRED;
 	}
 	for (size_t i = 0; i < t->env.rcpts.n; i++)
 		strlist_add(&why, t->err->text);
-	entry_give_up(t->cfg, t->a, t->fd, &t->e, t->err->text, &t->env.rcpts, &why, 0);
+	spool_give_up(t->cfg, t->a, t->fd, &t->e, t->err->text, &t->env.rcpts, &why, 0);
 	strlist_free(&why);
 	return ENTRY_FAILED;
 }
@@ -532,11 +533,11 @@ static enum entry_result attempt_send(struct attempt *t)
 	return rc == 0 ? attempt_sent(t) : attempt_failed(t);
 }
 
-/* entry_deliver - lock, read, check, send, and settle one entry */
+/* spool_deliver_entry - lock, read, check, send, and settle one entry */
 
-enum entry_result entry_deliver(const struct config *cfg, const struct spool_area *a,
-				const char *id, int force, int wait_lock, double *next_due,
-				struct relay_link *link, struct error *err)
+enum entry_result spool_deliver_entry(const struct config *cfg, const struct spool_area *a,
+				      const char *id, int force, int wait_lock, double *next_due,
+				      struct relay_link *link, struct error *err)
 {
 	struct attempt t;
 	enum entry_result result = ENTRY_GONE; /* every step sets it; for the compiler */

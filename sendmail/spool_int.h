@@ -14,63 +14,63 @@
  *
  *	void	spool_crash_point(const char *step);
  *	int	spool_time_is_up(void);
- *	int	lock_entry(int fd, int wait);
+ *	int	spool_lock_entry(int fd, int wait);
  *	double	spool_now(void);
  *	unsigned spool_random(void);
  *	double	spool_retry_base(void);
  *	double	spool_backoff(unsigned n);
  *
- *	int	pread_all(int fd, void *p, size_t n, off_t off);
- *	int	fsync_dir(int dirfd);
- *	int	open_owned(int dirfd, const char *name, int flags, uid_t owner,
+ *	int	spool_pread_all(int fd, void *p, size_t n, off_t off);
+ *	int	spool_fsync_dir(int dirfd);
+ *	int	spool_open_owned(int dirfd, const char *name, int flags, uid_t owner,
  *			struct stat *sb);
- *	int	id_valid(const char *id);
- *	int	entry_read(int qdir, int fd, const char *id, struct spool_entry *e);
- *	int	entry_message(int fd, const struct spool_entry *e,
+ *	int	spool_id_valid(const char *id);
+ *	int	spool_read_entry(int qdir, int fd, const char *id, struct spool_entry *e);
+ *	int	spool_read_message(int fd, const struct spool_entry *e,
  *			struct message *msg);
  *
- *	int	area_open(const char *top, uid_t uid, int create,
+ *	int	spool_area_open(const char *top, uid_t uid, int create,
  *			struct spool_area *a, struct error *err);
- *	void	area_close(struct spool_area *a);
- *	void	area_adopt(const struct spool_area *a, int fd);
- *	void	list_ids(const struct spool_area *a, struct strlist *ids, int tidy);
- *	int	scope_areas(const struct config *cfg, struct spool_area **out,
+ *	void	spool_area_close(struct spool_area *a);
+ *	void	spool_area_adopt(const struct spool_area *a, int fd);
+ *	void	spool_list_ids(const struct spool_area *a, struct strlist *ids, int tidy);
+ *	int	spool_scope_areas(const struct config *cfg, struct spool_area **out,
  *			size_t *n, int tidy, struct error *err);
- *	void	scope_free(struct spool_area *areas, size_t n);
+ *	void	spool_scope_free(struct spool_area *areas, size_t n);
  *
- *	void	hint_first_time(const char *id, const char *before, const char *now);
+ *	void	spool_hint_first_time(const char *id, const char *before, const char *now);
  *
- *	void	state_write(const struct spool_area *a, const struct spool_entry *e,
+ *	void	spool_state_write(const struct spool_area *a, const struct spool_entry *e,
  *			int durable);
- *	void	log_result(enum log_level level, const struct spool_entry *e,
+ *	void	spool_log_result(enum log_level level, const struct spool_entry *e,
  *			const struct strlist *to, const char *status,
  *			const char *relay, const char *dsn, const char *text);
- *	void	entry_give_up(...);
- *	void	entry_give_up_notify(...);
+ *	void	spool_give_up(...);
+ *	void	spool_give_up_notify(...);
  *
- *	enum entry_result entry_deliver(const struct config *cfg,
+ *	enum entry_result spool_deliver_entry(const struct config *cfg,
  *			const struct spool_area *a, const char *id, int force,
  *			int wait_lock, double *next_due, struct relay_link *link,
  *			struct error *err);
- *	void	removal_sync(const struct spool_area *a, struct relay_link *link);
- *	void	link_sync(struct relay_link *link);
+ *	void	spool_removal_sync(const struct spool_area *a, struct relay_link *link);
+ *	void	spool_link_sync(struct relay_link *link);
  * DESCRIPTION
  *	spool.h is the queue's contract with the rest of relayshim; this
  *	header is the seam between the files that implement it, one per
  *	section of the queue:
  * .IP spool.c
  *	knobs (crash points, the clock, backoff), small I/O helpers that
- *	refuse what another user may plant (open_owned()), and reading an
- *	entry (entry_read(), entry_message());
+ *	refuse what another user may plant (spool_open_owned()), and reading an
+ *	entry (spool_read_entry(), spool_read_message());
  * .IP spool_area.c
  *	the spool directory and the per-user areas, squatters, and the
- *	scope of a pass or listing (scope_areas(), list_ids());
+ *	scope of a pass or listing (spool_scope_areas(), spool_list_ids());
  * .IP spool_commit.c
  *	the commit protocol: spool_store(), spool_usable();
  * .IP spool_notice.c
  *	state files, failed/ records, failure notices, delivery log lines;
  * .IP spool_deliver.c
- *	delivering one entry: entry_deliver();
+ *	delivering one entry: spool_deliver_entry();
  * .IP spool_run.c
  *	passes (spool_run(), spool_deliver(), spool_load()) and the retry
  *	worker (spool_kick());
@@ -108,19 +108,19 @@ extern long long spool_deadline_ms;
 /* Knobs: crash points, time, randomness, backoff (spool.c) */
 extern void spool_crash_point(const char *step);
 extern int spool_time_is_up(void);
-extern int lock_entry(int fd, int wait);
+extern int spool_lock_entry(int fd, int wait);
 extern double spool_now(void);
 extern unsigned spool_random(void);
 extern double spool_retry_base(void);
 extern double spool_backoff(unsigned n);
 
 /* Small I/O helpers and reading entries (spool.c) */
-extern int pread_all(int fd, void *p, size_t n, off_t off);
-extern int fsync_dir(int dirfd);
-extern int open_owned(int dirfd, const char *name, int flags, uid_t owner, struct stat *sb);
-extern int id_valid(const char *id);
-extern int entry_read(int qdir, int fd, const char *id, struct spool_entry *e);
-extern int entry_message(int fd, const struct spool_entry *e, struct message *msg);
+extern int spool_pread_all(int fd, void *p, size_t n, off_t off);
+extern int spool_fsync_dir(int dirfd);
+extern int spool_open_owned(int dirfd, const char *name, int flags, uid_t owner, struct stat *sb);
+extern int spool_id_valid(const char *id);
+extern int spool_read_entry(int qdir, int fd, const char *id, struct spool_entry *e);
+extern int spool_read_message(int fd, const struct spool_entry *e, struct message *msg);
 
 /* One user's area: dir/UID with tmp/, q/, failed/ (spool_area.c) */
 struct spool_area {
@@ -132,27 +132,28 @@ struct spool_area {
 	char *path; /* "dir/UID", for messages */
 };
 
-extern int area_open(const char *top, uid_t uid, int create, struct spool_area *a,
-		     struct error *err);
-extern void area_close(struct spool_area *a);
-extern void area_adopt(const struct spool_area *a, int fd);
-extern void list_ids(const struct spool_area *a, struct strlist *ids, int tidy);
-extern int scope_areas(const struct config *cfg, struct spool_area **out, size_t *n, int tidy,
-		       struct error *err);
-extern void scope_free(struct spool_area *areas, size_t n);
+extern int spool_area_open(const char *top, uid_t uid, int create, struct spool_area *a,
+			   struct error *err);
+extern void spool_area_close(struct spool_area *a);
+extern void spool_area_adopt(const struct spool_area *a, int fd);
+extern void spool_list_ids(const struct spool_area *a, struct strlist *ids, int tidy);
+extern int spool_scope_areas(const struct config *cfg, struct spool_area **out, size_t *n, int tidy,
+			     struct error *err);
+extern void spool_scope_free(struct spool_area *areas, size_t n);
 
 /* The commit protocol (spool_commit.c) */
-extern void hint_first_time(const char *id, const char *before, const char *now);
+extern void spool_hint_first_time(const char *id, const char *before, const char *now);
 
 /* State file, failure records, notices (spool_notice.c) */
-extern void state_write(const struct spool_area *a, const struct spool_entry *e, int durable);
-extern void log_result(enum log_level level, const struct spool_entry *e, const struct strlist *to,
-		       const char *status, const char *relay, const char *dsn, const char *text);
-extern void entry_give_up_notify(const struct config *cfg, const struct spool_area *a, int fd,
+extern void spool_state_write(const struct spool_area *a, const struct spool_entry *e, int durable);
+extern void spool_log_result(enum log_level level, const struct spool_entry *e,
+			     const struct strlist *to, const char *status, const char *relay,
+			     const char *dsn, const char *text);
+extern void spool_give_up_notify(const struct config *cfg, const struct spool_area *a, int fd,
 				 const struct spool_entry *e, const char *reason,
 				 const struct strlist *failed, const struct strlist *why, int keep,
 				 int notify);
-extern void entry_give_up(const struct config *cfg, const struct spool_area *a, int fd,
+extern void spool_give_up(const struct config *cfg, const struct spool_area *a, int fd,
 			  const struct spool_entry *e, const char *reason,
 			  const struct strlist *failed, const struct strlist *why, int keep);
 
@@ -174,15 +175,16 @@ struct relay_link {
 	struct smtp_session *session;
 	int unreachable;   /* the last attempt could not even connect */
 	int unsynced_dir;  /* q/ with removals not yet fsync'ed ... */
-	unsigned unsynced; /* ... and how many (removal_sync()) */
+	unsigned unsynced; /* ... and how many (spool_removal_sync()) */
 };
 
 /* Batched fsync of q/ after removals (spool_deliver.c) */
-extern void removal_sync(const struct spool_area *a, struct relay_link *link);
-extern void link_sync(struct relay_link *link);
+extern void spool_removal_sync(const struct spool_area *a, struct relay_link *link);
+extern void spool_link_sync(struct relay_link *link);
 
-extern enum entry_result entry_deliver(const struct config *cfg, const struct spool_area *a,
-				       const char *id, int force, int wait_lock, double *next_due,
-				       struct relay_link *link, struct error *err);
+extern enum entry_result spool_deliver_entry(const struct config *cfg, const struct spool_area *a,
+					     const char *id, int force, int wait_lock,
+					     double *next_due, struct relay_link *link,
+					     struct error *err);
 
 #endif

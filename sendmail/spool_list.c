@@ -12,8 +12,8 @@
  *	int	spool_list(const struct config *cfg, struct buf *out, struct error *err);
  * DESCRIPTION
  *	Both go through scope_walk(): every entry of every area in scope,
- *	opened with open_owned() (a FIFO a user planted must not hang
- *	root's listing) and read with entry_read(); failed/ entries are
+ *	opened with spool_open_owned() (a FIFO a user planted must not hang
+ *	root's listing) and read with spool_read_entry(); failed/ entries are
  *	counted. spool_walk() hands each as a struct spool_info to
  *	queue_status.c; spool_list() writes the sendmail -bp text, with
  *	every string that came from an entry sanitized.
@@ -98,12 +98,12 @@ static int scope_walk(const struct config *cfg, int brief, walk_fn fn, void *ctx
 
 	error_clear(err);
 	*failed = 0;
-	if (scope_areas(cfg, &areas, &nareas, 0, err) != 0)
+	if (spool_scope_areas(cfg, &areas, &nareas, 0, err) != 0)
 		return err->status;
 	for (size_t ai = 0; ai < nareas; ai++) {
 		struct strlist ids = STRLIST_INIT;
 
-		list_ids(&areas[ai], &ids, 0);
+		spool_list_ids(&areas[ai], &ids, 0);
 		*failed += count_failed(&areas[ai]);
 		for (size_t i = 0; i < ids.n; i++) {
 			struct walk_item item;
@@ -124,11 +124,11 @@ static int scope_walk(const struct config *cfg, int brief, walk_fn fn, void *ctx
 				continue;
 			}
 			/* A FIFO a user planted in their q/ must not hang root's probe. */
-			fd = open_owned(areas[ai].q, ids.v[i], O_RDONLY, areas[ai].uid, &sb);
+			fd = spool_open_owned(areas[ai].q, ids.v[i], O_RDONLY, areas[ai].uid, &sb);
 			if (fd < 0)
 				continue;
 			spool_entry_init(&e);
-			if (entry_read(areas[ai].q, fd, ids.v[i], &e) != 0)
+			if (spool_read_entry(areas[ai].q, fd, ids.v[i], &e) != 0)
 				item.corrupt = 1;
 			else
 				item.e = &e;
@@ -138,7 +138,7 @@ static int scope_walk(const struct config *cfg, int brief, walk_fn fn, void *ctx
 		}
 		strlist_free(&ids);
 	}
-	scope_free(areas, nareas);
+	spool_scope_free(areas, nareas);
 	return 0;
 }
 

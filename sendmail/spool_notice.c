@@ -6,28 +6,28 @@
  * SYNOPSIS
  *	#include "spool_int.h"
  *
- *	void	state_write(const struct spool_area *a, const struct spool_entry *e,
+ *	void	spool_state_write(const struct spool_area *a, const struct spool_entry *e,
  *			int durable);
- *	void	log_result(enum log_level level, const struct spool_entry *e,
+ *	void	spool_log_result(enum log_level level, const struct spool_entry *e,
  *			const struct strlist *to, const char *status,
  *			const char *relay, const char *dsn, const char *text);
- *	void	entry_give_up(const struct config *cfg, const struct spool_area *a,
+ *	void	spool_give_up(const struct config *cfg, const struct spool_area *a,
  *			int fd, const struct spool_entry *e, const char *reason,
  *			const struct strlist *failed, const struct strlist *why,
  *			int keep);
- *	void	entry_give_up_notify(..., int keep, int notify);
+ *	void	spool_give_up_notify(..., int keep, int notify);
  * DESCRIPTION
- *	state_write() replaces q/ID.st atomically (tmp/ and rename); durable
+ *	spool_state_write() replaces q/ID.st atomically (tmp/ and rename); durable
  *	(fsync'ed) when recipients were done: losing those lines would send
  *	to them again.
  *
- *	entry_give_up() records why in failed/ID.reason, links the entry
+ *	spool_give_up() records why in failed/ID.reason, links the entry
  *	into failed/, removes it from q/ unless keep (other recipients still
  *	pending), logs, and queues a failure notice per bounce_to (never
- *	about a notice: null sender). entry_give_up_notify() lets the caller
+ *	about a notice: null sender). spool_give_up_notify() lets the caller
  *	leave out the notice.
  *
- *	log_result() writes one log_delivery() line for an entry.
+ *	spool_log_result() writes one log_delivery() line for an entry.
  * DIAGNOSTICS
  *	None returned: the worker has no caller to report to. Failures are
  *	logged with log_msg().
@@ -48,9 +48,9 @@
  * State file, failure records, notices
  * ==================================================================== */
 
-/* state_write - replace q/ID.st atomically; durable when recipients are done */
+/* spool_state_write - replace q/ID.st atomically; durable when recipients are done */
 
-void state_write(const struct spool_area *a, const struct spool_entry *e, int durable)
+void spool_state_write(const struct spool_area *a, const struct spool_entry *e, int durable)
 {
 	struct buf text = BUF_INIT;
 	char tmpname[SPOOL_ID_MAX + 32], stname[SPOOL_ID_MAX + 4];
@@ -63,7 +63,7 @@ void state_write(const struct spool_area *a, const struct spool_entry *e, int du
 	fd = openat(a->tmp, tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		goto fail;
-	area_adopt(a, fd);
+	spool_area_adopt(a, fd);
 	if (util_write_all(fd, text.data, text.len) != 0 || (durable && fsync(fd) != 0)) {
 		close(fd);
 		(void)unlinkat(a->tmp, tmpname, 0);
@@ -75,7 +75,7 @@ void state_write(const struct spool_area *a, const struct spool_entry *e, int du
 		goto fail;
 	}
 	if (durable)
-		(void)fsync_dir(a->q);
+		(void)spool_fsync_dir(a->q);
 	buf_free(&text);
 	return;
 fail:
@@ -125,7 +125,7 @@ static void reason_append(const struct spool_area *a, const char *id, const char
 		log_msg(LOG_LEVEL_WARNING, "%s: cannot write %s/failed/%s: %s", id, a->path, name,
 			strerror(errno));
 	if (fd >= 0) {
-		area_adopt(a, fd);
+		spool_area_adopt(a, fd);
 		close(fd);
 	}
 	buf_free(&line);
@@ -226,7 +226,7 @@ static void notice_send(const struct config *cfg, const struct spool_entry *e, i
 	buf_puts(&nmsg.body.mem, "\r\n--- The header of the message follows ---\r\n\r\n");
 	if (e->header_len <= 1024 * 1024) {
 		buf_reserve(&orig, (size_t)e->header_len);
-		if (pread_all(fd, orig.data, (size_t)e->header_len, (off_t)e->data_off) == 0)
+		if (spool_pread_all(fd, orig.data, (size_t)e->header_len, (off_t)e->data_off) == 0)
 			buf_append(&nmsg.body.mem, orig.data, (size_t)e->header_len);
 	}
 	nmsg.body.len = nmsg.body.mem.len;
@@ -244,10 +244,10 @@ static void notice_send(const struct config *cfg, const struct spool_entry *e, i
 	message_free(&nmsg);
 }
 
-/* log_result - one log_delivery() line */
+/* spool_log_result - one log_delivery() line */
 
-void log_result(enum log_level level, const struct spool_entry *e, const struct strlist *to,
-		const char *status, const char *relay, const char *dsn, const char *text)
+void spool_log_result(enum log_level level, const struct spool_entry *e, const struct strlist *to,
+		      const char *status, const char *relay, const char *dsn, const char *text)
 {
 	struct log_record rec;
 
@@ -267,9 +267,9 @@ void log_result(enum log_level level, const struct spool_entry *e, const struct 
 	log_delivery(&rec);
 }
 
-/* entry_give_up - failed/ID + reason, error log, notice; keep = others still pending */
+/* spool_give_up - failed/ID + reason, error log, notice; keep = others still pending */
 
-void entry_give_up_notify(const struct config *cfg, const struct spool_area *a, int fd,
+void spool_give_up_notify(const struct config *cfg, const struct spool_area *a, int fd,
 			  const struct spool_entry *e, const char *reason,
 			  const struct strlist *failed, const struct strlist *why, int keep,
 			  int notify)
@@ -287,26 +287,26 @@ void entry_give_up_notify(const struct config *cfg, const struct spool_area *a, 
 	if (linkat(a->q, e->id, a->failed, e->id, 0) != 0 && errno != EEXIST)
 		log_msg(LOG_LEVEL_WARNING, "%s: cannot link into %s/failed: %s", e->id, a->path,
 			strerror(errno));
-	(void)fsync_dir(a->failed);
+	(void)spool_fsync_dir(a->failed);
 	if (!keep) {
 		snprintf(stname, sizeof(stname), "%s.st", e->id);
 		(void)unlinkat(a->q, e->id, 0);
 		(void)unlinkat(a->q, stname, 0);
-		(void)fsync_dir(a->q);
+		(void)spool_fsync_dir(a->q);
 	}
 	log_msg(LOG_LEVEL_ERROR, "%s: delivery failed, moved to %s/failed: %s", e->id, a->path,
 		rec.data);
-	log_result(LOG_LEVEL_ERROR, e, failed, "bounced", 0, 0, reason);
+	spool_log_result(LOG_LEVEL_ERROR, e, failed, "bounced", 0, 0, reason);
 	if (notify)
 		notice_send(cfg, e, fd, reason, failed, why);
 	buf_free(&rec);
 }
 
-/* entry_give_up - the same, with a failure notice per bounce_to */
+/* spool_give_up - the same, with a failure notice per bounce_to */
 
-void entry_give_up(const struct config *cfg, const struct spool_area *a, int fd,
+void spool_give_up(const struct config *cfg, const struct spool_area *a, int fd,
 		   const struct spool_entry *e, const char *reason, const struct strlist *failed,
 		   const struct strlist *why, int keep)
 {
-	entry_give_up_notify(cfg, a, fd, e, reason, failed, why, keep, 1);
+	spool_give_up_notify(cfg, a, fd, e, reason, failed, why, keep, 1);
 }

@@ -14,8 +14,8 @@
  *	void	spool_kick(const struct config *cfg);
  * DESCRIPTION
  *	A pass (run_pass()) offers every area in scope its turns and every
- *	due entry to entry_deliver(), over one relay connection, and makes
- *	removals durable in batches (removal_sync() in spool_deliver.c);
+ *	due entry to spool_deliver_entry(), over one relay connection, and makes
+ *	removals durable in batches (spool_removal_sync() in spool_deliver.c);
  *	what ends an area's part or the whole pass is described at
  *	run_pass().
  *	spool_run() repeats passes while they make progress (sendmail -q);
@@ -137,7 +137,7 @@ static int area_turn(const struct config *cfg, const struct spool_area *a, struc
 		if (budget == 0)
 			return 1; /* its turn is over; the next round goes on */
 		t->next++;
-		r = entry_deliver(cfg, a, id, force, wait_lock, &st->next_due, link, &err);
+		r = spool_deliver_entry(cfg, a, id, force, wait_lock, &st->next_due, link, &err);
 		if (r != ENTRY_GONE && r != ENTRY_UNREADABLE && r != ENTRY_NOT_DUE &&
 		    r != ENTRY_BUSY && r != ENTRY_LEFT_TO_OWNER) {
 			budget--;
@@ -230,21 +230,21 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 
 	memset(st, 0, sizeof(*st));
 	st->next_due = HUGE_VAL;
-	if (scope_areas(cfg, &areas, &nareas, 1, &st->scope) != 0) {
+	if (spool_scope_areas(cfg, &areas, &nareas, 1, &st->scope) != 0) {
 		smtp_session_close(session);
 		return;
 	}
 	turns = util_calloc(nareas ? nareas : 1, sizeof(*turns));
 	for (size_t ai = 0; ai < nareas; ai++)
-		list_ids(&areas[ai], &turns[ai].ids, 1);
+		spool_list_ids(&areas[ai], &turns[ai].ids, 1);
 	while (more) {
 		more = 0;
 		for (size_t ai = 0; ai < nareas; ai++) {
 			more |= area_turn(cfg, &areas[ai], &turns[ai], force, wait_lock, tried,
 					  &link, st);
 			/* The batch of removals of this area's turn goes to disk
-			 * before the next area's (removal_sync). */
-			link_sync(&link);
+			 * before the next area's (spool_removal_sync). */
+			spool_link_sync(&link);
 		}
 	}
 	for (size_t ai = 0; ai < nareas; ai++) {
@@ -261,12 +261,12 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
 	if (tried)
 		id_set_seal(tried);
 	smtp_session_close(link.session);
-	scope_free(areas, nareas);
+	spool_scope_free(areas, nareas);
 }
 
 /*
  * area_count - the entries of an area's q/, counting stops at limit: the
- * test list_ids() applies (a valid id naming a plain file of the area's
+ * test spool_list_ids() applies (a valid id naming a plain file of the area's
  * owner), without collecting or sorting. Every submission that queues asks
  * whether anything is queued (spool_kick()): with 10 000 entries behind it,
  * listing them all made queueing during an outage quadratic.
@@ -286,7 +286,8 @@ static unsigned area_count(const struct spool_area *a, unsigned limit)
 	while (n < limit && (de = readdir(d)) != 0) {
 		struct stat sb;
 
-		if (de->d_name[0] == '.' || strchr(de->d_name, '.') != 0 || !id_valid(de->d_name))
+		if (de->d_name[0] == '.' || strchr(de->d_name, '.') != 0 ||
+		    !spool_id_valid(de->d_name))
 			continue;
 		if (fstatat(a->q, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    S_ISREG(sb.st_mode) && sb.st_uid == a->uid)
@@ -307,14 +308,14 @@ static unsigned scope_count(const struct config *cfg, unsigned limit, int own)
 	unsigned found = 0;
 
 	error_clear(&err);
-	if (scope_areas(cfg, &areas, &nareas, 0, &err) != 0)
+	if (spool_scope_areas(cfg, &areas, &nareas, 0, &err) != 0)
 		return 0;
 	for (size_t ai = 0; ai < nareas && found < limit; ai++) {
 		if (own && areas[ai].uid != geteuid())
 			continue;
 		found += area_count(&areas[ai], limit - found);
 	}
-	scope_free(areas, nareas);
+	spool_scope_free(areas, nareas);
 	return found;
 }
 
@@ -367,10 +368,10 @@ int spool_deliver(const struct config *cfg, const char *queue_id, struct error *
 	double next_due = HUGE_VAL;
 	enum entry_result r;
 
-	if (area_open(cfg->queue_dir, geteuid(), 0, &a, err) != 0)
+	if (spool_area_open(cfg->queue_dir, geteuid(), 0, &a, err) != 0)
 		return err->status;
-	r = entry_deliver(cfg, &a, queue_id, 1, 1, &next_due, 0, err);
-	area_close(&a);
+	r = spool_deliver_entry(cfg, &a, queue_id, 1, 1, &next_due, 0, err);
+	spool_area_close(&a);
 	switch (r) {
 	case ENTRY_DONE:
 		return 0;
@@ -398,31 +399,31 @@ int spool_load(const struct config *cfg, const char *queue_id, struct envelope *
 	struct spool_entry e;
 	int fd;
 
-	if (!id_valid(queue_id))
+	if (!spool_id_valid(queue_id))
 		return error_set(err, EX_NOINPUT, "bad queue id \"%s\"", queue_id);
-	if (area_open(cfg->queue_dir, geteuid(), 0, &a, err) != 0)
+	if (spool_area_open(cfg->queue_dir, geteuid(), 0, &a, err) != 0)
 		return err->status;
-	fd = open_owned(a.q, queue_id, O_RDONLY, a.uid, 0);
+	fd = spool_open_owned(a.q, queue_id, O_RDONLY, a.uid, 0);
 	if (fd < 0) {
 		error_set(err, EX_NOINPUT, "no queue entry %s in %s: %s", queue_id, a.path,
 			  strerror(errno));
-		area_close(&a);
+		spool_area_close(&a);
 		return err->status;
 	}
 	spool_entry_init(&e);
-	if (entry_read(a.q, fd, queue_id, &e) != 0 || entry_message(fd, &e, msg) != 0) {
+	if (spool_read_entry(a.q, fd, queue_id, &e) != 0 || spool_read_message(fd, &e, msg) != 0) {
 		error_set(err, EX_DATAERR, "queue entry %s/q/%s is corrupt", a.path, queue_id);
 		message_free(msg);
 		spool_entry_free(&e);
 		close(fd);
-		area_close(&a);
+		spool_area_close(&a);
 		return err->status;
 	}
 	*env = e.env;
 	envelope_init(&e.env);
 	spool_entry_free(&e);
 	close(fd);
-	area_close(&a);
+	spool_area_close(&a);
 	return 0;
 }
 
@@ -550,7 +551,7 @@ static unsigned spool_test_outage_rounds(void)
  * The spread stays: each worker's looks fall at its own random times, so
  * 50 containers whose relay comes back reach it over some 20 s, not in
  * the same second. Entries deferred because the relay was unreachable are
- * due at once (entry_deliver); those the relay itself deferred keep their
+ * due at once (spool_deliver_entry); those the relay itself deferred keep their
  * own backoff, and a relay that answers but defers everything (passes
  * aborted on 4xx) still backs the worker off exponentially.
  */
@@ -710,19 +711,19 @@ void spool_kick(const struct config *cfg)
 	if (!scope_nonempty(cfg))
 		return;
 	/* No area yet: nothing of ours is queued. Do not create one. */
-	if (area_open(cfg->queue_dir, geteuid(), 0, &a, &err) != 0)
+	if (spool_area_open(cfg->queue_dir, geteuid(), 0, &a, &err) != 0)
 		return;
 	for (;;) {
 		lockfd = openat(a.dir, "lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (lockfd < 0) {
-			area_close(&a);
+			spool_area_close(&a);
 			return;
 		}
 		if (flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
 			/* A worker runs: make it look now. */
 			close(lockfd);
 			kick_worker(a.dir);
-			area_close(&a);
+			spool_area_close(&a);
 			return;
 		}
 		if (scope_nonempty(cfg))
@@ -731,7 +732,7 @@ void spool_kick(const struct config *cfg)
 		/* Something may have been committed (and only kicked) while we
 		 * held the lock: look once more now that it is released. */
 		if (!scope_nonempty(cfg)) {
-			area_close(&a);
+			spool_area_close(&a);
 			return;
 		}
 	}
@@ -739,7 +740,7 @@ void spool_kick(const struct config *cfg)
 	abs = realpath(cfg->queue_dir, 0);
 	if (abs == 0) {
 		close(lockfd);
-		area_close(&a);
+		spool_area_close(&a);
 		return;
 	}
 	fflush(0);
@@ -791,5 +792,5 @@ void spool_kick(const struct config *cfg)
 	}
 	free(abs);
 	close(lockfd);
-	area_close(&a);
+	spool_area_close(&a);
 }
