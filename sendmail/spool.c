@@ -203,6 +203,20 @@ int spool_fsync_dir(int dirfd)
 	return fsync(dirfd);
 }
 
+/* spool_opendir - a directory stream over dirfd's directory, dirfd kept; 0 on error */
+
+DIR *spool_opendir(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+
+	if (fd < 0)
+		return 0;
+	if ((d = fdopendir(fd)) == 0)
+		close(fd);
+	return d;
+}
+
 /* spool_open_owned - open a plain file of owner at dirfd/name, never blocking, never following */
 
 int spool_open_owned(int dirfd, const char *name, int flags, uid_t owner, struct stat *sb)

@@ -329,19 +329,15 @@ static int cmp_age(const void *x, const void *y)
 
 void spool_list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 {
-	int fd = openat(a->q, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d;
+	DIR *d = spool_opendir(a->q);
 	struct dirent *de;
 	double now = spool_now();
 	struct id_age *ages = 0;
 	size_t n = 0, cap = 0;
 	unsigned skipped = 0;
 
-	if (fd < 0 || (d = fdopendir(fd)) == 0) {
-		if (fd >= 0)
-			close(fd);
+	if (d == 0)
 		return;
-	}
 	while ((de = readdir(d)) != 0) {
 		char *dot = strchr(de->d_name, '.');
 		struct stat sb;
@@ -390,11 +386,7 @@ void spool_list_ids(const struct spool_area *a, struct strlist *ids, int tidy)
 	free(ages);
 
 	/* tmp/ debris from crashed writers: invisible, removed when old. */
-	if (tidy && (fd = openat(a->tmp, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		if ((d = fdopendir(fd)) == 0) {
-			close(fd);
-			return;
-		}
+	if (tidy && (d = spool_opendir(a->tmp)) != 0) {
 		while ((de = readdir(d)) != 0) {
 			struct stat sb;
 

@@ -22,6 +22,7 @@
  *
  *	int	spool_pread_all(int fd, void *p, size_t n, off_t off);
  *	int	spool_fsync_dir(int dirfd);
+ *	DIR	*spool_opendir(int dirfd);
  *	int	spool_open_owned(int dirfd, const char *name, int flags, uid_t owner,
  *			struct stat *sb);
  *	int	spool_id_valid(const char *id);
@@ -84,6 +85,7 @@
  *	-q --deadline run on the net_now_ms() clock, 0 for none.
  *--*/
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -117,6 +119,7 @@ extern double spool_backoff(unsigned n);
 /* Small I/O helpers and reading entries (spool.c) */
 extern int spool_pread_all(int fd, void *p, size_t n, off_t off);
 extern int spool_fsync_dir(int dirfd);
+extern DIR *spool_opendir(int dirfd);
 extern int spool_open_owned(int dirfd, const char *name, int flags, uid_t owner, struct stat *sb);
 extern int spool_id_valid(const char *id);
 extern int spool_read_entry(int qdir, int fd, const char *id, struct spool_entry *e);

@@ -56,16 +56,12 @@ static void put_age(struct buf *out, double secs)
 
 static unsigned count_failed(const struct spool_area *a)
 {
-	int fd = openat(a->failed, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d;
+	DIR *d = spool_opendir(a->failed);
 	struct dirent *de;
 	unsigned n = 0;
 
-	if (fd < 0 || (d = fdopendir(fd)) == 0) {
-		if (fd >= 0)
-			close(fd);
+	if (d == 0)
 		return 0;
-	}
 	while ((de = readdir(d)) != 0)
 		if (de->d_name[0] != '.' && strchr(de->d_name, '.') == 0)
 			n++;

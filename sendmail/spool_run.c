@@ -273,16 +273,12 @@ static void run_pass(const struct config *cfg, int force, int wait_lock, struct 
  */
 static unsigned area_count(const struct spool_area *a, unsigned limit)
 {
-	int fd = openat(a->q, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d;
+	DIR *d = spool_opendir(a->q);
 	struct dirent *de;
 	unsigned n = 0;
 
-	if (fd < 0 || (d = fdopendir(fd)) == 0) {
-		if (fd >= 0)
-			close(fd);
+	if (d == 0)
 		return 0;
-	}
 	while (n < limit && (de = readdir(d)) != 0) {
 		struct stat sb;
 
