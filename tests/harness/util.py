@@ -120,8 +120,8 @@ def _gone(pid):
         return True
 
 
-def kill_spool_workers(spool_dir, timeout=5):
-    pids = spool_worker_pids(spool_dir)
+def _kill_and_wait(pids, timeout):
+    """SIGKILL pids and wait (up to timeout s) until each is gone or a zombie."""
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -131,6 +131,10 @@ def kill_spool_workers(spool_dir, timeout=5):
     for pid in pids:
         while not _gone(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+def kill_spool_workers(spool_dir, timeout=5):
+    _kill_and_wait(spool_worker_pids(spool_dir), timeout)
 
 
 def kill_workers_under(path, timeout=5):
@@ -150,13 +154,5 @@ def kill_workers_under(path, timeout=5):
             continue
         if _has_open_under(int(d), path):
             pids.append(int(d))
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        while not _gone(pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+    _kill_and_wait(pids, timeout)
     return pids
