@@ -222,7 +222,7 @@ static int attempt_lock(struct attempt *t, int wait_lock, enum entry_result *res
 {
 	struct stat fsb, psb;
 
-	t->fd = spool_open_owned(t->a->q, t->id, O_RDONLY, t->a->uid, 0);
+	t->fd = spool_open_owned(t->a->q, t->id, O_RDONLY, t->a->uid, &fsb);
 	if (t->fd < 0) {
 		*result = errno == ENOENT ? ENTRY_GONE : ENTRY_UNREADABLE;
 		return 1;
@@ -236,9 +236,10 @@ static int attempt_lock(struct attempt *t, int wait_lock, enum entry_result *res
 		return 1;
 	}
 	/* Locked, but maybe after the previous holder removed or replaced
-	 * the entry: only the file still linked as q/ID is ours to send. */
-	if (fstat(t->fd, &fsb) != 0 || fstatat(t->a->q, t->id, &psb, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    fsb.st_ino != psb.st_ino || fsb.st_dev != psb.st_dev) {
+	 * the entry: only the file still linked as q/ID is ours to send.
+	 * (fsb is from the open: an open file's inode does not change.) */
+	if (fstatat(t->a->q, t->id, &psb, AT_SYMLINK_NOFOLLOW) != 0 || fsb.st_ino != psb.st_ino ||
+	    fsb.st_dev != psb.st_dev) {
 		*result = ENTRY_GONE;
 		return 1;
 	}
