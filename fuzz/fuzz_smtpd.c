@@ -115,7 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int o = fuzz_take(&data, &size);
 	struct config cfg;
 	struct smtpd_limits lim;
-	struct smtpd_ops ops = {fake_deliver, fake_has_dsn, 0};
+	struct smtpd_ops ops = {fake_deliver, fake_has_dsn, 0, 0};
 	struct error err;
 	int in, out;
 

@@ -37,6 +37,7 @@
 #include "queue_status.h"
 #include "rewrite.h"
 #include "shim_accept.h"
+#include "shim_spare.h"
 #include "smtp.h"
 #include "smtpd.h"
 #include "spool.h"
@@ -171,11 +172,30 @@ static void bs_end(void *vctx)
 	submit_end(vctx);
 }
 
-/* run_smtpd - -bs (stdin/stdout) and -bd (loopback listener) */
+/* spare_bye - smtpd_ops.bye: a spare helper is ready for the next connection */
 
-static int run_smtpd(struct config *cfg, int daemon)
+static void spare_bye(void *vctx)
 {
-	static const struct smtpd_ops ops = {bs_deliver, bs_has_dsn, bs_end};
+	(void)vctx;
+	shim_spare_ready();
+}
+
+/* spare_session - one connection handed to a spare helper */
+
+static int spare_session(int conn, void *vctx)
+{
+	static const struct smtpd_ops ops = {bs_deliver, bs_has_dsn, bs_end, spare_bye};
+	struct submit_ctx *ctx = vctx;
+	struct error err;
+
+	return smtpd_serve(conn, conn, ctx->cfg, &ops, ctx, &err);
+}
+
+/* run_smtpd - -bs (stdin/stdout), a spare helper's connections, -bd (loopback listener) */
+
+static int run_smtpd(struct config *cfg, int daemon, int spare)
+{
+	static const struct smtpd_ops ops = {bs_deliver, bs_has_dsn, bs_end, 0};
 	struct submit_ctx ctx;
 	struct error err;
 	int rc;
@@ -184,6 +204,16 @@ static int run_smtpd(struct config *cfg, int daemon)
 	if (config_finish(cfg, &err))
 		return die(&err);
 	submit_begin(&ctx, cfg, 1);
+	if (spare) {
+		/* Read again for a stale configuration (shim_spare.c). */
+		const char *files[] = {config_path(cfg) ? config_path(cfg) : "",
+				       cfg->password_file ? cfg->password_file : "", NULL};
+
+		/* The time zone, as the caller's identity, is looked up once. */
+		tzset();
+		shim_spare_serve(files, spare_session, &ctx);
+		return 0;
+	}
 	if (daemon)
 		rc = smtpd_daemon(cfg, &ops, &ctx, &err);
 	else
@@ -369,6 +399,7 @@ int main(int argc, char **argv)
 	struct error err;
 	const char *path;
 	int explicit_path;
+	int spare = 0;
 	int rc;
 
 	ensure_std_fds();
@@ -390,6 +421,13 @@ int main(int argc, char **argv)
 				fprintf(stderr, "sendmail: %s\n", err.text);
 			return err.status;
 		}
+	} else if (cl.mode == CMD_SMTP && shim_spare_requested()) {
+		/* A helper started ahead of time: it takes connections once configured. */
+		if (shim_spare_begin(&err)) {
+			fprintf(stderr, "sendmail: %s\n", err.text);
+			return err.status;
+		}
+		spare = 1;
 	}
 	switch (cl.mode) {
 	case CMD_VERSION:
@@ -427,10 +465,10 @@ int main(int argc, char **argv)
 		rc = run_deliver(&cfg, &cl);
 		break;
 	case CMD_SMTP:
-		rc = run_smtpd(&cfg, 0);
+		rc = run_smtpd(&cfg, 0, spare);
 		break;
 	case CMD_DAEMON:
-		rc = run_smtpd(&cfg, 1);
+		rc = run_smtpd(&cfg, 1, 0);
 		break;
 	case CMD_LIST_QUEUE:
 		if (cl.queue_status || cl.queue_json)

@@ -208,13 +208,9 @@ static int shim_accept_peer(int lfd, const char *expected, const struct timespec
 
 int shim_accept(struct error *err)
 {
-	struct timespec deadline;
-	char expected[INET6_ADDRSTRLEN + 16];
 	const char *how = getenv(SHIM_ACCEPT_ENV);
 	int detached = how != NULL && strcmp(how, "2") == 0;
 	pid_t pid;
-	int conn;
-	int status;
 
 	unsetenv(SHIM_ACCEPT_ENV);
 
@@ -243,16 +239,33 @@ int shim_accept(struct error *err)
 	}
 	setsid();
 	shim_accept_close_from(3);
+	return shim_accept_take(err);
+}
+
+/* shim_accept_conn - the expected peer from ctl, its connection from lfd; the connection or -1 */
+
+int shim_accept_conn(int lfd, int ctl, struct error *err)
+{
+	struct timespec deadline;
+	char expected[INET6_ADDRSTRLEN + 16];
 
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += SHIM_ACCEPT_TIMEOUT_MS / 1000;
 
 	/* Non-blocking listener: a connection reset between poll and accept must not hang us. */
-	fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
-	if ((status = shim_accept_read_expected(1, expected, sizeof(expected), &deadline, err)) !=
-	    0)
-		return status;
-	conn = shim_accept_peer(0, expected, &deadline, err);
+	fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
+	if (shim_accept_read_expected(ctl, expected, sizeof(expected), &deadline, err) != 0)
+		return -1;
+	return shim_accept_peer(lfd, expected, &deadline, err);
+}
+
+/* shim_accept_take - shim_accept_conn() on fds 0 and 1, the connection put on both */
+
+int shim_accept_take(struct error *err)
+{
+	int conn = shim_accept_conn(0, 1, err);
+	int status;
+
 	if (conn < 0)
 		return err->status;
 	if (dup2(conn, 0) < 0 || dup2(conn, 1) < 0) {

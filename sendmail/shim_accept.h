@@ -11,6 +11,8 @@
  *
  *	int	shim_accept_requested(void);
  *	int	shim_accept(struct error *err);
+ *	int	shim_accept_take(struct error *err);
+ *	int	shim_accept_conn(int lfd, int ctl, struct error *err);
  * DESCRIPTION
  *	librelayshim.so starts "sendmail -bs" with RELAYSHIM_SHIM_ACCEPT=1
  *	(or 2: already detached) in the environment, a listening loopback
@@ -36,6 +38,12 @@
  *	   control socket closed) and removes RELAYSHIM_SHIM_ACCEPT from
  *	   the environment.
  *	It returns 0, and the caller serves SMTP on stdin/stdout as usual.
+ *
+ *	shim_accept_take() is steps 3 to 5 alone. shim_accept_conn() is
+ *	steps 3 and 4 on the listener lfd and the control socket ctl, for
+ *	a spare helper that was handed them (shim_spare.h): it returns the
+ *	blocking connection (close-on-exec), or -1 with err filled; it
+ *	closes neither descriptor.
  * DIAGNOSTICS
  *	On failure it returns a sysexits.h status and fills err; the caller
  *	exits with that status (nobody waits for it). EX_NOINPUT means the
@@ -47,5 +55,7 @@ struct error;
 
 int shim_accept_requested(void);
 int shim_accept(struct error *err);
+int shim_accept_take(struct error *err);
+int shim_accept_conn(int lfd, int ctl, struct error *err);
 
 #endif

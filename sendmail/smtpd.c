@@ -1214,6 +1214,8 @@ int smtpd_serve_limits(int in_fd, int out_fd, const struct config *cfg,
 		else
 			smtpd_command(&s, line, len);
 	}
+	if (s.end == END_QUIT && ops->bye)
+		ops->bye(ctx);
 	if (s.out.len > 0 && s.end != END_IOERR)
 		out_flush(&s);
 	if (s.end == END_TIMEOUT)

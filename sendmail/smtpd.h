@@ -9,7 +9,7 @@
  * SYNOPSIS
  *	#include "smtpd.h"
  *
- *	struct smtpd_ops { deliver, has_dsn, end_session };
+ *	struct smtpd_ops { deliver, has_dsn, end_session, bye };
  *
  *	int	smtpd_serve(int in_fd, int out_fd, const struct config *cfg,
  *			const struct smtpd_ops *ops, void *ctx, struct error *err);
@@ -211,6 +211,8 @@ struct smtpd_ops {
 	int (*has_dsn)(void *ctx);
 	/* End of the session: close the relay connection. May be NULL. */
 	void (*end_session)(void *ctx);
+	/* The client said QUIT; called before the goodbye is sent. May be NULL. */
+	void (*bye)(void *ctx);
 };
 
 struct smtpd_limits {

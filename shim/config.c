@@ -12,8 +12,8 @@
  *	void	shim_close(int *fd);
  *	int	shim_move_up(int fd);
  * DESCRIPTION
- *	The constructor reads RELAYSHIM_INTERCEPT, RELAYSHIM_SENDMAIL and
- *	RELAYSHIM_SPAWN, resolves the next connect(), and snapshots the
+ *	The constructor reads RELAYSHIM_INTERCEPT, RELAYSHIM_SENDMAIL,
+ *	RELAYSHIM_SPAWN and RELAYSHIM_SPARE, resolves the next connect(), and snapshots the
  *	environment the helper will get (relayshim.c has the list). In a
  *	set-user-ID, set-group-ID or file-capability process (AT_SECURE) it
  *	reads nothing and intercepts nothing. If
@@ -305,7 +305,8 @@ static int shim_capture_env(void)
 		n++;
 	shim.envp = calloc(n + 2, sizeof(char *));
 	shim.envp_detached = calloc(n + 2, sizeof(char *));
-	if (shim.envp == NULL || shim.envp_detached == NULL)
+	shim.envp_spare = calloc(n + 2, sizeof(char *));
+	if (shim.envp == NULL || shim.envp_detached == NULL || shim.envp_spare == NULL)
 		return -1;
 	for (char **e = environ; e != NULL && *e != NULL; e++) {
 		if (!shim_env_wanted(*e))
@@ -313,13 +314,16 @@ static int shim_capture_env(void)
 		if ((shim.envp[k] = strdup(*e)) == NULL)
 			return -1;
 		shim.envp_detached[k] = shim.envp[k];
+		shim.envp_spare[k] = shim.envp[k];
 		k++;
 	}
 	shim.envp[k] = SHIM_ENV_MARK "=1";
 	shim.envp_detached[k] = SHIM_ENV_MARK "=2";
+	shim.envp_spare[k] = SHIM_ENV_MARK "=3";
 	k++;
 	shim.envp[k] = NULL;
 	shim.envp_detached[k] = NULL;
+	shim.envp_spare[k] = NULL;
 	return 0;
 }
 
@@ -363,6 +367,9 @@ static void shim_init(void)
 	}
 	v = getenv("RELAYSHIM_SPAWN");
 	shim.posix_only = v != NULL && strcmp(v, "posix") == 0;
+	/* The spare's idle time is the helper's to read; "0" here means none at all. */
+	v = getenv("RELAYSHIM_SPARE");
+	shim.spare_off = v != NULL && strcmp(v, "0") == 0;
 	v = getenv("RELAYSHIM_INTERCEPT");
 	shim_parse_intercept(v != NULL ? v : "127.0.0.1:25 [::1]:25");
 	if (shim.sendmail == NULL || shim_capture_env() != 0) {

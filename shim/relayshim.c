@@ -357,6 +357,7 @@ static int shim_intercept(int fd, const struct sockaddr *addr, socklen_t addrlen
 	int result;
 	int mapped = 0;
 	int reaper;
+	int spare;
 
 	if (addr->sa_family == AF_INET6) {
 		struct sockaddr_in6 t6;
@@ -386,14 +387,18 @@ static int shim_intercept(int fd, const struct sockaddr *addr, socklen_t addrlen
 		shim_log("cannot create a socketpair (%s); connect() refused", strerror(err));
 		goto refuse;
 	}
-	if ((rc = shim_spawn(lfd, pair[1], &pid, &helper)) != 0) {
+	/* The spare helper if there is one (spare.c), else one started now. */
+	spare = shim_spare_offer(lfd, pair[1]) == 0;
+	if (!spare && (rc = shim_spawn(lfd, pair[1], &pid, &helper)) != 0) {
 		shim_log("cannot start %s -bs (%s); connect() refused", shim.sendmail,
 			 strerror(rc));
 		goto refuse;
 	}
 	/* The helper holds the listener now; if it dies, our connect is refused. */
-	shim_close(&lfd);
-	shim_close(&pair[1]);
+	if (!spare) {
+		shim_close(&lfd);
+		shim_close(&pair[1]);
+	}
 
 	result = shim_real_connect(fd, (struct sockaddr *)&to, tolen);
 	err = errno;
@@ -409,11 +414,29 @@ static int shim_intercept(int fd, const struct sockaddr *addr, socklen_t addrlen
 		if (n > 0 && send(pair[0], peer, (size_t)n, MSG_NOSIGNAL) != n)
 			(void)0;
 	}
+	/*
+	 * The spare's answer has come meanwhile, as a rule. If it did not
+	 * take the connection, which waits in the listener's queue, a
+	 * helper of our own takes it, with the peer address waiting on
+	 * the control socket.
+	 */
+	if (spare && shim_spare_confirm() != 0) {
+		spare = 0;
+		if ((rc = shim_spawn(lfd, pair[1], &pid, &helper)) != 0)
+			shim_log("cannot start %s -bs (%s); connection closed", shim.sendmail,
+				 strerror(rc));
+	}
+	shim_close(&lfd);
+	shim_close(&pair[1]);
 	if (pid > 0)
 		shim_reap(pid);
-	if (reaper)
+	/* A spare's serving process is its child, not ours: nothing to reap. */
+	if (reaper && !spare)
 		shim_remember_orphan(helper > 0 ? helper : shim_read_helper_pid(pair[0]));
 	shim_close(&pair[0]);
+	/* The next connect() finds a helper started ahead of time. */
+	if (!spare)
+		shim_spare_start();
 	errno = result == 0 ? saved : err;
 	return result;
 

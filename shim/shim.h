@@ -16,13 +16,15 @@
  *	spawn.c:	shim_spawn(), shim_reap(), shim_is_reaper(),
  *			shim_warn_reaper(), shim_reap_orphans(),
  *			shim_read_helper_pid(), shim_remember_orphan()
+ *	spare.c:	shim_spare_offer(), shim_spare_confirm(),
+ *			shim_spare_start()
  *	relayshim.c:	connect(), the only exported symbol
  * DESCRIPTION
  *	The library is built with -fvisibility=hidden: these functions are
  *	shared between its files only. The layout: relayshim.c has the
  *	fast path (matching) and the redirection of one connect();
  *	config.c reads the configuration once; spawn.c starts and reaps
- *	helpers.
+ *	helpers; spare.c keeps a helper started ahead of time.
  *
  *	shim_ensure_init() is on the fast path of every connect(): one
  *	atomic load once the configuration is ready.
@@ -61,6 +63,8 @@ struct shim_config {
 	char comm[16];	      /* the helper's /proc comm: basename, 15 bytes */
 	char **envp;	      /* RELAYSHIM_SHIM_ACCEPT=1: detach by forking */
 	char **envp_detached; /* RELAYSHIM_SHIM_ACCEPT=2: orphaned at birth */
+	char **envp_spare;    /* RELAYSHIM_SHIM_ACCEPT=3: a spare helper (spare.c) */
+	int spare_off;	      /* RELAYSHIM_SPARE=0 */
 	int posix_only;	      /* RELAYSHIM_SPAWN=posix (tests, debugging) */
 };
 
@@ -76,12 +80,18 @@ int shim_move_up(int fd);
 
 /* spawn.c */
 int shim_spawn(int lfd, int ctl, pid_t *middle, pid_t *helper);
+int shim_spawn_spare(int sock, pid_t *helper);
 void shim_reap(pid_t pid);
 int shim_is_reaper(void);
 void shim_warn_reaper(void);
 void shim_reap_orphans(void);
 pid_t shim_read_helper_pid(int ctl);
 void shim_remember_orphan(pid_t pid);
+
+/* spare.c */
+int shim_spare_offer(int lfd, int ctl);
+int shim_spare_confirm(void);
+void shim_spare_start(void);
 
 /* shim_ensure_init - the configuration, read exactly once, from any thread */
 

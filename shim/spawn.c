@@ -7,6 +7,7 @@
  *	#include "shim.h"
  *
  *	int	shim_spawn(int lfd, int ctl, pid_t *middle, pid_t *helper);
+ *	int	shim_spawn_spare(int sock, pid_t *helper);
  *	void	shim_reap(pid_t middle);
  *
  *	int	shim_is_reaper(void);
@@ -22,6 +23,9 @@
  *	to reap and sets *helper; the posix_spawn fallback sets *middle,
  *	the first process, which the caller reaps with shim_reap() once it
  *	has exited (the helper forks it off at once).
+ *
+ *	shim_spawn_spare() starts a spare helper (spare.c) the quiet way
+ *	only, with sock as fds 0 and 1 and RELAYSHIM_SHIM_ACCEPT=3.
  *
  *	The other functions deal with helpers re-parented to an application
  *	that is PID 1 or a subreaper (see ORPHANED HELPERS).
@@ -147,6 +151,7 @@ struct shim_child {
 	pid_t helper;	    /* written by the middle */
 	char *helper_stack; /* top of the helper's stack */
 	char *const *argv;
+	char *const *envp;
 };
 
 /* shim_helper_main - the helper before execve: shares our memory, system calls only */
@@ -172,7 +177,7 @@ SHIM_NO_SANITIZE static int shim_helper_main(void *arg)
 #endif
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	execve(shim.sendmail, c->argv, shim.envp_detached);
+	execve(shim.sendmail, c->argv, c->envp);
 	c->err = errno;
 	_exit(127);
 }
@@ -218,7 +223,7 @@ static void shim_stacks_put(char *stacks)
 
 /* shim_spawn_quiet - start the detached helper without the application seeing a child */
 
-static int shim_spawn_quiet(int lfd, int ctl, pid_t *helper)
+static int shim_spawn_quiet(int lfd, int ctl, char *const *envp, pid_t *helper)
 {
 	const size_t stack_size = SHIM_STACK_SIZE;
 	struct shim_child c;
@@ -238,6 +243,7 @@ static int shim_spawn_quiet(int lfd, int ctl, pid_t *helper)
 	c.lfd = lfd;
 	c.ctl = ctl;
 	c.argv = argv;
+	c.envp = envp;
 	/* Stacks grow down on every architecture we build for. */
 	c.helper_stack = stacks + 2 * stack_size;
 	sigfillset(&all);
@@ -272,11 +278,20 @@ int shim_spawn(int lfd, int ctl, pid_t *middle, pid_t *helper)
 	*middle = -1;
 	*helper = -1;
 	if (!shim.posix_only)
-		rc = shim_spawn_quiet(lfd, ctl, helper);
+		rc = shim_spawn_quiet(lfd, ctl, shim.envp_detached, helper);
 	/* A seccomp filter or an odd kernel may refuse clone(): posix_spawn then. */
 	if (rc == ENOSYS || rc == EPERM || rc == EINVAL)
 		rc = shim_spawn_posix(lfd, ctl, middle);
 	return rc;
+}
+
+/* shim_spawn_spare - start a spare helper (spare.c) on sock, quietly or not at all */
+
+int shim_spawn_spare(int sock, pid_t *helper)
+{
+	*helper = -1;
+	/* Only the quiet spawn: a spare must never be the application's child. */
+	return shim_spawn_quiet(sock, sock, shim.envp_spare, helper);
 }
 
 /* shim_reap - wait for the helper's first process, which exits at once */
