@@ -215,12 +215,14 @@ static void spare_answer(char c)
 		(void)0;
 }
 
-/* spare_close_fds - the descriptors a refused message brought */
+/* spare_refuse - close what a refused handoff brought, say "N"; the spare is done */
 
-static void spare_close_fds(const int *fds, size_t n)
+static int spare_refuse(const int *fds, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		close(fds[i]);
+	spare_answer('N');
+	return -1;
 }
 
 /* is_listener - a listening TCP socket */
@@ -314,12 +316,23 @@ static int spare_take(int *lfd, int *ctl)
 	 * the real IDs it had when it started us, may hand us a
 	 * connection to serve as its user.
 	 */
-	if (!have_cred || cr.pid != spare_app || cr.uid != getuid() || cr.gid != getgid() ||
-	    (m.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0 || n != 1 || tag != 'H' || nfds != 2 ||
-	    !is_listener(fds[0]) || !is_unix_stream(fds[1]) || spare_stale()) {
-		spare_close_fds(fds, nfds);
-		spare_answer('N');
-		return -1;
+	if (!have_cred || cr.pid != spare_app || cr.uid != getuid() || cr.gid != getgid()) {
+		log_msg(LOG_LEVEL_WARNING,
+			"shim: a spare helper of pid %ld (uid %lu) refused a connection handed "
+			"over by pid %ld (uid %lu)",
+			(long)spare_app, (unsigned long)getuid(), have_cred ? (long)cr.pid : -1L,
+			have_cred ? (unsigned long)cr.uid : 0UL);
+		return spare_refuse(fds, nfds);
+	}
+	if ((m.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0 || n != 1 || tag != 'H' || nfds != 2 ||
+	    !is_listener(fds[0]) || !is_unix_stream(fds[1])) {
+		log_msg(LOG_LEVEL_WARNING, "shim: a spare helper refused a malformed handoff");
+		return spare_refuse(fds, nfds);
+	}
+	if (spare_stale()) {
+		log_msg(LOG_LEVEL_DEBUG, "shim: the configuration or the program changed since the "
+					 "spare helper started: a new helper serves");
+		return spare_refuse(fds, nfds);
 	}
 	spare_answer('Y');
 	*lfd = fds[0];
