@@ -413,3 +413,22 @@ assert os.read(fd, 100) == b"mine"
     with open(victim, "rb") as f:
         assert f.read() == b"mine"
     assert app_env.execs() == ["2", "2", "3", "3"]
+
+
+def test_a_spare_serves_a_relay_with_starttls_and_auth(relay, app_env):
+    # TLS and SASL are loaded on use (a static sendmail re-executes its
+    # dynamic twin for them): the spare must come up as a spare all the same.
+    with open(app_env.conf, "w") as f:
+        f.write(relay.sendmail_config("submission", extra="[queue]\nmode = never\n"
+                                      "[rewrite]\ndomain = example.com\n"))
+    t = tags(3)
+    code = r"""
+seen = []
+for tag in sys.argv[1:]:
+    send(tag)
+    seen.append(settle())
+assert len(seen[0]) == 1 and seen[1] == seen[2] == seen[0], seen
+"""
+    run_app(code, app_env.env, *t)
+    delivered(relay, t)
+    assert app_env.execs() == ["2", "3"]
