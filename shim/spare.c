@@ -89,7 +89,7 @@ static struct {
 	uint64_t dev, ino;
 } shim_spare;
 
-/* shim_spare_groups - a hash of the supplementary group list */
+/* shim_spare_groups - a hash of the supplementary group list; 0: unknown */
 
 static uint64_t shim_spare_groups(void)
 {
@@ -97,12 +97,13 @@ static uint64_t shim_spare_groups(void)
 	uint64_t h = 1469598103934665603ULL;
 	int n = getgroups(256, list);
 
-	/* More than 256 groups: never equal, so never used. */
+	/* More than 256 groups: unknown, and a spare is then never used. */
 	if (n < 0)
 		return 0;
 	for (int i = 0; i < n; i++)
 		h = (h ^ (uint64_t)list[i]) * 1099511628211ULL;
-	return h ^ (uint64_t)n;
+	h ^= (uint64_t)n;
+	return h != 0 ? h : 1;
 }
 
 /* shim_spare_inode - device and inode of fd; -1 if it is not open */
@@ -140,7 +141,7 @@ static int shim_spare_is_ours(void)
 	uint64_t dev;
 	uint64_t ino;
 
-	return shim_spare.pid == getpid() && shim_spare.uid == getuid() &&
+	return shim_spare.groups != 0 && shim_spare.pid == getpid() && shim_spare.uid == getuid() &&
 	       shim_spare.euid == geteuid() && shim_spare.gid == getgid() &&
 	       shim_spare.egid == getegid() && shim_spare.groups == shim_spare_groups() &&
 	       shim_spare_inode(shim_spare.fd, &dev, &ino) == 0 && dev == shim_spare.dev &&
