@@ -24,7 +24,9 @@
 #include "net.h"
 #include "tls.h"
 
-#define NET_READ_CHUNK 16384
+/* Replies are short: 4095 + the NUL is one 4 KB buffer, where 16 KB made
+ * buf_reserve() allocate 32 KB and touch a page more for every message. */
+#define NET_READ_CHUNK 4095
 
 /* net_now_ms - monotonic milliseconds */
 

@@ -1211,15 +1211,17 @@ static int send_message(struct smtp_session *s, const struct message *msg, struc
 	struct smtp_dot dot = {0};
 	struct buf out = BUF_INIT;
 	char *chunk = 0;
+	/* No 64 KB buffer for a small body: its end page is one more page fault. */
+	size_t size = msg->body.len < SMTP_CHUNK ? (size_t)msg->body.len : SMTP_CHUNK;
 	unsigned long long off = 0;
 	int status = 0;
 
 	smtp_dot_stuff(&dot, msg->header.data ? msg->header.data : "", msg->header.len, &out);
 	smtp_dot_stuff(&dot, "\r\n", 2, &out);
-	if (msg->body.len)
-		chunk = util_malloc(SMTP_CHUNK);
+	if (size)
+		chunk = util_malloc(size);
 	while (off < msg->body.len) {
-		ssize_t n = body_read(&msg->body, off, chunk, SMTP_CHUNK);
+		ssize_t n = body_read(&msg->body, off, chunk, size);
 
 		if (n <= 0) {
 			/* Our own spill file failed: nothing the relay can fix. */

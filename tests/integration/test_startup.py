@@ -8,6 +8,7 @@ counted by callgrind.
 """
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -53,3 +54,28 @@ def test_reading_the_configuration_stays_cheap(sendmail_bin, tmp_path):
     assert totals, "no totals in the callgrind output"
     instructions = int(totals[-1].split()[1])
     assert instructions < 160000, "config_load: %d instructions" % instructions
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed")
+def test_a_small_message_reads_with_small_buffers(relay, sendmail_bin, tmp_path):
+    # On this VM a first touch of a heap page costs ~10 us. A 64 KB stdin
+    # buffer, a 32 KB reply buffer and a 64 KB body buffer each touched one
+    # page more (malloc writes the top chunk's header past their end) for a
+    # message of a few hundred bytes: 4 KB first reads, a body-sized buffer.
+    conf = tmp_path / "relayshim.conf"
+    conf.write_text(relay.sendmail_config("plain", extra="[rewrite]\ndomain = example.com\n"
+                                          "[queue]\nmode = never\n[log]\ntarget = none\n"))
+    conf.chmod(0o600)
+    trace = tmp_path / "trace"
+    r = subprocess.run(["strace", "-f", "-e", "trace=read", "-o", str(trace), sendmail_bin, "-i",
+                        "rcpt@example.org"], input=b"Subject: small\n\nhello\n",
+                       capture_output=True, timeout=60, env=environment(conf))
+    assert r.returncode == 0, r.stderr
+    reads = [line for line in trace.read_text().splitlines() if " read(" in line]
+    stdin = [line for line in reads if " read(0, " in line]
+    relay_replies = [line for line in reads if '"220 ' in line or '"250' in line]
+    size = re.compile(r", (\d+)\)\s+= ")
+    assert stdin and all(size.search(line).group(1) == "4096" for line in stdin), stdin
+    assert relay_replies and all(size.search(line).group(1) == "4095"
+                                 for line in relay_replies), relay_replies
+    assert b"Subject: small" in relay.capture.wait_for(1, timeout=15)[0].data

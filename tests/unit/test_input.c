@@ -251,6 +251,38 @@ START_TEST(long_single_line_is_kept_whole)
 }
 END_TEST
 
+START_TEST(lines_across_the_first_4k_read_are_kept_whole)
+{
+	/* input_read() reads 4 KB first, then 64 KB: lines that straddle
+	 * either boundary, through a pipe, arrive byte for byte. */
+	static char data[12000], want[13000];
+	size_t n = 0, w = 0;
+	int p[2];
+	char *b;
+
+	n += (size_t)snprintf(data, sizeof(data), "Subject: across\n\n");
+	for (int i = 0; n + 100 < sizeof(data); i++) {
+		int len = snprintf(data + n, sizeof(data) - n, "%0*d\n", 1 + i % 97, i);
+
+		memcpy(want + w, data + n, (size_t)len - 1);
+		w += (size_t)len - 1;
+		want[w++] = '\r';
+		want[w++] = '\n';
+		n += (size_t)len;
+	}
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(write(p[1], data, n), (ssize_t)n);
+	close(p[1]);
+	message_init(&msg);
+	ck_assert_int_eq(input_read(p[0], 1, &msg, &err), 0);
+	close(p[0]);
+	ck_assert_uint_eq(msg.body.len, w);
+	b = body_string();
+	ck_assert(memcmp(b, want, w) == 0);
+	free(b);
+}
+END_TEST
+
 START_TEST(socket_input_is_read_to_eof)
 {
 	int sv[2];
@@ -310,6 +342,7 @@ int main(void)
 	tcase_add_test(tc, empty_input_is_an_empty_message);
 	tcase_add_test(tc, large_body_spills_to_a_file);
 	tcase_add_test(tc, long_single_line_is_kept_whole);
+	tcase_add_test(tc, lines_across_the_first_4k_read_are_kept_whole);
 	tcase_add_test(tc, socket_input_is_read_to_eof);
 	tcase_add_test(tc, obsolete_space_before_the_colon_stays_in_the_header);
 	suite_add_tcase(s, tc);
