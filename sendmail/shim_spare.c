@@ -23,14 +23,14 @@
  *	shim_spare_requested() says whether this process is a spare.
  *
  *	shim_spare_begin() runs before the configuration is read: it
- *	makes a session of its own, learns the application's pid from the
+ *	removes RELAYSHIM_SHIM_ACCEPT from the environment (the queue
+ *	worker a session starts must not see it), makes a session of its
+ *	own, learns the application's pid from the
  *	socket's peer credentials and asks the kernel to attach the
  *	sender's credentials to every message.
  *
  *	shim_spare_serve() runs once the configuration is loaded and the
  *	caller's identity looked up, and returns when the spare is done.
- *	It removes RELAYSHIM_SHIM_ACCEPT from the environment (the queue
- *	worker a session starts must not see it).
  *	For each handoff (one byte "H" with two descriptors: a listener
  *	and a control socket, as a helper the shim starts gets them) it
  *	answers "Y", accepts exactly the application's connection
@@ -127,6 +127,7 @@ int shim_spare_begin(struct error *err)
 	int on = 1;
 	int null;
 
+	unsetenv(SHIM_SPARE_ENV);
 	if (v != NULL && *v != 0) {
 		idle = strtol(v, &end, 10);
 		if (*end != 0 || idle < 0 || idle > 86400)
@@ -358,11 +359,6 @@ void shim_spare_serve(const char *const *files, int (*serve)(int conn, void *arg
 	ssize_t n;
 	size_t k = 0;
 
-	/*
-	 * Removed only now: a static sendmail that re-executes its dynamic
-	 * twin once the configuration is read must start it as a spare too.
-	 */
-	unsetenv(SHIM_SPARE_ENV);
 	for (size_t i = 0; files[i] != NULL; i++)
 		if (*files[i] != 0 && k < SHIM_SPARE_MAX_FILES) {
 			spare_files[k] = files[i];

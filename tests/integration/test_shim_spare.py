@@ -416,8 +416,7 @@ assert os.read(fd, 100) == b"mine"
 
 
 def test_a_spare_serves_a_relay_with_starttls_and_auth(relay, app_env):
-    # TLS and SASL are loaded on use (a static sendmail re-executes its
-    # dynamic twin for them): the spare must come up as a spare all the same.
+    # OpenSSL and SASL are loaded on use, in the spare's sessions.
     with open(app_env.conf, "w") as f:
         f.write(relay.sendmail_config("submission", extra="[queue]\nmode = never\n"
                                       "[rewrite]\ndomain = example.com\n"))
