@@ -33,9 +33,10 @@
  *	application's connection waits, and on the same control socket,
  *	where the peer address waits.
  *
- *	shim_spare_start() starts a spare unless one exists or
- *	RELAYSHIM_SPARE is 0. It is called after a session's helper was
- *	started the usual way.
+ *	shim_spare_start() starts a spare unless one exists, RELAYSHIM_SPARE
+ *	is 0, or the last three spares ended without serving a connection
+ *	(the application sends less often than a spare waits). It is
+ *	called after a session's helper was started the usual way.
  * SECURITY
  *	The spare runs with the identity the process had when it was
  *	started. A spare is never used
@@ -80,6 +81,14 @@
  */
 enum { SPARE_NONE, SPARE_BUSY, SPARE_READY, SPARE_SERVING };
 static int shim_spare_state;
+/*
+ * Spares in a row that ended without serving a connection. An
+ * application that sends less often than a spare waits (or whose
+ * seccomp filter refuses the handoff) would otherwise start one for
+ * nothing after every session: after SHIM_SPARE_MAX_UNUSED, no more.
+ */
+#define SHIM_SPARE_MAX_UNUSED 3
+static int shim_spare_unused;
 static struct {
 	int fd;
 	pid_t pid; /* of the application, at the start */
@@ -87,6 +96,7 @@ static struct {
 	gid_t gid, egid;
 	uint64_t groups; /* a hash of the supplementary groups */
 	uint64_t dev, ino;
+	int served; /* it took a connection */
 } shim_spare;
 
 /* shim_spare_groups - a hash of the supplementary group list; 0: unknown */
@@ -131,6 +141,8 @@ static void shim_spare_drop(void)
 	    ino == shim_spare.ino)
 		close(shim_spare.fd);
 	shim_spare.fd = -1;
+	if (!shim_spare.served)
+		__atomic_add_fetch(&shim_spare_unused, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&shim_spare_state, SPARE_NONE, __ATOMIC_RELEASE);
 }
 
@@ -256,6 +268,8 @@ int shim_spare_confirm(void)
 		errno = saved;
 		return -1;
 	}
+	shim_spare.served = 1;
+	__atomic_store_n(&shim_spare_unused, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&shim_spare_state, SPARE_SERVING, __ATOMIC_RELEASE);
 	errno = saved;
 	return 0;
@@ -272,6 +286,7 @@ void shim_spare_start(void)
 	pid_t helper = -1;
 
 	if (shim.spare_off || shim.posix_only ||
+	    __atomic_load_n(&shim_spare_unused, __ATOMIC_RELAXED) >= SHIM_SPARE_MAX_UNUSED ||
 	    !__atomic_compare_exchange_n(&shim_spare_state, &expected, SPARE_BUSY, 0,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return;
@@ -301,6 +316,7 @@ void shim_spare_start(void)
 	shim_spare.gid = getgid();
 	shim_spare.egid = getegid();
 	shim_spare.groups = shim_spare_groups();
+	shim_spare.served = 0;
 	__atomic_store_n(&shim_spare_state, SPARE_READY, __ATOMIC_RELEASE);
 	errno = saved;
 }

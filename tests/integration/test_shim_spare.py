@@ -431,3 +431,13 @@ assert len(seen[0]) == 1 and seen[1] == seen[2] == seen[0], seen
     run_app(code, app_env.env, *t)
     delivered(relay, t)
     assert app_env.execs() == ["2", "3"]
+
+
+def test_no_more_spares_after_three_that_served_nothing(relay, app_env):
+    # An application that sends less often than a spare waits would start
+    # one for nothing after every session: after three unused, no more.
+    env = dict(app_env.env, RELAYSHIM_SPARE="1")
+    t = tags(5)
+    run_app("for tag in sys.argv[1:]: send(tag); time.sleep(1.4)", env, *t)
+    delivered(relay, t)
+    assert app_env.execs() == ["2"] * 5 + ["3"] * 3
