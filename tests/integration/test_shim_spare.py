@@ -13,36 +13,26 @@ spare that no longer matches them.
 """
 
 import os
-import pwd
-import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 
 import pytest
 
 from test_shim import RCPT, SENDER, SENDMAIL, preload
+# Fixtures: a real unprivileged user; a world-traversable directory (a test may drop to it).
+from test_shim_setuid import rss_user, workdir  # noqa: F401
 
 PYTHON = "/usr/bin/python3"
 
 
 @pytest.fixture
-def work():
-    """World-traversable: a test may drop to an unprivileged user."""
-    d = tempfile.mkdtemp(prefix="rsp-spare-")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def app_env(relay, work):
+def app_env(relay, workdir):
     """The shim preloaded; RELAYSHIM_SENDMAIL is a wrapper that logs each exec."""
-    conf = os.path.join(work, "relayshim.conf")
+    conf = os.path.join(workdir, "relayshim.conf")
     write_conf(conf, relay, "example.com")
-    log = os.path.join(work, "execs")
-    wrapper = os.path.join(work, "sendmail")
+    log = os.path.join(workdir, "execs")
+    wrapper = os.path.join(workdir, "sendmail")
     with open(wrapper, "w") as f:
         f.write('#!/bin/sh\necho "$RELAYSHIM_SHIM_ACCEPT" >>%s\nexec %s "$@"\n' % (log, SENDMAIL))
     os.chmod(wrapper, 0o755)
@@ -147,6 +137,16 @@ def settle(n=1):
             return helpers_running()
         time.sleep(0.05)
     return helpers_running()
+def hand_over(fd):
+    # What a hostile caller would do: hand the spare a listener of its own.
+    s = socket.socket(fileno=os.dup(fd))
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    a, b = socket.socketpair()
+    socket.send_fds(s, [b"H"], [lst.fileno(), b.fileno()])
+    s.settimeout(5)
+    return s.recv(1), lst
 def spare_fd():
     # The shim's descriptor to its spare: the one SOCK_SEQPACKET socket.
     for fd in map(int, os.listdir("/proc/self/fd")):
@@ -246,19 +246,7 @@ send(sys.argv[3], sender="app")
     assert app_env.execs() == ["2", "2", "3", "3"]
 
 
-@pytest.fixture
-def rsp_user():
-    name = "rsp" + uuid.uuid4().hex[:8]
-    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                    "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True)
-    try:
-        yield pwd.getpwnam(name)
-    finally:
-        subprocess.run(["userdel", name], capture_output=True)
-        subprocess.run(["groupdel", name], capture_output=True)
-
-
-def test_a_process_that_gave_up_root_is_not_served_by_roots_spare(relay, app_env, rsp_user):
+def test_a_process_that_gave_up_root_is_not_served_by_roots_spare(relay, app_env, rss_user):
     # A root master that switches to www-data (php-fpm, apache) after it sent
     # mail: the spare started as root must never serve the switched process.
     t = tags(3)
@@ -273,18 +261,18 @@ send(sys.argv[3])
 time.sleep(0.3)
 assert not any(p in helpers_running() for p in root_spare), (root_spare, helpers_running())
 """
-    r = run_app(code, app_env.env, *t, str(rsp_user.pw_uid), str(rsp_user.pw_gid))
+    r = run_app(code, app_env.env, *t, str(rss_user.pw_uid), str(rss_user.pw_gid))
     # The shim itself let the root spare go; it never had to refuse anything.
     assert "refused" not in r.stderr, r.stderr
     got = delivered(relay, t)
     for tag in t[:2]:
         assert b"from root (uid 0)" in got[tag].data
     m = got[t[2]]
-    assert ("from %s (uid %d)" % (rsp_user.pw_name, rsp_user.pw_uid)).encode() in m.data, m.data
+    assert ("from %s (uid %d)" % (rss_user.pw_name, rss_user.pw_uid)).encode() in m.data, m.data
     assert app_env.execs() == ["2", "2", "3", "3"]
 
 
-def test_code_that_gave_up_root_cannot_use_the_spare_socket_itself(relay, app_env, rsp_user):
+def test_code_that_gave_up_root_cannot_use_the_spare_socket_itself(relay, app_env, rss_user):
     # The same process, hostile after the switch: it finds the shim's socket to
     # the root spare and hands it a connection of its own. The kernel's
     # credentials on the message tell the spare who sent it: it refuses and
@@ -298,14 +286,8 @@ spare = settle()
 os.setgroups([])
 os.setgid(int(sys.argv[3]))
 os.setuid(int(sys.argv[2]))
-s = socket.socket(fileno=os.dup(fd))
-lst = socket.socket()
-lst.bind(("127.0.0.1", 0))
-lst.listen(1)
-a, b = socket.socketpair()
-socket.send_fds(s, [b"H"], [lst.fileno(), b.fileno()])
-s.settimeout(5)
-print(s.recv(1))
+answer, lst = hand_over(fd)
+print(answer)
 for _ in range(100):
     if not any(p in helpers_running() for p in spare):
         break
@@ -318,10 +300,10 @@ try:
 except socket.timeout:
     pass
 """
-    r = run_app(code, app_env.env, *t, str(rsp_user.pw_uid), str(rsp_user.pw_gid))
+    r = run_app(code, app_env.env, *t, str(rss_user.pw_uid), str(rss_user.pw_gid))
     assert r.stdout.strip().splitlines()[0] == "b'N'", r.stdout
     assert "(uid 0) refused a connection handed over by pid" in r.stderr, r.stderr
-    assert "(uid %d)" % rsp_user.pw_uid in r.stderr, r.stderr
+    assert "(uid %d)" % rss_user.pw_uid in r.stderr, r.stderr
     delivered(relay, t)
 
 
@@ -355,14 +337,7 @@ send(sys.argv[1])
 fd = spare_fd()
 pid = os.fork()
 if pid == 0:
-    s = socket.socket(fileno=os.dup(fd))
-    lst = socket.socket()
-    lst.bind(("127.0.0.1", 0))
-    lst.listen(1)
-    a, b = socket.socketpair()
-    socket.send_fds(s, [b"H"], [lst.fileno(), b.fileno()])
-    s.settimeout(5)
-    os._exit(0 if s.recv(1) == b"N" else 3)
+    os._exit(0 if hand_over(fd)[0] == b"N" else 3)
 assert os.waitpid(pid, 0)[1] == 0, "the spare took a connection from another process"
 """
     r = run_app(code, app_env.env, *t)
@@ -390,12 +365,12 @@ for x in ts: x.join()
     delivered(relay, t)
 
 
-def test_a_reused_descriptor_number_is_not_taken_for_the_spare(relay, app_env, work):
+def test_a_reused_descriptor_number_is_not_taken_for_the_spare(relay, app_env, workdir):
     # The application closed the shim's socket and reused its number for a
     # file: the shim notices (another inode), leaves the file alone and
     # serves the connection with a helper of its own.
     t = tags(2)
-    victim = os.path.join(work, "victim")
+    victim = os.path.join(workdir, "victim")
     code = r"""
 send(sys.argv[1])
 fd = spare_fd()
