@@ -788,7 +788,7 @@ if [ -f "$SHIM" ] && [ -x "$SM" ]; then
 		CELL_SHIM_SESS="$(calc "$smed" 3) ms ($(calc "$(kv p10_ms "$ls")" 3)–$(calc "$(kv p90_ms "$ls")" 3)), +$SHIM_SESS ms"
 		[ "$sfails" != 0 ] && CELL_SHIM_SESS="$CELL_SHIM_SESS [$sfails/$SHIM_N failed: $(tail -n 1 "$W/err/shim-sess.log" | tr -d '|' | cut -c1-60)]"
 	fi
-	# The sessions above after the first (a warm-up) are served by the
+	# The sessions above after the first two (warm-ups) are served by the
 	# process's spare helper. Also shown: a process's first session, whose
 	# helper is started for it, and every session starting its helper.
 	first=""
@@ -1015,7 +1015,7 @@ row() {
 	row 5 "${BIG_MB} MB message: peak RSS" "—" CELL_RSS "≤ 4 MB" "$V_RSS"
 	echo "| 6 | shim: added per non-intercepted connect() | — | $CELL_SHIM_NS | — | — | — | — | — | ≤ 100 ns | $V_SNS |"
 	echo "| 6 | shim: intercepted session (direct: $CELL_DIRECT_SESS) | — | $CELL_SHIM_SESS | — | — | — | — | — | ≤ direct + 2 ms | $V_SSS |"
-	echo "| 6 | … a process's first session (its helper started for it; the spare after it) | — | $CELL_SHIM_FIRST | — | — | — | — | — | — | — |"
+	echo "| 6 | … a process's first session (its helper started for it; no spare) | — | $CELL_SHIM_FIRST | — | — | — | — | — | — | — |"
 	echo "| 6 | … every session starting its helper (RELAYSHIM_SPARE=0) | — | $CELL_SHIM_NOSPARE | — | — | — | — | — | — | — |"
 	echo "| 7 | one -bs session, $BS_N messages | — | $CELL_BS | n/a (no -bs) | n/a (no -bs) | n/a (-bs ignored) | n/a (no -bs) | not measured (spools via nullmailer-smtpd) | ≥ 2000 msg/s | $V_BS |"
 	echo "| 7 | relay connections used by that session | — | $CELL_BS_CONNS | — | — | — | — | — | 1 | $V_BS |"

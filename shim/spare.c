@@ -11,7 +11,7 @@
  *	void	shim_spare_start(void);
  * DESCRIPTION
  *	Starting "sendmail -bs" (exec, dynamic loading, configuration)
- *	is most of an intercepted session's cost. After the first
+ *	is most of an intercepted session's cost. After the second
  *	session the shim starts a spare helper: "sendmail -bs" with
  *	RELAYSHIM_SHIM_ACCEPT=3 and one end of an AF_UNIX SOCK_SEQPACKET
  *	socketpair as fd 0. It loads its configuration once and then
@@ -34,9 +34,10 @@
  *	where the peer address waits.
  *
  *	shim_spare_start() starts a spare unless one exists, RELAYSHIM_SPARE
- *	is 0, or the last three spares ended without serving a connection
- *	(the application sends less often than a spare waits). It is
- *	called after a session's helper was started the usual way.
+ *	is 0, this was the process's first session, or the last three
+ *	spares ended without serving a connection (the application sends
+ *	less often than a spare waits). It is called after a session's
+ *	helper was started the usual way.
  * SECURITY
  *	The spare runs with the identity the process had when it was
  *	started. A spare is never used
@@ -89,6 +90,13 @@ static int shim_spare_state;
  */
 #define SHIM_SPARE_MAX_UNUSED 3
 static int shim_spare_unused;
+/*
+ * Sessions served by a helper started for them. The first never starts
+ * a spare: a program that sends one mail and exits (a cron job's
+ * script) would pay for a second start-up, in its connect() and on the
+ * CPU its own helper needs, for nothing.
+ */
+static int shim_spare_helpers;
 static struct {
 	int fd;
 	pid_t pid; /* of the application, at the start */
@@ -286,6 +294,7 @@ void shim_spare_start(void)
 	pid_t helper = -1;
 
 	if (shim.spare_off || shim.posix_only ||
+	    __atomic_add_fetch(&shim_spare_helpers, 1, __ATOMIC_RELAXED) < 2 ||
 	    __atomic_load_n(&shim_spare_unused, __ATOMIC_RELAXED) >= SHIM_SPARE_MAX_UNUSED ||
 	    !__atomic_compare_exchange_n(&shim_spare_state, &expected, SPARE_BUSY, 0,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))

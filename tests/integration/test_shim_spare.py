@@ -1,6 +1,6 @@
 """test_shim_spare - the spare helper (shim/spare.c, sendmail/shim_spare.c).
 
-After an application's first intercepted session the shim starts a spare
+After an application's second intercepted session the shim starts a spare
 `sendmail -bs`, which serves the application's next connections one after
 the other. These tests run real applications (python3 smtplib) under the
 shim with the real sendmail and the Postfix fixture, and count the helpers
@@ -180,44 +180,46 @@ def tags(n):
 
 
 def test_sessions_after_the_first_are_served_by_one_spare(relay, app_env):
-    t = tags(4)
+    t = tags(5)
     code = r"""
 seen = []
 for tag in sys.argv[1:]:
     send(tag)
     seen.append(settle())
 print(seen)
-assert len(seen[0]) == 1, seen
-assert seen[1] == seen[2] == seen[3] == seen[0], seen
+# No spare after one session (a program that sends one mail pays nothing).
+assert seen[0] == [], seen
+assert len(seen[1]) == 1 and seen[1] == seen[2] == seen[3] == seen[4], seen
 """
     run_app(code, app_env.env, *t)
     delivered(relay, t)
-    # One helper for the first connection, one spare for the three others.
-    assert app_env.execs() == ["2", "3"]
+    # A helper for each of the first two connections, one spare for the three others.
+    assert app_env.execs() == ["2", "2", "3"]
 
 
 def test_the_spare_ends_with_the_application(relay, app_env):
-    t = tags(2)
-    run_app("send(sys.argv[1]); send(sys.argv[2])", app_env.env, *t)
+    t = tags(3)
+    run_app("for tag in sys.argv[1:]: send(tag)", app_env.env, *t)
     delivered(relay, t)
     assert wait_until(lambda: helpers(app_env.mark) == []), helpers(app_env.mark)
 
 
 def test_an_idle_spare_ends_and_the_next_connection_is_served(relay, app_env):
     env = dict(app_env.env, RELAYSHIM_SPARE="1")
-    t = tags(3)
+    t = tags(4)
     code = r"""
 send(sys.argv[1])
+send(sys.argv[2])
 assert len(settle()) == 1
 time.sleep(2.5)
 assert helpers_running() == [], helpers_running()
-send(sys.argv[2])
 send(sys.argv[3])
+send(sys.argv[4])
 """
     run_app(code, env, *t)
     delivered(relay, t)
     # After the idle spare had gone: a helper again, and a new spare.
-    assert app_env.execs() == ["2", "2", "3", "3"]
+    assert app_env.execs() == ["2", "2", "2", "3", "3"]
 
 
 def test_no_spare_with_relayshim_spare_0(relay, app_env):
@@ -229,21 +231,20 @@ def test_no_spare_with_relayshim_spare_0(relay, app_env):
 
 
 def test_a_changed_configuration_is_read_by_the_next_session(relay, app_env):
-    t = tags(3)
+    t = tags(4)
     code = r"""
 send(sys.argv[1], sender="app")
 send(sys.argv[2], sender="app")
-open(sys.argv[4], "w").write(open(sys.argv[4] + ".next").read())
 send(sys.argv[3], sender="app")
+open(sys.argv[5], "w").write(open(sys.argv[5] + ".next").read())
+send(sys.argv[4], sender="app")
 """
     write_conf(app_env.conf + ".next", relay, "example.org")
     run_app(code, app_env.env, *t, app_env.conf)
     got = delivered(relay, t)
-    assert got[t[0]].mail_from == "app@example.com"
-    assert got[t[1]].mail_from == "app@example.com"
-    assert got[t[2]].mail_from == "app@example.org"
+    assert [got[tag].mail_from for tag in t] == ["app@example.com"] * 3 + ["app@example.org"]
     # The stale spare refused and ended; a helper and a new spare took over.
-    assert app_env.execs() == ["2", "2", "3", "3"]
+    assert app_env.execs() == ["2", "2", "2", "3", "3"]
 
 
 def test_a_process_that_gave_up_root_is_not_served_by_roots_spare(relay, app_env, rss_user):
@@ -269,7 +270,7 @@ assert not any(p in helpers_running() for p in root_spare), (root_spare, helpers
         assert b"from root (uid 0)" in got[tag].data
     m = got[t[2]]
     assert ("from %s (uid %d)" % (rss_user.pw_name, rss_user.pw_uid)).encode() in m.data, m.data
-    assert app_env.execs() == ["2", "2", "3", "3"]
+    assert app_env.execs() == ["2", "2", "2", "3", "3"]
 
 
 def test_code_that_gave_up_root_cannot_use_the_spare_socket_itself(relay, app_env, rss_user):
@@ -277,15 +278,16 @@ def test_code_that_gave_up_root_cannot_use_the_spare_socket_itself(relay, app_en
     # the root spare and hands it a connection of its own. The kernel's
     # credentials on the message tell the spare who sent it: it refuses and
     # ends, and nothing is accepted on the hostile listener.
-    t = tags(1)
+    t = tags(2)
     code = r"""
 send(sys.argv[1])
+send(sys.argv[2])
 fd = spare_fd()
 assert fd is not None
 spare = settle()
 os.setgroups([])
-os.setgid(int(sys.argv[3]))
-os.setuid(int(sys.argv[2]))
+os.setgid(int(sys.argv[4]))
+os.setuid(int(sys.argv[3]))
 answer, lst = hand_over(fd)
 print(answer)
 for _ in range(100):
@@ -326,14 +328,15 @@ assert all(p in helpers_running() for p in parent_spare), (parent_spare, helpers
     r = run_app(code, app_env.env, *t)
     assert "refused" not in r.stderr, r.stderr
     delivered(relay, t)
-    # Parent: helper + spare; child: a helper and a spare of its own.
-    assert app_env.execs() == ["2", "2", "3", "3"]
+    # Parent: two helpers and a spare; child: a helper and a spare of its own.
+    assert app_env.execs() == ["2", "2", "2", "3", "3"]
 
 
 def test_a_forked_child_cannot_hand_connections_to_its_parents_spare(relay, app_env):
-    t = tags(1)
+    t = tags(2)
     code = r"""
 send(sys.argv[1])
+send(sys.argv[2])
 fd = spare_fd()
 pid = os.fork()
 if pid == 0:
@@ -369,16 +372,17 @@ def test_a_reused_descriptor_number_is_not_taken_for_the_spare(relay, app_env, w
     # The application closed the shim's socket and reused its number for a
     # file: the shim notices (another inode), leaves the file alone and
     # serves the connection with a helper of its own.
-    t = tags(2)
+    t = tags(3)
     victim = os.path.join(workdir, "victim")
     code = r"""
 send(sys.argv[1])
+send(sys.argv[2])
 fd = spare_fd()
 os.close(fd)
-f = os.open(sys.argv[3], os.O_RDWR | os.O_CREAT, 0o600)
+f = os.open(sys.argv[4], os.O_RDWR | os.O_CREAT, 0o600)
 os.dup2(f, fd)
 os.write(fd, b"mine")
-send(sys.argv[2])
+send(sys.argv[3])
 os.fstat(fd)
 os.lseek(fd, 0, 0)
 assert os.read(fd, 100) == b"mine"
@@ -387,7 +391,7 @@ assert os.read(fd, 100) == b"mine"
     delivered(relay, t)
     with open(victim, "rb") as f:
         assert f.read() == b"mine"
-    assert app_env.execs() == ["2", "2", "3", "3"]
+    assert app_env.execs() == ["2", "2", "2", "3", "3"]
 
 
 def test_a_spare_serves_a_relay_with_starttls_and_auth(relay, app_env):
@@ -401,11 +405,11 @@ seen = []
 for tag in sys.argv[1:]:
     send(tag)
     seen.append(settle())
-assert len(seen[0]) == 1 and seen[1] == seen[2] == seen[0], seen
+assert seen[0] == [] and len(seen[1]) == 1 and seen[1] == seen[2], seen
 """
     run_app(code, app_env.env, *t)
     delivered(relay, t)
-    assert app_env.execs() == ["2", "3"]
+    assert app_env.execs() == ["2", "2", "3"]
 
 
 def test_no_more_spares_after_three_that_served_nothing(relay, app_env):
