@@ -187,8 +187,12 @@ static int spare_session(int conn, void *vctx)
 	static const struct smtpd_ops ops = {bs_deliver, bs_has_dsn, bs_end, spare_bye};
 	struct submit_ctx *ctx = vctx;
 	struct error err;
+	int rc = smtpd_serve(conn, conn, ctx->cfg, &ops, ctx, &err);
 
-	return smtpd_serve(conn, conn, ctx->cfg, &ops, ctx, &err);
+	/* What die() says for a -bs helper, the spare logs: it serves on. */
+	if (rc != 0)
+		log_msg(LOG_LEVEL_WARNING, "%s", err.text);
+	return rc;
 }
 
 /* run_smtpd - -bs (stdin/stdout), a spare helper's connections, -bd (loopback listener) */

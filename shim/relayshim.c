@@ -36,6 +36,9 @@
  *	   application is PID 1 or a subreaper, the helper is re-parented to
  *	   it; the shim then reaps finished helpers at the next intercepted
  *	   connect() (ORPHANED HELPERS in spawn.c).
+ *	From a process's third session on, step 2 hands the listener and
+ *	the socketpair's end to the process's spare helper, started after
+ *	its second session and already configured, instead (spare.c).
  *	Spawning before connecting means a helper that cannot be started
  *	leaves the application's socket untouched: connect() then fails with
  *	ECONNREFUSED and one line on stderr.
