@@ -146,6 +146,11 @@ def gone(pids, timeout=20):
     while any(p in helpers_running() for p in pids) and time.time() < end:
         time.sleep(0.05)
     return not any(p in helpers_running() for p in pids)
+def become(uid, gid):
+    # What a root master does before it serves as www-data.
+    os.setgroups([])
+    os.setgid(int(gid))
+    os.setuid(int(uid))
 def hand_over(fd):
     # What a hostile caller would do: hand the spare a listener of its own.
     s = socket.socket(fileno=os.dup(fd))
@@ -265,9 +270,7 @@ def test_a_process_that_gave_up_root_is_not_served_by_roots_spare(relay, app_env
 send(sys.argv[1])
 send(sys.argv[2])
 root_spare = settle()
-os.setgroups([])
-os.setgid(int(sys.argv[5]))
-os.setuid(int(sys.argv[4]))
+become(sys.argv[4], sys.argv[5])
 send(sys.argv[3])
 assert gone(root_spare), (root_spare, helpers_running())
 """
@@ -294,9 +297,7 @@ send(sys.argv[2])
 fd = spare_fd()
 assert fd is not None
 spare = settle()
-os.setgroups([])
-os.setgid(int(sys.argv[4]))
-os.setuid(int(sys.argv[3]))
+become(sys.argv[3], sys.argv[4])
 answer, lst = hand_over(fd)
 print(answer)
 assert gone(spare), "the root spare still runs"
